@@ -1,0 +1,117 @@
+"""The `clbounds` command line.
+
+Exit codes: 0 success; 2 usage or config error (one clear line, no traceback); 1 runtime
+failure (a message saying what failed and what was kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, load_config
+from .store import Store, default_store_root
+
+
+def _print_rows(rows: list[tuple[str, float, str]]) -> None:
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, protocol in rows:
+        print(f"  {name:<{width}}  {value:>9.4f}   [{protocol}]")
+
+
+def cmd_train(args: argparse.Namespace, store: Store) -> None:
+    from .evaluate import evaluate
+    from .train import train
+
+    cfg = load_config(args.config, args.overrides)
+    record = train(cfg, store, progress=not args.quiet)
+    print(f"run {record.id} ({cfg.method.name}, {cfg.data.name}, {cfg.encoder.arch}): {record.status}  {record.path}")
+    if args.eval:
+        _print_rows(evaluate(record, store))
+
+
+def cmd_eval(args: argparse.Namespace, store: Store) -> None:
+    from .evaluate import evaluate
+
+    record = store.find_run(args.run)
+    if record.status != "done":
+        raise ConfigError(f"run {record.id} is {record.status}, not done; finish it with `clbounds train` first")
+    print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})")
+    _print_rows(evaluate(record, store, random_init=args.random_init))
+
+
+def cmd_runs(args: argparse.Namespace, store: Store) -> None:
+    runs = store.runs()
+    if args.json:
+        print(json.dumps([{"id": r.id, "name": r.name, "method": r.method, "dataset": r.dataset, "encoder": r.encoder, "status": r.status, "message": r.message, "path": str(r.path), "config": r.config} for r in runs], indent=2))
+        return
+    if not runs:
+        print(f"no runs in {store.root}")
+        return
+    print(f"{'id':<11} {'name':<28} {'method':<13} {'dataset':<10} {'encoder':<9} {'status':<8} path")
+    for r in runs:
+        print(f"{r.id:<11} {r.name[:28]:<28} {r.method:<13} {r.dataset:<10} {r.encoder:<9} {r.status:<8} {r.path}" + (f"  ({r.message})" if r.message else ""))
+
+
+def cmd_export(args: argparse.Namespace, store: Store) -> None:
+    rows = store.measurements()
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=["run", "name", "value", "protocol"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(json.dumps({"measurements": rows}, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clbounds", description="Train contrastive encoders, measure the terms of their theorems, and check the bounds.")
+    parser.add_argument("--store", type=Path, default=None, help=f"run store folder (default: $CLBOUNDS_HOME or ./runs; now {default_store_root()})")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run (resumes an unfinished run, skips a finished one)")
+    p.add_argument("config", help="a YAML path or a bundled config name, e.g. quick-simclr-synthetic")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.1 seed=1")
+    p.add_argument("--eval", action="store_true", help="run the offline probes afterwards")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="offline probes: kNN, linear, nearest centre")
+    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("--random-init", action="store_true", help="probe the same architecture at its initial weights instead")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("export", help="every measurement with its protocol")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="JSON (default)")
+    group.add_argument("--csv", action="store_true")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store = Store(args.store)
+        args.func(args, store)
+    except (ConfigError, KeyError) as err:
+        print(f"clbounds: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("clbounds: interrupted; the last completed epoch's checkpoint is kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError, OSError) as err:
+        print(f"clbounds: failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Experiment configs: YAML in, a validated, typed ``Config`` out.
+
+Validation happens before any work starts. Every error names the key, the value and what
+is allowed; an unknown key gets a did-you-mean. ``key.sub=value`` overrides from the
+command line go through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message names the key, the value and what is allowed."""
+
+
+def _range(**bounds: float) -> dict:
+    return {"range": bounds}
+
+
+@dataclass
+class SyntheticConfig:
+    shift: int = field(default=4, metadata=_range(ge=0))
+    contrast: float = field(default=0.3, metadata=_range(ge=0, lt=1))
+    noise: float = field(default=0.08, metadata=_range(ge=0))
+    main_fraction: float = field(default=0.9, metadata=_range(gt=0, le=1))
+    outlier_scale: float = field(default=3.0, metadata=_range(ge=1))
+
+
+@dataclass
+class DataConfig:
+    name: Literal["synthetic", "digits", "cifar10", "cifar100", "stl10"] = "synthetic"
+    root: str = "data"
+    image_size: int | None = field(default=None, metadata=_range(ge=4))
+    num_classes: int = field(default=10, metadata=_range(ge=2))
+    n_train: int = field(default=5000, metadata=_range(ge=2))
+    n_test: int = field(default=1000, metadata=_range(ge=1))
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class EncoderConfig:
+    arch: Literal["mlp", "convnet", "resnet18"] = "convnet"
+    width: float = field(default=1.0, metadata=_range(gt=0))
+    proj_hidden: int = field(default=512, metadata=_range(ge=1))
+    proj_dim: int = field(default=128, metadata=_range(ge=1))
+
+
+@dataclass
+class MethodConfig:
+    name: Literal["simclr", "barlow_twins"] = "simclr"
+    temperature: float = field(default=0.5, metadata=_range(gt=0))  # SimCLR τ
+    lambd: float = field(default=5e-3, metadata=_range(ge=0))  # Barlow Twins off-diagonal weight
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "lars", "adam"] = "sgd"
+    lr: float = field(default=0.06, metadata=_range(gt=0))
+    momentum: float = field(default=0.9, metadata=_range(ge=0, lt=1))
+    weight_decay: float = field(default=5e-4, metadata=_range(ge=0))
+    epochs: int = field(default=20, metadata=_range(ge=1))
+    warmup_epochs: int = field(default=0, metadata=_range(ge=0))
+    batch_size: int = field(default=256, metadata=_range(ge=2))  # a contrastive loss needs negatives
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = field(default=200, metadata=_range(ge=1))
+    knn_t: float = field(default=0.1, metadata=_range(gt=0))
+    linear_steps: int = field(default=200, metadata=_range(ge=1))  # L-BFGS iterations
+    linear_weight_decay: float = field(default=1e-4, metadata=_range(ge=0))
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    seed: int = field(default=0, metadata=_range(ge=0))
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: str = "abcde"
+    color_strength: float = field(default=0.5, metadata=_range(ge=0))
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def run_id(self) -> str:
+        """Short hash of everything that decides the trained weights, seed included.
+
+        ``name`` (a label), ``device`` and ``eval`` (evaluation only) are left out, so
+        relabelling a config or changing its probes reuses the trained encoder.
+        """
+        d = self.to_dict()
+        for key in ("name", "device", "eval"):
+            d.pop(key)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _did_you_mean(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_range(path: str, value: float, bounds: dict[str, float]) -> None:
+    ops = {"gt": (lambda v, b: v > b, ">"), "ge": (lambda v, b: v >= b, ">="), "lt": (lambda v, b: v < b, "<"), "le": (lambda v, b: v <= b, "<=")}
+    for name, bound in bounds.items():
+        ok, sym = ops[name]
+        if not ok(value, bound):
+            allowed = " and ".join(f"{ops[n][1]} {b}" for n, b in bounds.items())
+            raise ConfigError(f"{path}={value!r} is out of range: must be {allowed}")
+
+
+def _coerce(path: str, value: Any, annotation: Any) -> Any:
+    """Checks ``value`` against a field's annotation; returns it (ints widened to float)."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{path}={value!r} is not allowed: choose one of {', '.join(map(str, choices))}{_did_you_mean(str(value), list(map(str, choices)))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(path, value, inner)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping of {', '.join(f.name for f in dataclasses.fields(annotation))}, got {value!r}")
+        return _build(annotation, value, path + ".")
+    expected = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}[annotation]
+    if isinstance(value, bool) and annotation is not bool or not isinstance(value, expected):
+        raise ConfigError(f"{path}={value!r} has the wrong type: expected {annotation.__name__}, got {type(value).__name__}")
+    if annotation is float and value != value:  # NaN passes every comparison the wrong way
+        raise ConfigError(f"{path}=nan is not a number")
+    return float(value) if annotation is float else value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"unknown key {(prefix + str(key))!r}{_did_you_mean(str(key), list(fields))}; allowed: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in raw.items():
+        path = prefix + name
+        kwargs[name] = _coerce(path, value, hints[name])
+        bounds = fields[name].metadata.get("range")
+        if bounds and kwargs[name] is not None:
+            _check_range(path, kwargs[name], bounds)
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Validates a raw mapping (as parsed from YAML) into a :class:`Config`.
+
+    Example:
+        >>> config_from_dict({"optim": {"lr": 0.1}}).optim.lr
+        0.1
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
+    cfg = _build(Config, raw)
+    from .augment import parse_augment
+
+    try:
+        cfg.augment = parse_augment(cfg.augment)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if cfg.optim.warmup_epochs >= cfg.optim.epochs and cfg.optim.warmup_epochs > 0:
+        raise ConfigError(f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be smaller than optim.epochs={cfg.optim.epochs}")
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``key.sub=value`` strings to a raw mapping; values are parsed as YAML scalars."""
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. optim.lr=0.1")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = value
+    return raw
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a bundled config such as ``quick-simclr-synthetic``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = CONFIG_DIR / f"{Path(name_or_path).stem}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(name_or_path)!r} not found: give a YAML path or a bundled name ({', '.join(names)})")
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Reads, overrides and validates a config."""
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,52 @@
+"""`clbounds eval`: probe a trained encoder and store every accuracy with its protocol."""
+
+from __future__ import annotations
+
+import torch
+
+from .checkpoint import load_weights
+from .config import config_from_dict
+from .probes import extract_features, knn_predict, linear_probe, nearest_center_accuracy
+from .store import RunRecord, Store
+from .train import build_encoder, load_run_data, resolve_device
+
+
+def load_encoder(record: RunRecord, image_shape: tuple[int, int, int], random_init: bool = False) -> torch.nn.Module:
+    """The run's encoder with its final weights, or with its seed's initial weights."""
+    cfg = config_from_dict(record.config)
+    torch.manual_seed(cfg.seed)  # the same initialisation the training started from
+    model = build_encoder(cfg, image_shape)
+    if not random_init:
+        load_weights(model, record.path / "encoder.safetensors")
+    return model
+
+
+def evaluate(record: RunRecord, store: Store, random_init: bool = False) -> list[tuple[str, float, str]]:
+    """Runs the offline probes on ``record`` and stores (name, value, protocol) rows.
+
+    With ``random_init`` the same architecture at its initial weights is probed instead,
+    the baseline that a trained encoder must beat; its protocols say ``random-init``.
+    """
+    cfg = config_from_dict(record.config)
+    device = resolve_device(cfg.device)
+    data = load_run_data(cfg).to(device)
+    model = load_encoder(record, data.image_shape, random_init).to(device)
+    f_tr = extract_features(model, data.x_train)
+    f_te = extract_features(model, data.x_test)
+    e, k = cfg.eval, data.num_classes
+    weights = "random-init" if random_init else "final-epoch"
+
+    knn = knn_predict(f_tr, data.y_train, f_te, k, k=e.knn_k, t=e.knn_t)
+    knn_acc = (knn == data.y_test).float().mean().item()
+    lin = linear_probe(f_tr, data.y_train, f_te, data.y_test, k, steps=e.linear_steps, weight_decay=e.linear_weight_decay)
+    nc_acc = nearest_center_accuracy(f_tr, data.y_train, f_te, data.y_test, k)
+
+    lin_protocol = f"linear offline lbfgs steps={e.linear_steps} wd={e.linear_weight_decay:g} {weights} test"
+    rows = [
+        ("knn_accuracy", knn_acc, f"knn k={e.knn_k} t={e.knn_t:g} cosine-weighted offline {weights} test"),
+        ("linear_accuracy", lin["accuracy"], lin_protocol),
+        ("linear_cross_entropy", lin["cross_entropy"], lin_protocol),
+        ("nearest_center_accuracy", nc_acc, f"nearest-centre normalised offline {weights} test"),
+    ]
+    store.add_measurements(record.id, rows)
+    return rows

@@ -1,0 +1,171 @@
+"""The run store: one SQLite database of runs and of every number measured on them.
+
+Layout under the store root (``./runs`` by default, or ``--store`` / ``CLBOUNDS_HOME``)::
+
+    clbounds.sqlite           runs, measurements
+    <run id>/config.yaml      the resolved config
+    <run id>/encoder.safetensors, <run id>/state.safetensors
+
+Each measurement row carries its protocol, e.g. ``knn k=200 t=0.1 offline final-epoch``,
+so no number is ever stored without saying how it was obtained. The database runs in WAL
+mode with a busy timeout, so several worker processes can write at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RUN_STATUSES = ("running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    encoder TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    run TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    protocol TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run, name, protocol)
+);
+"""
+
+
+def default_store_root() -> Path:
+    return Path(os.environ.get("CLBOUNDS_HOME", "runs"))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str
+    method: str
+    dataset: str
+    encoder: str
+    status: str
+    message: str
+    config: dict[str, Any]
+    path: Path
+
+
+class Store:
+    """Runs and measurements in ``root/clbounds.sqlite``.
+
+    Example:
+        >>> import tempfile
+        >>> s = Store(tempfile.mkdtemp())
+        >>> s.upsert_run("abc", {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}})
+        >>> s.add_measurement("abc", "knn_accuracy", 0.9, "knn k=200 t=0.1 offline final-epoch")
+        >>> s.measurements("abc")[0]["value"]
+        0.9
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "clbounds.sqlite"
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        """One atomic transaction, retried while another process holds the write lock."""
+        for attempt in range(50):
+            try:
+                with self._connect() as db:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany(sql, rows)
+                    db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise sqlite3.OperationalError(f"run store {self.db_path} stayed locked; nothing was written")
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    # --- runs -------------------------------------------------------------------------
+    def upsert_run(self, run_id: str, config: dict[str, Any], status: str = "running", message: str = "") -> None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
+        now = time.time()
+        row = (run_id, config.get("name", ""), config["method"]["name"], config["data"]["name"], config["encoder"]["arch"], status, message, json.dumps(config), now, now)
+        self._write(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "name=excluded.name, status=excluded.status, message=excluded.message, config=excluded.config, updated=excluded.updated",
+            [row],
+        )
+
+    def set_status(self, run_id: str, status: str, message: str = "") -> None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
+        self._write("UPDATE runs SET status=?, message=?, updated=? WHERE id=?", [(status, message, time.time(), run_id)])
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord(row["id"], row["name"], row["method"], row["dataset"], row["encoder"], row["status"], row["message"], json.loads(row["config"]), self.run_dir(row["id"]))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return self._record(row) if row else None
+
+    def find_run(self, prefix: str) -> RunRecord:
+        """The run whose id starts with ``prefix`` (ids are hashes, so a few characters do)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY created", (prefix + "%",)).fetchall()
+        if not rows:
+            raise KeyError(f"no run with id {prefix!r} in {self.db_path}; `clbounds runs` lists them")
+        if len(rows) > 1:
+            raise KeyError(f"run id {prefix!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
+        return self._record(rows[0])
+
+    def runs(self) -> list[RunRecord]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM runs ORDER BY created").fetchall()
+        return [self._record(r) for r in rows]
+
+    # --- measurements -------------------------------------------------------------------
+    def add_measurements(self, run_id: str, rows: list[tuple[str, float, str]]) -> None:
+        """Stores (name, value, protocol) rows; a row with the same name and protocol is replaced."""
+        now = time.time()
+        self._write("INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?)", [(run_id, n, float(v), p, now) for n, v, p in rows])
+
+    def add_measurement(self, run_id: str, name: str, value: float, protocol: str) -> None:
+        self.add_measurements(run_id, [(name, value, protocol)])
+
+    def measurements(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT run, name, value, protocol FROM measurements", ()
+        if run_id is not None:
+            sql, args = sql + " WHERE run=?", (run_id,)
+        with self._connect() as db:
+            return [dict(r) for r in db.execute(sql + " ORDER BY run, name, protocol", args).fetchall()]

@@ -1,0 +1,43 @@
+import multiprocessing as mp
+
+from experiments.store import Store
+
+CFG = {"name": "n", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}
+
+
+def test_runs_round_trip_and_status(tmp_path):
+    s = Store(tmp_path)
+    s.upsert_run("r1", CFG)
+    assert s.get_run("r1").status == "running"
+    s.set_status("r1", "failed", "loss became non-finite at step 3")
+    r = s.find_run("r")
+    assert (r.status, r.message, r.method, r.config) == ("failed", "loss became non-finite at step 3", "simclr", CFG)
+    assert s.get_run("nope") is None
+
+
+def test_measurement_carries_protocol_and_same_protocol_replaces(tmp_path):
+    s = Store(tmp_path)
+    s.upsert_run("r1", CFG)
+    s.add_measurement("r1", "knn_accuracy", 0.5, "knn k=200 t=0.1 offline final-epoch test")
+    s.add_measurement("r1", "knn_accuracy", 0.6, "knn k=200 t=0.1 offline final-epoch test")
+    s.add_measurement("r1", "knn_accuracy", 0.4, "knn k=200 t=0.1 offline random-init test")
+    rows = s.measurements("r1")
+    assert [(r["value"], r["protocol"].split()[-2]) for r in rows] == [(0.6, "final-epoch"), (0.4, "random-init")]
+
+
+def _writer(root: str, worker: int, n: int) -> None:
+    s = Store(root)
+    for i in range(n):
+        s.add_measurement(f"run{worker}", f"term{i}", float(i), "test")
+
+
+def test_concurrent_writers_lose_no_row(tmp_path):
+    Store(tmp_path)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 40)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(Store(tmp_path).measurements()) == 4 * 40
