@@ -44,6 +44,20 @@ def cmd_eval(args: argparse.Namespace, store: Store) -> None:
     _print_rows(evaluate(record, store, random_init=args.random_init))
 
 
+def cmd_measure(args: argparse.Namespace, store: Store) -> None:
+    from .measure import TERM_GROUPS, measure
+
+    record = store.find_run(args.run)
+    if record.status != "done":
+        raise ConfigError(f"run {record.id} is {record.status}, not done; finish it with `clbounds train` first")
+    terms = args.terms or None
+    unknown = sorted(set(terms or []) - set(TERM_GROUPS))
+    if unknown:
+        raise ConfigError(f"unknown term group(s) {', '.join(unknown)}; choose from {', '.join(TERM_GROUPS)}")
+    print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})")
+    _print_rows(measure(record, store, terms))
+
+
 def cmd_runs(args: argparse.Namespace, store: Store) -> None:
     runs = store.runs()
     if args.json:
@@ -83,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run id (a unique prefix is enough)")
     p.add_argument("--random-init", action="store_true", help="probe the same architecture at its initial weights instead")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("measure", help="compute the empirical terms of the theorems")
+    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("--terms", nargs="+", metavar="GROUP", help="term groups (default: all): losses geometry sigma lipschitz sharpness shift adversarial optimization information")
+    p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--json", action="store_true")

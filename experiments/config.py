@@ -85,6 +85,27 @@ class EvalConfig:
 
 
 @dataclass
+class MeasureConfig:
+    """How `clbounds measure` estimates the terms; every value also goes into the protocol."""
+
+    n_samples: int = field(default=256, metadata=_range(ge=8))  # test inputs used per term
+    batch_size: int = field(default=128, metadata=_range(ge=2))  # InfoNCE batch for loss terms
+    views: int = field(default=8, metadata=_range(ge=2))  # M augmentations for R_ε and d_A
+    eps: float = field(default=0.5, metadata=_range(gt=0))  # R_ε threshold, normalised features
+    delta: float | None = field(default=None, metadata=_range(gt=0))  # σ(δ) pixel-L2 threshold; None: median same-class d_A
+    sigma_per_class: int = field(default=40, metadata=_range(ge=2))  # inputs per class for d_A and σ(δ)
+    rho: float = field(default=0.05, metadata=_range(gt=0))  # sharpness radius
+    sharpness_steps: int = field(default=5, metadata=_range(ge=1))
+    sharpness_batches: int = field(default=1, metadata=_range(ge=1))
+    noise_sigma: float = field(default=0.01, metadata=_range(gt=0))  # average-case sharpness
+    hessian_iters: int = field(default=10, metadata=_range(ge=2))
+    trace_samples: int = field(default=8, metadata=_range(ge=1))  # Hutchinson probes
+    attack_eps: float = field(default=8 / 255, metadata=_range(gt=0))
+    attack_alpha: float = field(default=0.8 / 255, metadata=_range(gt=0))
+    attack_steps: int = field(default=20, metadata=_range(ge=1))
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = field(default=0, metadata=_range(ge=0))
@@ -96,6 +117,7 @@ class Config:
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,11 +125,11 @@ class Config:
     def run_id(self) -> str:
         """Short hash of everything that decides the trained weights, seed included.
 
-        ``name`` (a label), ``device`` and ``eval`` (evaluation only) are left out, so
-        relabelling a config or changing its probes reuses the trained encoder.
+        ``name`` (a label), ``device``, ``eval`` and ``measure`` (evaluation only) are left
+        out, so relabelling a config or changing its probes reuses the trained encoder.
         """
         d = self.to_dict()
-        for key in ("name", "device", "eval"):
+        for key in ("name", "device", "eval", "measure"):
             d.pop(key)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 

@@ -69,6 +69,40 @@ def knn_predict(
     return torch.cat(preds)
 
 
+class LinearProbe(nn.Module):
+    """A linear classifier on standardised features: logits = W·(h − mean)/std + b."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.head = nn.Linear(mean.shape[0], num_classes).to(mean.device, mean.dtype)
+        nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)  # convex problem: a fixed start keeps it deterministic
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head((h - self.mean) / self.std)
+
+
+def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int = 200, weight_decay: float = 1e-4) -> LinearProbe:
+    """Multinomial logistic regression on standardised frozen features, by full-batch L-BFGS.
+
+    The objective is mean cross-entropy + (weight_decay/2)·‖W‖². It is convex, so L-BFGS
+    reaches the solution of scikit-learn's ``LogisticRegression`` with C = 1/(n·λ).
+    """
+    probe = LinearProbe(features.mean(0), features.std(0).clamp_min(1e-6), num_classes)
+    opt = torch.optim.LBFGS(probe.head.parameters(), lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)
+    x = (features - probe.mean) / probe.std
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(probe.head(x), labels) + 0.5 * weight_decay * probe.head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return probe.requires_grad_(False)
+
+
 def linear_probe(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
@@ -78,33 +112,18 @@ def linear_probe(
     steps: int = 200,
     weight_decay: float = 1e-4,
 ) -> dict[str, float]:
-    """Multinomial logistic regression on standardised frozen features, fitted by full-batch L-BFGS.
-
-    The objective is mean cross-entropy + (weight_decay/2)·‖W‖². It is convex, so L-BFGS
-    reaches the same solution as scikit-learn's ``LogisticRegression`` with C = 1/(n·λ).
+    """Fits :func:`fit_linear_probe` on the train features and scores it.
 
     Returns:
         accuracy and cross_entropy on the test set, and train_accuracy.
     """
-    mean, std = train_features.mean(0), train_features.std(0).clamp_min(1e-6)
-    xtr, xte = (train_features - mean) / std, (test_features - mean) / std
-    head = nn.Linear(xtr.shape[1], num_classes).to(xtr.device, xtr.dtype)
-    nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)  # convex problem: a fixed start keeps it deterministic
-    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(head(xtr), train_labels) + 0.5 * weight_decay * head.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    probe = fit_linear_probe(train_features, train_labels, num_classes, steps, weight_decay)
     with torch.no_grad():
-        logits = head(xte)
+        logits = probe(test_features)
         return {
             "accuracy": (logits.argmax(1) == test_labels).float().mean().item(),
             "cross_entropy": F.cross_entropy(logits, test_labels).item(),
-            "train_accuracy": (head(xtr).argmax(1) == train_labels).float().mean().item(),
+            "train_accuracy": (probe(train_features).argmax(1) == train_labels).float().mean().item(),
         }
 
 
