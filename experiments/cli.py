@@ -72,13 +72,19 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_export(args: argparse.Namespace, store: Store) -> None:
-    rows = store.measurements()
-    if args.csv:
+    rows, checks = store.measurements(), store.bound_checks()
+    if args.csv:  # two CSV tables, one after the other, each with its header
         writer = csv.DictWriter(sys.stdout, fieldnames=["run", "name", "value", "protocol"])
         writer.writeheader()
         writer.writerows(rows)
+        if checks:
+            print()
+            fields = ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met"]
+            writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(checks)
     else:
-        print(json.dumps({"measurements": rows}, indent=2))
+        print(json.dumps({"measurements": rows, "bound_checks": checks}, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:

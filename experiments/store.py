@@ -46,7 +46,27 @@ CREATE TABLE IF NOT EXISTS measurements (
     created REAL NOT NULL,
     PRIMARY KEY (run, name, protocol)
 );
+CREATE TABLE IF NOT EXISTS bound_checks (
+    run TEXT NOT NULL,
+    theorem TEXT NOT NULL,
+    bound REAL,
+    measured REAL,
+    holds INTEGER,
+    tightness REAL,
+    assumptions_met INTEGER,
+    details TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run, theorem)
+);
 """
+
+
+def _real(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _flag(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
 
 
 def default_store_root() -> Path:
@@ -162,6 +182,29 @@ class Store:
 
     def add_measurement(self, run_id: str, name: str, value: float, protocol: str) -> None:
         self.add_measurements(run_id, [(name, value, protocol)])
+
+    def add_bound_checks(self, run_id: str, checks: list[dict[str, Any]]) -> None:
+        """Stores bound checks: dicts with theorem, bound, measured, holds, tightness,
+        assumptions_met and optionally details (any JSON-able mapping, e.g. which assumption
+        failed and by how much). A check of the same theorem is replaced."""
+        now = time.time()
+        rows = [
+            (run_id, c["theorem"], _real(c.get("bound")), _real(c.get("measured")), _flag(c.get("holds")), _real(c.get("tightness")), _flag(c.get("assumptions_met")), json.dumps(c.get("details", {}), default=str), now)
+            for c in checks
+        ]
+        self._write("INSERT OR REPLACE INTO bound_checks VALUES (?,?,?,?,?,?,?,?,?)", rows)
+
+    def bound_checks(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT run, theorem, bound, measured, holds, tightness, assumptions_met, details FROM bound_checks", ()
+        if run_id is not None:
+            sql, args = sql + " WHERE run=?", (run_id,)
+        with self._connect() as db:
+            rows = [dict(r) for r in db.execute(sql + " ORDER BY run, theorem", args).fetchall()]
+        for r in rows:
+            r["holds"] = None if r["holds"] is None else bool(r["holds"])
+            r["assumptions_met"] = None if r["assumptions_met"] is None else bool(r["assumptions_met"])
+            r["details"] = json.loads(r["details"])
+        return rows
 
     def measurements(self, run_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT run, name, value, protocol FROM measurements", ()

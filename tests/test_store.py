@@ -41,3 +41,16 @@ def test_concurrent_writers_lose_no_row(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert len(Store(tmp_path).measurements()) == 4 * 40
+
+
+def test_bound_checks_round_trip_and_replace(tmp_path):
+    s = Store(tmp_path)
+    check = {"theorem": "huang2023.theorem1", "bound": 0.3, "measured": 0.1, "holds": True, "tightness": 3.0, "assumptions_met": False,
+             "details": {"failed": {"center_condition": {"lhs": 0.9, "rhs": 0.2}}}}
+    s.add_bound_checks("r1", [check])
+    s.add_bound_checks("r1", [{**check, "bound": 0.4, "tightness": 4.0}])
+    (row,) = s.bound_checks("r1")
+    assert row["bound"] == 0.4 and row["holds"] is True and row["assumptions_met"] is False
+    assert row["details"]["failed"]["center_condition"]["rhs"] == 0.2
+    s.add_bound_checks("r1", [{"theorem": "wen2020", "bound": None, "measured": None, "holds": None, "tightness": None, "assumptions_met": True}])
+    assert [r["holds"] for r in s.bound_checks()] == [True, None]
