@@ -58,6 +58,21 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
     _print_rows(measure(record, store, terms))
 
 
+def cmd_verify(args: argparse.Namespace, store: Store) -> None:
+    from .sweep import local_processes
+    from .verify import verify
+
+    executor = local_processes(args.workers) if args.workers > 1 else None
+    md, html = verify(args.preset, store, args.overrides, executor)
+    print(f"report: {html}\n        {md}")
+
+
+def cmd_reproduce(args: argparse.Namespace, store: Store) -> None:
+    from .reproduce import reproduce
+
+    print(f"report: {reproduce(args.target, store, args.preset)}")
+
+
 def cmd_runs(args: argparse.Namespace, store: Store) -> None:
     runs = store.runs()
     if args.json:
@@ -108,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run id (a unique prefix is enough)")
     p.add_argument("--terms", nargs="+", metavar="GROUP", help="term groups (default: all): losses geometry sigma lipschitz sharpness shift adversarial optimization information")
     p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("verify", help="the main job: train a preset's grid, measure, bound, plot and report")
+    p.add_argument("--preset", default="quick", help="quick (embedded data, CPU, minutes), cpu (tens of minutes) or paper (CIFAR, GPU), or a preset YAML")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run, e.g. device=cpu")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: one run uses all cores)")
+    p.set_defaults(func=cmd_verify)
+
+    from .reproduce import TARGETS
+
+    p = sub.add_parser("reproduce", help="one paper figure or table")
+    p.add_argument("target", choices=list(TARGETS), help="; ".join(f"{k}: {t.description}" for k, t in TARGETS.items()))
+    p.add_argument("--preset", default="quick", help="quick (embedded data) or paper (CIFAR on a GPU), or a preset YAML")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--json", action="store_true")

@@ -1,0 +1,90 @@
+"""`clbounds reproduce TARGET`: one paper figure or table, on the embedded default or CIFAR.
+
+A target is a list of labelled override sets (its grid), the term groups it needs, and an
+analysis function from `figures/` that draws the figure, writes the table and says in one
+sentence whether the paper's claimed direction was reproduced. The grid is applied on top
+of a preset's base (``quick`` by default, ``paper`` for CIFAR on a GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .store import Store
+from .sweep import Executor, GridItem, run_grid
+from .verify import load_preset
+
+HUANG_AUGMENTS = ["a", "ab", "abc", "abcd", "abcde"]
+HUANG_COLORS = [1.0, 0.5, 0.25, 0.125]
+
+
+@dataclass
+class Target:
+    description: str
+    runs: list[tuple[str, list[str]]]
+    analysis: str  # name of the function in figures.reproductions
+    terms: list[str] | None = None  # term groups to measure (None: all)
+    extra_common: list[str] = field(default_factory=list)
+
+
+def _targets() -> dict[str, Target]:
+    return {
+        "huang-table1": Target(
+            "Huang et al. Table 1 / Figure 3: augmentation subsets a..abcde x {SimCLR, Barlow Twins}; kNN accuracy, 1-sigma, R_eps, centre max_inner",
+            [(f"{m}-{aug}", [f"method.name={m}", f"augment={aug}"]) for m in ("simclr", "barlow_twins") for aug in HUANG_AUGMENTS],
+            "huang_table1", ["losses", "geometry", "sigma"],
+        ),
+        "huang-color": Target(
+            "Huang et al.: SimCLR colour-strength sweep 1, 1/2, 1/4, 1/8",
+            [(f"color-{c:g}", [f"color_strength={c}"]) for c in HUANG_COLORS],
+            "huang_color", ["losses", "geometry", "sigma"],
+        ),
+        "terms-vs-accuracy": Target(
+            "Every term against downstream and robust error over the quick grid, with Kendall tau and granulated tau",
+            [], "terms_vs_accuracy",
+        ),
+        "bound-tightness": Target(
+            "Bound against measured quantity for every theorem over the quick grid, log axes with y = x",
+            [], "bound_tightness",
+        ),
+    }
+
+
+TARGETS = _targets()
+
+
+def reproduce(target_name: str, store: Store, preset_name: str = "quick", executor: Executor | None = None, log: Callable[[str], None] = print) -> Path:
+    """Trains what the target needs (skipping stored runs), then writes its figure and report."""
+    from figures import reproductions
+
+    if target_name not in TARGETS:
+        raise ConfigError(f"unknown target {target_name!r}; choose one of {', '.join(TARGETS)}")
+    target = TARGETS[target_name]
+    preset = load_preset(preset_name)
+    if target.runs:
+        runs = [{"label": label, "overrides": overrides} for label, overrides in target.runs]
+        terms = target.terms
+    else:  # the target analyses the preset's own grid
+        runs, terms = preset.runs, None
+    items = []
+    for seed in preset.seeds:
+        for run in runs:
+            overrides = [*preset.common, *target.extra_common, *run["overrides"], *preset.measure, f"seed={seed}", f"name={target_name}-{run['label']}"]
+            items.append(GridItem(run["label"] if len(preset.seeds) == 1 else f"{run['label']}/seed{seed}", load_config(preset.base, overrides)))
+    log(f"reproduce {target_name} ({target.description}) on preset {preset.name}: {len(items)} runs")
+    results = run_grid(items, store, executor, terms=terms, log=log)
+    done = [r for r in results if r.status == "done"]
+    if not done:
+        raise RuntimeError(f"reproduce {target_name}: every run failed; see `clbounds runs`")
+    out_dir = store.root / "reproduce" / f"{target_name}-{preset.name}"
+    command = f"clbounds reproduce {target_name}" + (f" --preset {preset_name}" if preset_name != "quick" else "")
+    report = getattr(reproductions, target.analysis)(store.root, [r.run_id for r in done], {r.run_id: r.label for r in done}, out_dir, command)
+    log(f"reproduce {target_name}: {report}")
+    return report
+
+
+def target_names() -> Sequence[str]:
+    return list(TARGETS)

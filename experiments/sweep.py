@@ -1,0 +1,99 @@
+"""Running a grid of runs: train → eval → measure, each step skipped when already stored.
+
+Runs go through a small executor interface, so the same grid can later be handed to a
+cluster scheduler (e.g. submitit's SLURM executor has the same ``submit``/``result`` shape)
+or to torchrun. The default runs them one after another in this process: on a 2-core CPU,
+torch already uses both cores for one run, and parallel runs would only fight over them.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .config import Config
+from .store import RunRecord, Store
+
+
+class Executor(Protocol):
+    """Anything with ``submit(fn, *args) -> Future`` (concurrent.futures, submitit, …)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future: ...
+
+
+class InlineExecutor:
+    """Runs each job immediately in this process (the default)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            future.set_exception(err)
+        return future
+
+
+def local_processes(workers: int) -> Executor:
+    """Local worker processes; each run then writes to the store from its own process."""
+    return ProcessPoolExecutor(max_workers=workers)
+
+
+@dataclass
+class GridItem:
+    label: str
+    config: Config
+
+
+@dataclass
+class GridResult:
+    label: str
+    run_id: str
+    status: str  # done or failed
+    message: str = ""
+
+
+def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, progress: bool) -> str:
+    """Train (or skip), evaluate and measure one run; returns its id. Runs in any process."""
+    from .bounds_step import evaluate_bounds
+    from .evaluate import evaluate
+    from .measure import measure
+    from .train import train
+
+    store = Store(store_root)
+    record: RunRecord = train(cfg, store, progress=progress)
+    names = {m["name"] for m in store.measurements(record.id)}
+    if "knn_accuracy" not in names:
+        evaluate(record, store)
+    if "info_nce" not in names or terms is not None:
+        measure(record, store, list(terms) if terms is not None else None)
+    evaluate_bounds(record, store)
+    return record.id
+
+
+def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None = None, terms: Sequence[str] | None = None, progress: bool = False, log: Callable[[str], None] = print) -> list[GridResult]:
+    """Runs every grid item; a run that fails (e.g. diverges) is reported and the sweep goes on."""
+    executor = executor or InlineExecutor()
+    futures = [(item, executor.submit(run_pipeline, item.config, str(store.root), terms, progress)) for item in items]
+    results = []
+    for item, future in futures:
+        run_id = item.config.run_id()
+        try:
+            future.result()
+            results.append(GridResult(item.label, run_id, "done"))
+            log(f"  {item.label:<28} {run_id}  done")
+        except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
+            message = f"{type(err).__name__}: {err}"
+            record = store.get_run(run_id)
+            if record is not None and record.status != "failed":
+                store.set_status(run_id, "failed", message)
+            results.append(GridResult(item.label, run_id, "failed", message))
+            log(f"  {item.label:<28} {run_id}  FAILED: {message}")
+            if "--debug" in sys.argv:
+                traceback.print_exc()
+    return results

@@ -1,0 +1,83 @@
+"""`clbounds verify`: the main job. Train a preset's grid, measure, bound, plot, report.
+
+A preset (``experiments/presets/<name>.yaml``) names a base config, overrides common to
+every run, measurement settings, optional seeds, and the grid as a list of labelled
+override sets. Runs already in the store are not trained again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError, load_config
+from .store import Store
+from .sweep import Executor, GridItem, run_grid
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class Preset:
+    name: str
+    base: str
+    common: list[str] = field(default_factory=list)
+    measure: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    runs: list[dict] = field(default_factory=list)
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """A bundled preset name (quick, cpu, paper) or a YAML path, validated."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise ConfigError(f"preset {str(name_or_path)!r} not found: give a YAML path or one of {', '.join(names)}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    allowed = {"name", "base", "common", "measure", "seeds", "runs"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"preset {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    preset = Preset(**raw)
+    labels = [r.get("label") for r in preset.runs]
+    if not preset.runs or None in labels or len(set(labels)) != len(labels):
+        raise ConfigError(f"preset {path}: runs must be a non-empty list of items with unique labels")
+    return preset
+
+
+def grid_items(preset: Preset, extra: list[str] | None = None) -> list[GridItem]:
+    """Every (run, seed) of the preset as a validated config; config errors surface before any training."""
+    items = []
+    for seed in preset.seeds:
+        for run in preset.runs:
+            overrides = [*preset.common, *run.get("overrides", []), *preset.measure, f"seed={seed}", f"name={preset.name}-{run['label']}", *(extra or [])]
+            label = run["label"] if len(preset.seeds) == 1 else f"{run['label']}/seed{seed}"
+            items.append(GridItem(label, load_config(preset.base, overrides)))
+    return items
+
+
+def verify(preset_name: str, store: Store, extra: list[str] | None = None, executor: Executor | None = None, out_dir: Path | None = None, log=print) -> tuple[Path, Path]:
+    """Runs the main job and returns the paths of report.md and report.html."""
+    from figures.verify_report import make_report
+
+    from .bounds_step import theorem_statements
+
+    preset = load_preset(preset_name)
+    items = grid_items(preset, extra)
+    out_dir = out_dir or store.root / preset.name
+    t0 = time.perf_counter()
+    log(f"verify {preset.name}: {len(items)} runs into {store.root}")
+    results = run_grid(items, store, executor, log=log)
+    done = [r for r in results if r.status == "done"]
+    if not done:
+        raise RuntimeError(f"verify {preset.name}: every run failed; see `clbounds runs`")
+    labels = {r.run_id: r.label for r in done}
+    commands = [f"clbounds verify --preset {preset.name}" + (" " + " ".join(extra) if extra else "")]
+    md, html, _ = make_report(store.root, [r.run_id for r in done], labels, out_dir, f"clbounds verify --preset {preset.name}", commands, theorem_statements())
+    log(f"verify {preset.name}: {len(done)}/{len(results)} runs done in {time.perf_counter() - t0:.0f} s; report {html}")
+    return md, html

@@ -1,0 +1,140 @@
+"""One function per figure kind. Each takes tables read from the store, draws, writes PNG
+and PDF, and returns a :class:`Figure` whose caption says which runs, how many seeds and
+which protocol."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .correlation import kendall_tau  # noqa: E402
+
+
+@dataclass
+class Figure:
+    """A written figure: its files, its caption and the command that regenerates it."""
+
+    name: str
+    paths: list[Path]
+    caption: str
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def png(self) -> Path:
+        return next(p for p in self.paths if p.suffix == ".png")
+
+
+def house_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.15, rc={"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+
+
+def _save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths
+
+
+def _grid(n: int, width: float = 3.2, height: float = 2.9) -> tuple[plt.Figure, np.ndarray]:
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def terms_vs_target(df: pd.DataFrame, terms: Sequence[str], target: str, target_label: str, out_dir: Path, name: str, caption: str, hue: str | None = None) -> Figure:
+    """Small multiples: each term (x) against the target error (y) over the runs, Kendall τ in the title."""
+    house_style()
+    terms = [t for t in terms if t in df and df[t].notna().any()]
+    fig, axes = _grid(len(terms))
+    cols = min(4, len(terms))
+    for i, (ax, term) in enumerate(zip(axes, terms)):
+        sns.scatterplot(data=df, x=term, y=target, hue=hue, ax=ax, s=45, legend=i == 0 and hue is not None)
+        ax.set_title(f"τ = {kendall_tau(df[term], df[target]):+.2f}", fontsize=10)
+        ax.set_xlabel(term.replace("_", " "))
+        ax.set_ylabel(target_label if i % cols == 0 else "")
+    if hue is not None and len(terms):
+        legend = axes[0].get_legend()
+        if legend is not None:
+            legend.set_title(hue.replace("config.", ""))
+    fig.suptitle(f"Terms against {target_label} (Kendall τ over runs)")
+    return Figure(name, _save(fig, out_dir, name), caption)
+
+
+def bound_tightness(checks: pd.DataFrame, out_dir: Path, name: str, caption: str) -> Figure:
+    """Bound (y) against the measured quantity (x), log axes, with y = x: a bound holds above the line."""
+    house_style()
+    ok = checks.dropna(subset=["bound", "measured"])
+    ok = ok[(ok["bound"] > 0) & (ok["measured"] > 0)]
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    if not ok.empty:
+        style = ok["holds"].map({True: "holds", False: "violated"}).fillna("n/a")
+        sns.scatterplot(data=ok.assign(result=style), x="measured", y="bound", hue="theorem", style="result", style_order=["holds", "violated", "n/a"], s=70, ax=ax)
+        lo = min(ok["measured"].min(), ok["bound"].min()) / 2
+        hi = max(ok["measured"].max(), ok["bound"].max()) * 2
+        ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="bound = measured")
+        ax.set_xlim(lo, hi), ax.set_ylim(lo, hi)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.set_xlabel("measured quantity (error or loss, as the theorem states)")
+    ax.set_ylabel("bound")
+    ax.set_title("Bound against measurement (above the line: holds)")
+    return Figure(name, _save(fig, out_dir, name), caption)
+
+
+def ordered_series(df: pd.DataFrame, x: str, series: dict[str, str], out_dir: Path, name: str, caption: str, xlabel: str, ylabel: str, order: Sequence | None = None) -> Figure:
+    """Several quantities over one categorical or ordered axis (e.g. error and 1−σ per augmentation set)."""
+    house_style()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    order = list(order) if order is not None else list(df[x].drop_duplicates())
+    for col, label in series.items():
+        if col not in df:
+            continue
+        stats = df.groupby(x)[col].agg(["mean", "std", "count"]).reindex(order)
+        ax.errorbar(range(len(order)), stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label)
+    ax.set_xticks(range(len(order)), [str(o) for o in order])
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    ax.legend()
+    return Figure(name, _save(fig, out_dir, name), caption)
+
+
+def loglog_scatter(df: pd.DataFrame, x: str, ys: dict[str, str], out_dir: Path, name: str, caption: str, xlabel: str, fits: dict[str, dict] | None = None) -> Figure:
+    """Quantities against x on log-log axes, with fitted power laws when given ({col: {slope, intercept}})."""
+    house_style()
+    fig, axes = _grid(len(ys), width=3.8, height=3.3)
+    for ax, (col, label) in zip(axes, ys.items()):
+        ax.scatter(df[x], df[col], s=40)
+        fit = (fits or {}).get(col)
+        if fit:
+            xs = np.geomspace(df[x].min(), df[x].max(), 50)
+            ax.plot(xs, np.exp(fit["intercept"]) * xs ** fit["slope"], ls="--", color="C1", label=f"slope {fit['slope']:+.2f} [{fit['low']:+.2f}, {fit['high']:+.2f}]")
+            ax.legend(fontsize=8)
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_xlabel(xlabel), ax.set_ylabel(label)
+    return Figure(name, _save(fig, out_dir, name), caption)
+
+
+def curves(df: pd.DataFrame, x: str, y: str, hue: str, out_dir: Path, name: str, caption: str, xlabel: str, ylabel: str, logy: bool = True) -> Figure:
+    """Per-run curves (e.g. gradient norm against step), one line per value of ``hue``."""
+    house_style()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(data=df, x=x, y=y, hue=hue, ax=ax, palette="viridis", legend="full")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    return Figure(name, _save(fig, out_dir, name), caption)

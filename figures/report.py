@@ -1,0 +1,127 @@
+"""The report: Markdown plus a self-contained HTML page (images embedded, nothing fetched).
+
+Theorem statements are rendered from their sympy expressions: as an image through
+matplotlib's mathtext when it can typeset the LaTeX, and always as sympy's Unicode pretty
+print and the LaTeX source, so the page reads the same offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import sympy  # noqa: E402
+
+from .plots import Figure  # noqa: E402
+
+
+@dataclass
+class Statement:
+    theorem: str
+    label: str  # "paper" or "reconstructed"
+    latex: str
+    pretty: str
+    png: bytes | None
+
+
+def render_statement(theorem: str, expr: sympy.Basic, label: str) -> Statement:
+    """LaTeX, Unicode and (when mathtext can typeset it) a PNG of a sympy statement."""
+    latex = sympy.latex(expr)
+    pretty = sympy.pretty(expr, use_unicode=True)
+    png = None
+    try:
+        fig = plt.figure(figsize=(0.01, 0.01))
+        fig.text(0, 0, f"${latex}$", fontsize=13)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=130, bbox_inches="tight", pad_inches=0.05)
+        png = buf.getvalue()
+    except (ValueError, RuntimeError):  # mathtext covers a subset of LaTeX
+        png = None
+    finally:
+        plt.close("all")
+    return Statement(theorem, label, latex, pretty, png)
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_(none)_\n"
+    cols = list(df.columns)
+
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.4g}"
+        if isinstance(v, bool):
+            return "yes" if v else "**no**"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def build_report(
+    out_dir: Path,
+    title: str,
+    intro: str,
+    bound_table: pd.DataFrame,
+    correlation_table: pd.DataFrame,
+    figures: Sequence[Figure],
+    statements: Sequence[Statement] = (),
+    findings: Sequence[str] = (),
+    commands: Sequence[str] = (),
+) -> tuple[Path, Path]:
+    """Writes ``report.md`` and ``report.html`` into ``out_dir`` and returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = [f"# {title}\n", intro + "\n"]
+    if commands:
+        md += ["## Regenerate\n", "```bash", *commands, "```\n"]
+    md += ["## Bounds\n", _markdown_table(bound_table)]
+    if findings:
+        md += ["### Findings\n", *[f"- {f}" for f in findings], ""]
+    md += ["## Rank correlation of each term with error\n", _markdown_table(correlation_table)]
+    if statements:
+        md += ["## Theorem statements\n"]
+        for s in statements:
+            md += [f"**{s.theorem}** ({s.label})\n", f"$$ {s.latex} $$\n", "```", s.pretty, "```\n"]
+    md += ["## Figures\n"]
+    for f in figures:
+        md += [f"### {f.name}\n", f"![{f.name}]({f.png.relative_to(out_dir) if f.png.is_relative_to(out_dir) else f.png})\n", f"{f.caption}\n"]
+        if f.command:
+            md += [f"Regenerate: `{f.command}`\n"]
+    md_path = out_dir / "report.md"
+    md_path.write_text("\n".join(md))
+
+    e = html.escape
+    body = [f"<h1>{e(title)}</h1>", f"<p>{e(intro)}</p>"]
+    if commands:
+        body += ["<h2>Regenerate</h2>", f"<pre>{e(chr(10).join(commands))}</pre>"]
+    body += ["<h2>Bounds</h2>", bound_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="t")]
+    if findings:
+        body += ["<h3>Findings</h3><ul>", *[f"<li>{e(f)}</li>" for f in findings], "</ul>"]
+    body += ["<h2>Rank correlation of each term with error</h2>", correlation_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:+.3f}", border=0, classes="t")]
+    if statements:
+        body += ["<h2>Theorem statements</h2>"]
+        for s in statements:
+            img = f'<img alt="{e(s.latex)}" src="data:image/png;base64,{_b64(s.png)}">' if s.png else ""
+            body += [f"<h3>{e(s.theorem)} <small>({e(s.label)})</small></h3>", img, f"<pre>{e(s.pretty)}</pre>", f"<details><summary>LaTeX</summary><code>{e(s.latex)}</code></details>"]
+    body += ["<h2>Figures</h2>"]
+    for f in figures:
+        body += [f"<figure><img src=\"data:image/png;base64,{_b64(f.png.read_bytes())}\" alt=\"{e(f.name)}\"><figcaption><b>{e(f.name)}.</b> {e(f.caption)}" + (f"<br><code>{e(f.command)}</code>" if f.command else "") + "</figcaption></figure>"]
+    style = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}figure{margin:2em 0}figure img{max-width:100%}figcaption{font-size:13px;color:#444}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}"
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    html_path = out_dir / "report.html"
+    html_path.write_text(page)
+    return md_path, html_path

@@ -1,0 +1,119 @@
+"""The report of `clbounds verify`: every bound and every term against error, over a grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from . import frames
+from .correlation import correlation_table
+from .plots import Figure, bound_tightness, terms_vs_target
+from .report import Statement, build_report
+
+# The empirical terms of the theorems, in the order the report lists them.
+TERMS = [
+    "info_nce", "huang_infonce_L1", "huang_infonce_L2", "alignment", "uniformity", "misalignment_rate",
+    "center_max_inner", "center_min_distance", "delta_mu", "intra_class_spread", "sigma",
+    "center_max_inner_projection", "misalignment_rate_projection", "alignment_projection",
+    "lipschitz_lower", "lipschitz_upper", "sharpness", "sharpness_sam", "sharpness_asam", "sharpness_average",
+    "hessian_lambda_max", "hessian_trace", "shift_loss_gap", "shift_mmd2", "shift_sliced_wasserstein",
+    "shift_cosine_gap", "shift_js", "representation_gap", "adversarial_info_nce", "gradient_norm",
+    "weight_movement", "mi_query_negative",
+]
+# The dozen drawn as scatter panels (the correlation table covers all of TERMS).
+FIGURE_TERMS = [
+    "info_nce", "alignment", "uniformity", "misalignment_rate", "center_max_inner", "sigma",
+    "sharpness", "hessian_lambda_max", "shift_loss_gap", "shift_mmd2", "representation_gap", "weight_movement",
+]
+_NOT_AXES = {"config.name", "config.seed", "config.device"}
+
+
+def varying_axes(df: pd.DataFrame) -> list[str]:
+    """The config columns that differ between the runs: the grid's hyperparameter axes."""
+    cols = [c for c in df.columns if c.startswith("config.") and c not in _NOT_AXES and not c.startswith(("config.eval.", "config.measure."))]
+    return [c for c in cols if df[c].astype(str).nunique() > 1]
+
+
+def with_errors(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    if "knn_accuracy" in df:
+        df["knn_error"] = 1 - df["knn_accuracy"]
+    if "robust_accuracy" in df:
+        df["robust_error"] = 1 - df["robust_accuracy"]
+    return df
+
+
+def bound_summary(checks: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """One row per (run, theorem): bound, measured, holds, tightness, which assumptions failed."""
+    if checks.empty:
+        return pd.DataFrame(columns=["run", "theorem", "label", "bound", "measured", "holds", "tightness", "assumptions"])
+
+    def failed(details: dict) -> str:
+        assumptions = details.get("assumptions", {}) if isinstance(details, dict) else {}
+        bad = [name for name, a in assumptions.items() if isinstance(a, dict) and not a.get("met", True)]
+        if isinstance(details, dict) and details.get("missing_terms"):
+            bad.append("missing terms: " + ", ".join(details["missing_terms"]))
+        return "all met" if not bad else "failed: " + "; ".join(bad)
+
+    out = checks.assign(
+        run=checks["run"].map(lambda r: labels.get(r, r)),
+        label=checks["details"].map(lambda d: d.get("label", "") if isinstance(d, dict) else ""),
+        assumptions=checks["details"].map(failed),
+    )
+    return out[["run", "theorem", "label", "bound", "measured", "holds", "tightness", "assumptions"]].sort_values(["theorem", "run"]).reset_index(drop=True)
+
+
+def findings(checks: pd.DataFrame, labels: dict[str, str]) -> list[str]:
+    """Every violated bound, stated with its numbers: a finding, never hidden."""
+    out = []
+    for row in checks.itertuples():
+        if row.holds is False:
+            out.append(f"{row.theorem} is violated on run {labels.get(row.run, row.run)} ({row.run}): bound {row.bound:.4g} < measured {row.measured:.4g}"
+                       + ("" if row.assumptions_met else " (its assumptions were not all met)"))
+    return out
+
+
+def make_report(
+    store_root: str | Path,
+    runs: Sequence[str],
+    labels: dict[str, str],
+    out_dir: Path,
+    title: str,
+    commands: Sequence[str] = (),
+    statements: Sequence[Statement] = (),
+) -> tuple[Path, Path, list[Figure]]:
+    """Figures, bound table and correlation table for ``runs``; returns (report.md, report.html, figures)."""
+    out_dir = Path(out_dir)
+    df = with_errors(frames.wide(store_root, runs))
+    axes = varying_axes(df)
+    seeds = sorted(df["config.seed"].unique().tolist()) if "config.seed" in df else []
+    knn_protocol = frames.protocol_of(store_root, "knn_accuracy", runs)
+    robust_protocol = frames.protocol_of(store_root, "robust_accuracy", runs)
+    who = f"{len(df)} runs ({', '.join(labels.get(r, r) for r in df['run'])}), seeds {seeds}"
+    df["label"] = df["run"].map(lambda r: labels.get(r, r))
+
+    figures: list[Figure] = []
+    hue = "config.method.name" if "config.method.name" in axes else None
+    if "knn_error" in df:
+        figures.append(terms_vs_target(df, FIGURE_TERMS, "knn_error", "kNN error", out_dir / "figures", "terms-vs-knn-error",
+                                       f"Each term (x) against kNN test error (y) over {who}. Error protocol: {knn_protocol}. Term protocols are stored with every value (`clbounds export`).", hue=hue))
+    if "robust_error" in df:
+        figures.append(terms_vs_target(df, FIGURE_TERMS, "robust_error", "robust error", out_dir / "figures", "terms-vs-robust-error",
+                                       f"Each term (x) against robust test error (y) over {who}. Robust protocol: {robust_protocol}.", hue=hue))
+    checks = frames.bound_checks(store_root, runs)
+    if not checks.empty:
+        figures.append(bound_tightness(checks, out_dir / "figures", "bound-tightness",
+                                       f"Bound against the measured quantity for every theorem over {who}; points above the dashed line hold. Bounds without a numeric value (diagnostics) are not drawn."))
+
+    terms = [t for t in TERMS if t in df]
+    targets = [t for t in ("knn_error", "robust_error") if t in df]
+    corr = correlation_table(df, terms, targets, axes)
+    intro = (f"{who}. Hyperparameter axes that vary: {', '.join(a.replace('config.', '') for a in axes) or 'none'}. "
+             f"Downstream error is 1 - kNN accuracy ({knn_protocol}); robust error is 1 - robust accuracy ({robust_protocol}). "
+             "Kendall tau is over all runs; psi[axis] is the granulated tau of Jiang et al. (2020) over groups where only that axis varies, Psi their mean.")
+    md, html = build_report(out_dir, title, intro, bound_summary(checks, labels), corr.round(4), figures, statements, findings(checks, labels), commands)
+    df.drop(columns=[c for c in df.columns if c.startswith("config.") and df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(out_dir / "runs.csv", index=False)
+    corr.to_csv(out_dir / "correlations.csv", index=False)
+    return md, html, figures

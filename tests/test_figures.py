@@ -1,0 +1,125 @@
+"""Figures and the report, on a small fabricated store (no training)."""
+
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import sympy
+
+from experiments.config import config_from_dict
+from experiments.store import Store
+from figures import frames
+from figures.correlation import correlation_table, granulated_kendall, kendall_tau
+from figures.plots import bound_tightness, curves, loglog_scatter, ordered_series, terms_vs_target
+from figures.report import build_report, render_statement
+from figures.verify_report import make_report, varying_axes
+
+from conftest import tiny_raw
+
+KNN = "knn k=20 t=0.1 cosine-weighted offline final-epoch test"
+
+
+@pytest.fixture
+def fabricated(tmp_path):
+    """Six runs over two axes (colour strength x width) with terms that track the error."""
+    store = Store(tmp_path / "store")
+    rng = np.random.default_rng(0)
+    runs, labels = [], {}
+    for i, (color, width) in enumerate([(0.25, 0.5), (0.5, 0.5), (1.0, 0.5), (0.5, 0.25), (0.5, 1.0), (1.0, 1.0)]):
+        cfg = config_from_dict(tiny_raw(color_strength=color, encoder__width=width))
+        store.upsert_run(cfg.run_id(), cfg.to_dict(), status="done")
+        err = 0.3 - 0.1 * color - 0.05 * width + 0.001 * i
+        store.add_measurements(cfg.run_id(), [
+            ("knn_accuracy", 1 - err, KNN),
+            ("knn_accuracy", 0.5, "knn k=20 t=0.1 cosine-weighted offline random-init test"),
+            ("robust_accuracy", 0.5 - err, "linear probe, PGD-10 Linf eps=8/255"),
+            ("alignment", 2 * err + 0.01 * rng.standard_normal(), "features"),
+            ("sharpness", 1 - err, "rho=0.05"),
+            ("sigma", 1 - err, "delta=1"),
+        ])
+        store.add_bound_checks(cfg.run_id(), [
+            {"theorem": "arora2019", "bound": 2 * err, "measured": err, "holds": True, "tightness": 2.0, "assumptions_met": True, "details": {"label": "paper"}},
+            {"theorem": "huang2023.theorem1", "bound": err / 2, "measured": err, "holds": False, "tightness": 0.5, "assumptions_met": False,
+             "details": {"label": "paper", "assumptions": {"center_condition": {"met": False, "lhs": 0.9, "rhs": 0.1}}}},
+        ])
+        runs.append(cfg.run_id())
+        labels[cfg.run_id()] = f"c{color}-w{width}"
+    return store, runs, labels
+
+
+def test_wide_table_picks_the_trained_protocol_and_flattens_configs(fabricated):
+    store, runs, _ = fabricated
+    df = frames.wide(store.root, runs)
+    assert len(df) == 6 and (df["knn_accuracy"] > 0.5).all()
+    assert {"config.color_strength", "config.encoder.width", "alignment"} <= set(df.columns)
+    assert varying_axes(df) == ["config.color_strength", "config.encoder.width"]
+    assert frames.protocol_of(store.root, "knn_accuracy", runs) == KNN
+
+
+def test_kendall_and_granulated_tau_closed_forms():
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert np.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+    df = pd.DataFrame({"a": [0, 0, 1, 1, 2], "b": [0, 1, 0, 1, 0], "t": [1, 2, 3, 4, 0], "e": [1, 2, 3, 4, 5]})
+    g = granulated_kendall(df, "t", "e", ["a", "b"])
+    # axis b: groups a=0 and a=1 each rise together (+1, +1); a=2 has one run and is skipped.
+    # axis a: group b=0 is t=(1,3,0) vs e=(1,3,5): 1 concordant, 2 discordant pairs -> -1/3; group b=1 -> +1.
+    assert g["psi[b]"] == 1.0 and g["psi[a]"] == pytest.approx((-1 / 3 + 1) / 2) and g["Psi"] == pytest.approx((1 + 1 / 3) / 2)
+    table = correlation_table(df, ["t"], ["e"], ["a", "b"])
+    assert table.loc[0, "n"] == 5 and table.loc[0, "Psi"] == pytest.approx(g["Psi"])
+
+
+def _axes_of(path):
+    return path.exists() and path.stat().st_size > 1000
+
+
+def test_each_figure_kind_writes_png_and_pdf_with_labelled_axes(tmp_path, fabricated, monkeypatch):
+    store, runs, _ = fabricated
+    df = frames.wide(store.root, runs).assign(knn_error=lambda d: 1 - d["knn_accuracy"])
+    drawn = {}
+    real_close = plt.close
+
+    def keep(fig=None):  # inspect the figure before it is closed
+        if fig is not None and hasattr(fig, "axes"):
+            drawn.setdefault("figs", []).append(fig)
+        real_close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    figs = [
+        terms_vs_target(df, ["alignment", "sharpness", "sigma"], "knn_error", "kNN error", tmp_path, "tv", "caption"),
+        bound_tightness(frames.bound_checks(store.root, runs), tmp_path, "bt", "caption"),
+        ordered_series(df, "config.color_strength", {"knn_error": "error", "sigma": "sigma"}, tmp_path, "os", "caption", "colour strength", "value"),
+        loglog_scatter(df, "config.encoder.width", {"sharpness": "sharpness"}, tmp_path, "ll", "caption", "width", fits={"sharpness": {"slope": 0.1, "intercept": 0.0, "low": 0.0, "high": 0.2}}),
+        curves(df.assign(step=range(6)), "step", "sharpness", "config.encoder.width", tmp_path, "cv", "caption", "step", "sharpness"),
+    ]
+    for f in figs:
+        assert [p.suffix for p in f.paths] == [".png", ".pdf"] and all(_axes_of(p) for p in f.paths)
+    tv, bt, os_, ll, cv = drawn["figs"]
+    assert [ax.get_xlabel() for ax in tv.axes if ax.get_visible()] == ["alignment", "sharpness", "sigma"]
+    visible = [ax for ax in tv.axes if ax.get_visible()]
+    assert visible[0].get_ylabel() == "kNN error" and all(ax.get_title().startswith("τ =") for ax in visible)
+    ax = bt.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_ylabel() == "bound"
+    assert any(line.get_linestyle() == "--" for line in ax.get_lines())  # the y = x line
+    assert len(os_.axes[0].containers) == 2  # two series with error bars
+    assert ll.axes[0].get_xscale() == "log" and "slope +0.10" in ll.axes[0].get_legend().get_texts()[0].get_text()
+    assert cv.axes[0].get_yscale() == "log"
+
+
+def test_report_is_self_contained_and_lists_bounds_findings_and_statements(tmp_path, fabricated):
+    store, runs, labels = fabricated
+    x = sympy.Symbol("x")
+    st = render_statement("arora2019", sympy.Le(x, 2 * x), "paper")
+    assert st.png is not None and st.latex == r"x \leq 2 x"
+    md, html, figs = make_report(store.root, runs, labels, tmp_path / "report", "test report", ["clbounds verify --preset tiny"], [st])
+    text, page = md.read_text(), html.read_text()
+    assert "huang2023.theorem1" in text and "failed: center_condition" in text
+    assert "is violated on run" in text and "bound" in text  # the violation is a finding, with numbers
+    assert "psi[config.color_strength]" in text
+    assert {f.name for f in figs} == {"terms-vs-knn-error", "terms-vs-robust-error", "bound-tightness"}
+    assert page.count("data:image/png;base64,") == len(figs) + 1  # figures + one statement image
+    assert not re.search(r"(src|href)=[\"']https?://", page)  # nothing fetched
+    assert (tmp_path / "report" / "runs.csv").exists() and (tmp_path / "report" / "correlations.csv").exists()
+    for f in figs:
+        assert "6 runs" in f.caption and "seeds [0]" in f.caption

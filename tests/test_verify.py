@@ -1,0 +1,70 @@
+"""`clbounds verify` and `clbounds reproduce` end to end on a tiny preset."""
+
+import pytest
+import yaml
+
+import experiments.train as train_mod
+from experiments.cli import main
+from experiments.config import ConfigError
+from experiments.store import Store
+from experiments.verify import grid_items, load_preset, verify
+
+from conftest import tiny_raw
+
+MEASURE = ["measure.n_samples=32", "measure.batch_size=16", "measure.views=2", "measure.sigma_per_class=4", "measure.hessian_iters=2",
+           "measure.trace_samples=1", "measure.sharpness_steps=1", "measure.attack_steps=1"]
+
+
+@pytest.fixture
+def tiny_preset(tmp_path):
+    base = tmp_path / "tiny.yaml"
+    raw = tiny_raw(encoder__arch="convnet", optim__epochs=1)
+    raw["data"]["n_test"] = 32
+    base.write_text(yaml.safe_dump(raw))
+    preset = {"name": "tiny", "base": str(base), "common": [], "measure": MEASURE,
+              "runs": [{"label": "a", "overrides": []}, {"label": "b", "overrides": ["color_strength=1.0"]}, {"label": "c", "overrides": ["encoder.width=0.25"]}]}
+    path = tmp_path / "tiny-preset.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+@pytest.mark.slow
+def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monkeypatch):
+    store = Store(tmp_path / "store")
+    md, html = verify(str(tiny_preset), store, log=lambda s: None)
+    text = md.read_text()
+    assert "## Bounds" in text and "huang2023" in text and "arora2019" in text
+    assert "kendall_tau" in text and (md.parent / "figures" / "terms-vs-knn-error.png").exists()
+    assert html.read_text().count("data:image/png;base64,") >= 3
+    assert [r.status for r in store.runs()] == ["done"] * 3
+
+    monkeypatch.setattr(train_mod, "load_run_data", lambda cfg: pytest.fail("verify trained a stored run again"))
+    verify(str(tiny_preset), store, log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_fails_and_the_sweep_goes_on(tmp_path, tiny_preset):
+    preset = yaml.safe_load(tiny_preset.read_text())
+    preset["runs"].append({"label": "diverges", "overrides": ["optim.lr=1e30", "optim.name=sgd"]})
+    tiny_preset.write_text(yaml.safe_dump(preset))
+    store = Store(tmp_path / "store")
+    lines = []
+    verify(str(tiny_preset), store, log=lines.append)
+    status = {r.name: r.status for r in store.runs()}
+    assert status["tiny-diverges"] == "failed" and [s for n, s in status.items() if n != "tiny-diverges"] == ["done"] * 3
+    assert any("FAILED" in line and "non-finite" in line for line in lines)
+
+
+def test_presets_validate_and_bad_presets_are_config_errors(tmp_path):
+    for name in ("quick", "cpu", "paper"):
+        items = grid_items(load_preset(name))
+        assert len({i.config.run_id() for i in items}) == len(items)
+    assert len(grid_items(load_preset("quick"))) >= 8
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "base": "quick-simclr-synthetic", "runz": []}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_preset(bad)
+    bad.write_text(yaml.safe_dump({"name": "x", "base": "quick-simclr-synthetic", "runs": [{"label": "a", "overrides": ["optim.lr=-1"]}]}))
+    with pytest.raises(ConfigError, match="optim.lr=-1.0 is out of range"):
+        grid_items(load_preset(bad))
+    assert main(["--store", str(tmp_path / "s"), "verify", "--preset", "nope"]) == 2
