@@ -1,0 +1,16 @@
+"""One module per theorem: a sympy statement, its assumptions as checks on measured terms,
+and ``evaluate(terms) -> BoundCheck`` (numbers only; no torch).
+
+- ``arora2019``: the mean-classifier bound of Arora et al. 2019 (1 and M negatives).
+- ``huang2023``: Huang, Yi & Zhao, Theorems 1–4 and the two corollaries.
+- ``ssa_clr``: SSA-CLR [reconstructed]: Arora on the ideal loss, the shift, PAC-Bayes/SAM.
+- ``robust_cl``: robust contrastive learning [reconstructed]: the √2-Lipschitz transfer and
+  the adversarial-InfoNCE proxy.
+- ``wen2020``: width-sweep diagnostic (``evaluate_sweep``).
+- ``cacr``: CACR claims against SimCLR (``evaluate_pair``).
+"""
+
+from . import arora2019, cacr, common, huang2023, robust_cl, ssa_clr, wen2020
+from .common import BoundCheck, MissingTermError
+
+__all__ = ["BoundCheck", "MissingTermError", "arora2019", "cacr", "common", "huang2023", "robust_cl", "ssa_clr", "wen2020"]

@@ -58,6 +58,16 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
     _print_rows(measure(record, store, terms))
 
 
+def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
+    from .bounds_step import evaluate_bounds, format_bound_table
+
+    record = store.find_run(args.run)
+    if not store.measurements(record.id):
+        raise ConfigError(f"run {record.id} has no measurements; run `clbounds measure {record.id}` first")
+    print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})\n")
+    print(format_bound_table(evaluate_bounds(record, store)))
+
+
 def cmd_verify(args: argparse.Namespace, store: Store) -> None:
     from .sweep import local_processes
     from .verify import verify
@@ -123,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run id (a unique prefix is enough)")
     p.add_argument("--terms", nargs="+", metavar="GROUP", help="term groups (default: all): losses geometry sigma lipschitz sharpness shift adversarial optimization information")
     p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("bounds", help="evaluate every applicable theorem on a measured run")
+    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.set_defaults(func=cmd_bounds)
 
     p = sub.add_parser("verify", help="the main job: train a preset's grid, measure, bound, plot and report")
     p.add_argument("--preset", default="quick", help="quick (embedded data, CPU, minutes), cpu (tens of minutes) or paper (CIFAR, GPU), or a preset YAML")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from theory import adversarial, geometry, information, optimization, sharpness, shift
+from theory import arora
 from theory.losses import barlow_twins, huang_barlow_split, huang_infonce_split, info_nce
 
 from .augment import Augment
@@ -307,6 +308,153 @@ def information_terms(ctx: Context) -> list[Row]:
     ]
 
 
+# ---- inputs of the bounds/ modules (clbounds bounds) --------------------------------------
+
+
+# PAC-Bayes units (batches) used at most: the bound holds for any i.i.d. subset of the training
+# data (with n = the units used), and this keeps the cost bounded on CIFAR-sized sets.
+_PAC_BAYES_MAX_UNITS = 64
+
+
+def _view_pair_batches(ctx: Context, x: torch.Tensor, batch_size: int, salt: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Disjoint random batches of ``x`` (at most ``_PAC_BAYES_MAX_UNITS``), two augmented views each, as uint8 images."""
+    g = ctx.generator(salt)
+    perm = torch.randperm(x.shape[0], generator=g).to(x.device)
+    units = min(x.shape[0] // batch_size, _PAC_BAYES_MAX_UNITS)
+    to_u8 = lambda v: (v * 255).round().to(torch.uint8)  # noqa: E731
+    return [(to_u8(ctx.augment(x[idx], g)), to_u8(ctx.augment(x[idx], g))) for idx in (perm[i * batch_size : (i + 1) * batch_size] for i in range(units))]
+
+
+def bounds_terms(ctx: Context) -> list[Row]:
+    """The inputs of the bounds/ modules that the other groups do not measure.
+
+    - Arora et al. 2019 (PAPERS §6): L_un and the mean-classifier L_sup^μ on f = z/‖z‖/√τ, the
+      normalised projection scaled by 1/√τ so that fᵀf' are the InfoNCE logits. Both on the
+      empirical distribution of the measured test sample (``theory.arora``): ideal positives
+      are independent draws of the anchor's class from it (on synthetic data these are
+      independent generator samples), negatives independent draws of it, μ_c its class
+      means; 1 negative (exact), M = K negatives and the NT-Xent structure (B − 1 negative
+      classes, each twice) by Monte Carlo.
+    - Huang et al. (PAPERS §5): the ε and M of R_ε, the pairwise misalignment rate, the
+      smallest feature/projection norms (for the Lipschitz constant of the normalised map),
+      the certified Lipschitz bound of the projector, the InfoNCE split at temperature 1
+      (unit-norm f, as the paper states it), d and K.
+    - SSA-CLR (PAPERS §2): NT-Xent (practical pairs, eval mode) on disjoint random train
+      batches of the measure batch size (at most 64, the i.i.d. units of the PAC-Bayes bound),
+      its ρ-sharp maximum (projected ascent), the same loss on held-out test batches, its
+      range, k, ‖θ‖, ‖θ − θ₀‖, n.
+    - Robust CL (PAPERS §1): the JS proxy between benign and adversarial projections under the
+      RoCL attack, and the representation gap at the probe's own PGD points.
+    """
+    m, tau, k = ctx.cfg.measure, ctx.cfg.method.temperature, ctx.data.num_classes
+    n = ctx.x.shape[0]
+    b = min(m.batch_size, n)
+    g = ctx.generator(21)
+    rows: list[Row] = []
+
+    # Arora et al. 2019
+    f = ctx.normalized_projections(ctx.x).double() / math.sqrt(tau)
+    y = ctx.y
+    p = arora.class_probabilities(y)
+    space = f"normalised projection / sqrt(tau), tau={tau:g}, empirical distribution of the {ctx.split}"
+    un_m = arora.unsupervised_loss(f, y, k, samples=32, generator=g)
+    sup_m = arora.mean_classifier_loss(f, y, k, samples=32, generator=g)
+    sup_nt = arora.mean_classifier_loss(f, y, b - 1, samples=32, generator=g)
+    mc = "Monte Carlo 32 draws per anchor"
+    rows += [
+        ("arora_unsupervised_loss", _f(arora.unsupervised_loss_exact(f, y)), f"1 negative, exact, {space}"),
+        ("arora_mean_classifier_loss", _f(arora.mean_classifier_loss_exact(f, y)), f"1 negative class, exact, sample class means, {space}"),
+        ("arora_collision", _f(arora.collision_probability(p, 1)), f"tau = sum_k p_k^2, labels of the {ctx.split}"),
+        ("arora_negatives", float(k), "M = number of classes"),
+        ("arora_unsupervised_loss_M", _f(un_m["loss"]), f"M={k} negatives, {mc}, {space}"),
+        ("arora_unsupervised_loss_M_stderr", _f(un_m["stderr"]), f"Monte Carlo standard error, M={k}, {space}"),
+        ("arora_mean_classifier_loss_M", _f(sup_m["loss"]), f"M={k} negative-class draws, {mc}, {space}"),
+        ("arora_mean_classifier_loss_M_stderr", _f(sup_m["stderr"]), f"Monte Carlo standard error, M={k}, {space}"),
+        ("arora_collision_M", _f(arora.collision_probability(p, k)), f"tau_M = sum_k p_k (1-(1-p_k)^M), M={k}"),
+        ("arora_collision_floor_M", _f(arora.collision_floor(p, k)), f"gamma_M = sum_k p_k E log(1+J), J~Bin(M,p_k), M={k}"),
+        ("arora_mean_classifier_loss_ntxent", _f(sup_nt["loss"]), f"NT-Xent batch of {b}: M=B-1={b - 1} negative-class draws, {mc}, {space}"),
+        ("arora_collision_ntxent", _f(arora.collision_probability(p, b - 1)), f"tau_M, M=B-1={b - 1}"),
+        ("arora_collision_floor_ntxent", _f(arora.collision_floor(p, b - 1, multiplicity=2)), f"gamma_M with each colliding input counted twice (both views), M=B-1={b - 1}"),
+    ]
+
+    # Huang et al. 2023
+    rows += [("misalignment_eps", m.eps, "eps of R_eps (measure.eps), on normalised embeddings"), ("misalignment_views", float(m.views), "M views per input for R_eps")]
+    for suffix, embed in (("", ctx.features), ("_projection", ctx.normalized_projections)):
+        dist = (embed(ctx.views[0]) - embed(ctx.views[1])).norm(dim=1)
+        rows.append(("misalignment_rate_pairwise" + suffix, _f((dist > m.eps).double().mean()), f"P[||f(x1)-f(x2)|| > eps], eps={m.eps:g}, views 1 and 2, {ctx.split}"))
+    inputs = [ctx.x, *ctx.views]
+    h_norm = min(_f(extract_features(ctx.model, v).norm(dim=1).min()) for v in inputs)
+    z_norm = min(_f(ctx.projections(v).norm(dim=1).min()) for v in inputs)
+    rows += [
+        ("feature_norm_min", h_norm, f"min ||h(x)|| over the {ctx.split} and its {m.views} views, backbone h"),
+        ("projection_norm_min", z_norm, f"min ||g(h(x))|| over the {ctx.split} and its {m.views} views, projection"),
+    ]
+    try:
+        rows.append(("lipschitz_upper_projector", _f(geometry.lipschitz_upper(ctx.model.projector.eval(), certified=True)), "certified: product of layer norms of the projection head g, a map of h"))
+    except (ValueError, TypeError):
+        pass  # a head without a rigorous product bound gets no row
+    z1, z2 = ctx.projections(ctx.views[0]), ctx.projections(ctx.views[1])
+    split = [huang_infonce_split(z1[i : i + b], z2[i : i + b], temperature=1.0) for i in range(0, n - b + 1, b)]
+    proto = f"Huang et al. split at temperature 1 (unit-norm f), projection, augmentation pairs ({ctx.cfg.augment}), batches of {b}, {ctx.split}"
+    rows += [
+        ("huang_infonce_L1_unit", sum(_f(s["L1"]) for s in split) / len(split), proto),
+        ("huang_infonce_L2_unit", sum(_f(s["L2"]) for s in split) / len(split), proto),
+        ("embedding_dim", float(z1.shape[1]), "d, projection dimension"),
+        ("num_classes", float(k), "K"),
+    ]
+
+    # SSA-CLR: the PAC-Bayes/SAM route on the practical NT-Xent loss, eval mode, batches of b.
+    def nt_xent(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        v1, v2 = (v.float() / 255 for v in batch)
+        return info_nce(model.projector(model(v1)), model.projector(model(v2)), tau)
+
+    train_batches = _view_pair_batches(ctx, ctx.data.x_train, b, 23)
+    test_batches = _view_pair_batches(ctx, ctx.data.x_test, b, 24)
+    model = ctx.model.eval()
+    with torch.no_grad():
+        loss_train = sum(_f(nt_xent(model, bt)) for bt in train_batches) / len(train_batches)
+        loss_test = sum(_f(nt_xent(model, bt)) for bt in test_batches) / len(test_batches)
+    sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho, steps=m.sharpness_steps, generator=ctx.generator(25))
+    model.eval()
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    init = dict(ctx.init_model.named_parameters())
+    theta = torch.cat([p.detach().double().flatten() for p in params.values()])
+    theta0 = torch.cat([init[name].detach().double().flatten().to(theta.device) for name in params])
+    low, high = shift.infonce_range(2 * b - 2, tau)
+    proto = f"NT-Xent tau={tau:g} on practical pairs ({ctx.cfg.augment}, 8-bit views), eval mode, disjoint batches of {b}"
+    rows += [
+        ("ssl_loss_train", loss_train, f"{proto}, {len(train_batches)} train batches"),
+        ("ssl_sharp_loss_train", loss_train + sharp, f"max over ||eps|| <= rho={m.rho:g} by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches"),
+        ("ssl_loss_heldout", loss_test, f"{proto}, {len(test_batches)} test batches"),
+        ("ssl_loss_range", high - low, f"hi - lo of the per-anchor NT-Xent, M=2B-2={2 * b - 2}, tau={tau:g}"),
+        ("pac_bayes_units", float(len(train_batches)), f"n = min(floor(n_train / {b}), {_PAC_BAYES_MAX_UNITS}) disjoint random train batches, the i.i.d. units"),
+        ("n_train", float(ctx.data.x_train.shape[0]), "training set size"),
+        ("num_parameters", float(theta.numel()), "k, trainable parameters of backbone and projection head"),
+        ("weight_norm", _f(theta.norm()), "||theta||, trainable parameters, final epoch"),
+        ("weight_distance", _f((theta - theta0).norm()), "||theta - theta_0||, trainable parameters, final epoch vs the seed's initialisation"),
+        ("sharpness_rho", m.rho, "rho of the sharpness ball (measure.rho)"),
+    ]
+
+    # Robust CL: JS proxy between benign and adversarial projections (the RoCL attack of the
+    # "adversarial" group, same seed), and the representation gap at the probe's PGD points.
+    v1, v2 = ctx.views[0][:b], ctx.views[1][:b]
+    projector = nn.Sequential(ctx.model, ctx.model.projector).eval()
+    v2_adv = adversarial.contrastive_attack(projector, v1, v2, m.attack_eps, 2 / 255, 7, temperature=tau, generator=ctx.generator(10))
+    with torch.no_grad():
+        z_ben, z_adv = F.normalize(projector(v2), dim=1), F.normalize(projector(v2_adv), dim=1)
+    rows.append(("adversarial_js", _f(shift.js_divergence(z_ben, z_adv, generator=ctx.generator(26))), f"log 2 - L_D*, linear discriminator, normalised projections of x2 vs x2_adv (RoCL PGD-7 Linf eps={m.attack_eps * 255:.3g}/255), batch {b}"))
+    probe = fit_linear_probe(extract_features(ctx.model, ctx.data.x_train), ctx.data.y_train, k, ctx.cfg.eval.linear_steps, ctx.cfg.eval.linear_weight_decay)
+    classifier = nn.Sequential(ctx.model, probe).eval()
+    x, gen, gaps = ctx.x.float() / 255, ctx.generator(7), []
+    for i in range(0, n, 256):  # the batches and generator of adversarial.robust_accuracy in the "adversarial" group
+        xb = x[i : i + 256]
+        xb_adv = adversarial.pgd(classifier, xb, ctx.y[i : i + 256], m.attack_eps, m.attack_alpha, m.attack_steps, generator=gen)
+        with torch.no_grad():
+            gaps.append((ctx.model(xb_adv) - ctx.model(xb)).norm(dim=1))
+    rows.append(("representation_gap_at_probe_attack", _f(torch.cat(gaps).mean()), f"mean ||h(x_adv)-h(x)|| at the linear probe's PGD-{m.attack_steps} Linf eps={m.attack_eps * 255:.3g}/255 points, backbone h, {ctx.split}"))
+    return rows
+
+
 TERM_GROUPS: dict[str, Callable[[Context], list[Row]]] = {
     "losses": losses_terms,
     "geometry": geometry_terms,
@@ -317,6 +465,7 @@ TERM_GROUPS: dict[str, Callable[[Context], list[Row]]] = {
     "adversarial": adversarial_terms,
     "optimization": optimization_terms,
     "information": information_terms,
+    "bounds": bounds_terms,
 }
 
 

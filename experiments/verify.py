@@ -65,7 +65,7 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
     """Runs the main job and returns the paths of report.md and report.html."""
     from figures.verify_report import make_report
 
-    from .bounds_step import theorem_statements
+    from .bounds_step import evaluate_sweep_bounds, theorem_statements
 
     preset = load_preset(preset_name)
     items = grid_items(preset, extra)
@@ -77,6 +77,7 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
     if not done:
         raise RuntimeError(f"verify {preset.name}: every run failed; see `clbounds runs`")
     labels = {r.run_id: r.label for r in done}
+    evaluate_sweep_bounds([store.get_run(r.run_id) for r in done], store)  # Wen width sweeps, CACR vs SimCLR pairs
     commands = [f"clbounds verify --preset {preset.name}" + (" " + " ".join(extra) if extra else "")]
     md, html, _ = make_report(store.root, [r.run_id for r in done], labels, out_dir, f"clbounds verify --preset {preset.name}", commands, theorem_statements())
     log(f"verify {preset.name}: {len(done)}/{len(results)} runs done in {time.perf_counter() - t0:.0f} s; report {html}")

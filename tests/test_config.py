@@ -26,7 +26,8 @@ def test_unknown_key_suggests_the_right_one():
     ("optim.batch_size", 1, r"optim.batch_size=1 is out of range: must be >= 2"),
     ("optim.epochs", 1.5, r"optim.epochs=1.5 has the wrong type: expected int, got float"),
     ("optim.lr", "fast", r"optim.lr='fast' has the wrong type: expected float"),
-    ("optim.lr", float("nan"), r"optim.lr=nan is not a number"),
+    ("optim.lr", float("nan"), r"optim.lr=nan is not a finite number"),
+    ("optim.lr", "inf", r"optim.lr=inf is not a finite number"),
     ("method.name", "simclrr", r"method.name='simclrr' is not allowed: choose one of .*did you mean 'simclr'"),
     ("data.name", "imagenet", r"data.name='imagenet' is not allowed"),
     ("encoder.arch", "vit", r"encoder.arch='vit' is not allowed"),
@@ -49,6 +50,11 @@ def test_overrides_parse_yaml_scalars_and_are_validated():
         apply_overrides({}, ["optim.lr"])
     with pytest.raises(ConfigError, match="optim.lr=-0.1 is out of range"):
         config_from_dict(apply_overrides({}, ["optim.lr=-0.1"]))
+
+
+def test_scientific_notation_without_a_dot_is_a_float():
+    assert config_from_dict(apply_overrides({}, ["optim.lr=1e-3"])).optim.lr == 1e-3
+    assert config_from_dict({"optim": {"weight_decay": "5e-4"}}).optim.weight_decay == 5e-4
 
 
 def test_run_id_depends_on_training_not_on_labels_or_probes():

@@ -1,0 +1,130 @@
+r"""Arora, Khandeparkar, Khodak, Plevrakis & Saunshi 2019, "A Theoretical Analysis of
+Contrastive Unsupervised Representation Learning" (ICML 2019, arXiv 1902.09229), the common
+ancestor of the papers (PAPERS.md §6). Lemma 4.3 (one negative) [paper] and its
+M-negative form (the structure of the paper's §6.1, derived here with explicit constants)
+[reconstructed].
+
+Setting. Classes c ~ p; an ideal positive pair is two independent draws x, x⁺ ~ D_c; each
+negative is an independent draw of the marginal, so its class collides with the anchor's
+with probability p_c. ℓ(v) = log(1 + Σ_i e^{−v_i}) (natural log; the paper writes log₂, which
+only rescales both losses by 1/log 2 and turns ℓ(0) = log 2 into 1).
+
+Derivation (every constant). For any representation f,
+
+    L_un^M(f) = E ℓ({f(x)ᵀ(f(x⁺) − f(x_i⁻))}_i)
+             ≥ E_{classes} E_{x~D_{c⁺}} ℓ({f(x)ᵀ(μ_{c⁺} − μ_{c_i})}_i)            (1)
+
+by Jensen: ℓ is convex and the argument is affine in (f(x⁺), f(x_1⁻), …), whose conditional
+means given x and the classes are the class means μ_c = E_{D_c} f (this is where the *true*
+means of the *same* f, and independent positives and negatives, are needed). Split (1) on
+the event that some negative class equals c⁺ (probability τ_M = Σ_c p_c(1 − (1 − p_c)^M)):
+
+- no collision: ℓ over M terms ≥ ℓ over the *set* Q of distinct negative classes (dropping
+  repeated positive terms lowers the sum), which is the mean-classifier loss of the task
+  {c⁺} ∪ Q; its conditional mean is L_sup^{μ,M}(f);
+- collision with J ≥ 1 draws: each colliding term is e^{−0} = 1 and the others are > 0, so
+  ℓ ≥ log(1 + J); its mean is γ_M = Σ_c p_c E_{J~Bin(M, p_c)} log(1 + J).
+
+Hence L_un^M ≥ (1 − τ_M)·L_sup^{μ,M} + γ_M, i.e.
+
+    L_sup^{μ,M}(f) ≤ (L_un^M(f) − γ_M) / (1 − τ_M),        for τ_M < 1.
+
+For M = 1: τ_1 = τ = Σ p_c² and γ_1 = τ·log 2, the paper's Lemma 4.3
+L_sup^μ ≤ (L_un − τ)/(1 − τ) in log₂ units.
+
+Measurement (experiments/measure.py, group "bounds"): f = z/‖z‖/√τ_temp, the normalised
+projection scaled by 1/√τ_temp, so that f(x)ᵀf(x') = cos/τ_temp are the logits of the
+trained InfoNCE. Both sides are computed on the empirical distribution D̂ of the measured
+test sample (positives: independent draws of the anchor's class from it; negatives: draws
+from it; μ̂_c: its class means; p̂: its class frequencies). The inequality holds *exactly* on
+D̂ for M = 1 (both sides are exact sums), so a violation there would be a bug; for M > 1 both
+sides are Monte-Carlo estimates whose standard errors are in ``details``. The gap to the
+population statement is the plug-in error of D̂ (positives equal the anchor with
+probability 1/n_c).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import sympy as sp
+
+from .common import BoundCheck, assumption, evaluate_registry, make_check, require
+
+L_sup, L_un, tau, gamma = sp.symbols(r"L_{sup}^{\mu} L_{un} \tau \gamma", real=True)
+M = sp.Symbol("M", positive=True, integer=True)
+
+#: Lemma 4.3 (one negative), natural-log form.
+STATEMENT_ONE = sp.Le(L_sup, (L_un - tau * sp.log(2)) / (1 - tau))
+#: M negatives, with τ = τ_M and γ = γ_M of the module docstring.
+STATEMENT_M = sp.Le(L_sup, (L_un - gamma) / (1 - tau))
+STATEMENT = STATEMENT_ONE
+
+TERMS_ONE = ["arora_mean_classifier_loss", "arora_unsupervised_loss", "arora_collision"]
+TERMS_M = ["arora_mean_classifier_loss_M", "arora_unsupervised_loss_M", "arora_collision_M", "arora_collision_floor_M", "arora_negatives"]
+REQUIRED_TERMS = TERMS_ONE + TERMS_M
+ASSUMPTIONS = {
+    "collision_below_one": "τ_M < 1: some task has a negative class different from the anchor's",
+    "same_representation": "one f on both sides; the class means are the means of that f (by construction of the measurement)",
+    "independent_negatives": "negatives are independent draws of the marginal (by construction on D̂)",
+}
+_NOTES = {k: ASSUMPTIONS[k] for k in ("same_representation", "independent_negatives")}
+
+
+def arora_bound(l_un: float, collision: float, floor: float) -> float:
+    """(L_un − γ)/(1 − τ): the right-hand side of both forms.
+
+    Example:
+        >>> round(arora_bound(1.0, 0.5, 0.5 * math.log(2)), 6)
+        1.306853
+    """
+    return (l_un - floor) / (1 - collision)
+
+
+def one_negative(terms: Mapping[str, float]) -> BoundCheck:
+    """Lemma 4.3: L_sup^μ ≤ (L_un − τ·log 2)/(1 − τ) with one negative [paper]."""
+    t = require(terms, TERMS_ONE, "arora2019.one_negative")
+    col = t["arora_collision"]
+    assumptions = {"collision_below_one": assumption(col, 1.0, strict=True)}
+    bound = arora_bound(t["arora_unsupervised_loss"], col, col * math.log(2)) if col < 1 else None
+    return make_check(
+        "arora2019.one_negative", STATEMENT_ONE, bound, t["arora_mean_classifier_loss"], "paper", assumptions,
+        inputs={"L_un": t["arora_unsupervised_loss"], "tau": col}, notes=_NOTES,
+    )
+
+
+def m_negative(terms: Mapping[str, float]) -> BoundCheck:
+    """L_sup^{μ,M} ≤ (L_un^M − γ_M)/(1 − τ_M) with M independent negatives [reconstructed constants]."""
+    t = require(terms, TERMS_M, "arora2019.m_negative")
+    col, floor = t["arora_collision_M"], t["arora_collision_floor_M"]
+    assumptions = {"collision_below_one": assumption(col, 1.0, strict=True)}
+    bound = arora_bound(t["arora_unsupervised_loss_M"], col, floor) if col < 1 else None
+    measured = t["arora_mean_classifier_loss_M"]
+    # Both sides are Monte-Carlo estimates: the slack in units of their combined standard error.
+    se_un, se_sup = terms.get("arora_unsupervised_loss_M_stderr"), terms.get("arora_mean_classifier_loss_M_stderr")
+    extra = {}
+    if bound is not None and se_un is not None and se_sup is not None:
+        se = math.hypot(float(se_un) / (1 - col), float(se_sup))
+        extra["monte_carlo_stderr"] = se
+        extra["slack_in_stderr"] = (bound - measured) / se if se > 0 else None
+    return make_check(
+        "arora2019.m_negative", STATEMENT_M, bound, measured, "reconstructed", assumptions,
+        inputs={"L_un": t["arora_unsupervised_loss_M"], "tau": col, "gamma": floor, "M": t["arora_negatives"]}, notes=_NOTES, **extra,
+    )
+
+
+THEOREMS = {
+    "arora2019.one_negative": (STATEMENT_ONE, "paper", one_negative),
+    "arora2019.m_negative": (STATEMENT_M, "reconstructed", m_negative),
+}
+
+
+def evaluate(terms: Mapping[str, float]) -> BoundCheck:
+    """The one-negative bound (Lemma 4.3), the paper's headline form."""
+    return one_negative(terms)
+
+
+def evaluate_all(terms: Mapping[str, float]) -> list[BoundCheck]:
+    """Every form; a form whose terms were not measured is reported as missing."""
+    return evaluate_registry(THEOREMS, terms)

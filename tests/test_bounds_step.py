@@ -1,0 +1,122 @@
+"""Tests for experiments/bounds_step.py: every bound on a measured run, stored and reported."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sympy as sp
+
+from bounds import arora2019, huang2023, robust_cl, ssa_clr
+from experiments.bounds_step import evaluate_bounds, evaluate_sweep_bounds, format_bound_table, run_terms, theorem_registry, theorem_statements
+from experiments.config import config_from_dict
+from experiments.measure import measure
+from experiments.store import Store
+from experiments.train import train
+
+from conftest import tiny_raw
+
+# Every group but the slow sharpness/Hessian group and the multi-run ones (optimization, information).
+GROUPS = ["losses", "geometry", "sigma", "lipschitz", "shift", "adversarial", "bounds"]
+MEASURE = {"n_samples": 32, "batch_size": 16, "views": 2, "sigma_per_class": 4, "hessian_iters": 2, "trace_samples": 1, "sharpness_steps": 1, "attack_steps": 1}
+ALL_THEOREMS = [name for module in (arora2019, huang2023, ssa_clr, robust_cl) for name in module.THEOREMS]
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("store"))
+    raw = tiny_raw()
+    raw["measure"] = MEASURE
+    record = train(config_from_dict(raw), store, progress=False)
+    measure(record, store, GROUPS)
+    return record, store, evaluate_bounds(record, store)
+
+
+def test_every_theorem_is_evaluated_with_all_its_terms(bounded):
+    record, _, checks = bounded
+    assert [c.theorem for c in checks] == ALL_THEOREMS
+    missing = {c.theorem: c.details["missing_terms"] for c in checks if c.details.get("missing_terms")}
+    assert missing == {"robust_cl.adversarial_infonce": ["sharpness"]}  # only the skipped group's term
+    by_name = {c.theorem: c for c in checks}
+    assert by_name["arora2019.one_negative"].holds  # exact on the sample: must hold
+    for c in checks:
+        assert c.details["run"] == record.id and c.details["protocols"]
+        assert c.bound is None or c.holds is not None
+
+
+def test_stored_rows_round_trip(bounded):
+    record, store, checks = bounded
+    stored = {r["theorem"]: r for r in store.bound_checks(record.id)}
+    assert set(stored) == set(ALL_THEOREMS)
+    for c in checks:
+        row, back = c.to_row(), stored[c.theorem]
+        for key in ("bound", "measured", "tightness"):
+            assert back[key] == pytest.approx(row[key]) if row[key] is not None else back[key] is None
+        assert back["holds"] == row["holds"] and back["assumptions_met"] == row["assumptions_met"]
+        assert back["details"]["label"] == c.label and back["details"]["statement"] == c.latex()
+
+
+def test_table_lists_every_theorem_and_each_violation_as_a_finding(bounded):
+    _, _, checks = bounded
+    table = format_bound_table(checks)
+    for c in checks:
+        assert f"| {c.theorem} | {c.label} |" in table
+    violated = [c for c in checks if c.holds is False]
+    assert ("Findings" in table) == bool(violated)
+    for c in violated:
+        assert f"- {c.theorem} [" in table
+
+
+def test_term_selection_prefers_final_epoch_then_the_latest(store):
+    store.add_measurements("r", [("a", 1.0, "x final-epoch"), ("a", 2.0, "y random-init")])
+    time.sleep(0.01)
+    store.add_measurements("r", [("b", 1.0, "old")])
+    time.sleep(0.01)
+    store.add_measurements("r", [("b", 5.0, "new")])
+    terms, protocols, ambiguous = run_terms(store, "r")
+    assert terms == {"a": 1.0, "b": 5.0} and protocols["b"] == "new" and ambiguous == ["a", "b"]
+
+
+def test_a_run_without_measurements_is_a_clear_error(store, tiny_config):
+    store.upsert_run("abc", tiny_config.to_dict(), status="done")
+    with pytest.raises(ValueError, match="clbounds measure"):
+        evaluate_bounds(store.get_run("abc"), store)
+
+
+def _fake_run(store: Store, run_id: str, terms: dict, **over) -> None:
+    store.upsert_run(run_id, config_from_dict(tiny_raw(**over)).to_dict(), status="done")
+    store.add_measurements(run_id, [(n, v, "final-epoch test") for n, v in terms.items()])
+
+
+def test_sweeps_and_cacr_pairs(store):
+    for i, w in enumerate((0.125, 0.25, 0.5)):
+        _fake_run(store, f"w{i}", {"gradient_norm": 1.0 / w, "weight_movement": 0.1 / w**0.5, "alignment": 0.5, "mi_query_negative": 0.05}, encoder__width=w)
+    _fake_run(store, "other", {"gradient_norm": 1.0, "weight_movement": 0.1}, seed=3)  # a different config: not in the sweep
+    checks = evaluate_sweep_bounds(store.runs(), store)
+    names = sorted(c.theorem for c in checks)
+    assert names == ["wen2020.gradient_norm_vs_width", "wen2020.weight_movement_vs_width", "wen2020.width_sweep"]
+    sweep = next(c for c in checks if c.theorem == "wen2020.width_sweep")
+    assert sweep.holds and sorted(sweep.details["runs"]) == ["w0", "w1", "w2"]
+    assert {r["theorem"] for r in store.bound_checks("w1")} >= set(names) and not store.bound_checks("other")
+
+
+def test_cacr_run_is_paired_with_simclr_on_the_same_data(store):
+    _fake_run(store, "simclr", {"alignment": 0.5, "mi_query_negative": 0.05})
+    raw = tiny_raw()
+    raw["method"] = {"name": "cacr"}
+    store.upsert_run("cacr", config_from_dict(raw).to_dict(), status="done")
+    store.add_measurements("cacr", [("alignment", 0.3, "t"), ("mi_query_negative", 0.01, "t")])
+    (check,) = evaluate_sweep_bounds(store.runs(), store)
+    assert check.theorem == "cacr.claims" and check.holds and not check.assumptions_met  # the weight claim was not measured
+    assert check.details["cacr_run"] == "cacr" and check.details["simclr_run"] == "simclr"
+    assert store.bound_checks("cacr")[0]["theorem"] == "cacr.claims"
+
+
+def test_every_statement_is_rendered_for_the_report():
+    registry = theorem_registry()
+    names = [name for name, _, _ in registry]
+    assert set(ALL_THEOREMS) <= set(names) and "wen2020.width_sweep" in names and "cacr.claims" in names
+    statements = theorem_statements()
+    assert [s.theorem for s in statements] == names
+    for s, (_, expr, label) in zip(statements, registry):
+        assert s.label == label and s.latex == sp.latex(expr) and s.pretty
