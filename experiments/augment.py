@@ -83,3 +83,45 @@ class Augment(nn.Module):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             return self.transforms(x).clamp_(0.0, 1.0)
+
+
+def fourier_amplitude_mix(x: torch.Tensor, eta: float, generator: torch.Generator) -> torch.Tensor:
+    r"""SSA-CLR's Fourier augmentation (PAPERS.md §2, [reconstructed]): keep each image's
+    phase, mix its amplitude spectrum with that of another image of the batch.
+
+    Per image i and channel c, with F = FFT2 over (H, W):
+
+        A = |F(x_i)|,  P = angle(F(x_i)),  Â = (1 − λ_i)·A + λ_i·|F(x_j)|,  λ_i ~ U(0, η)
+        x̂_i = clamp(real(IFFT2(Â·e^{iP})), 0, 1)
+
+    where j ≠ i is drawn by a random derangement of the batch (a cyclic shift of a random
+    permutation). The phase carries the layout of the image, the amplitude mostly its style,
+    so a view keeps its content and borrows another sample's style: the practical positive
+    pair moves toward the ideal one (two samples of one latent class).
+
+    Args:
+        x: [B, C, H, W] float images in [0, 1] (the output of :class:`Augment`).
+        eta: η ∈ [0, 1], the largest mixing weight; η = 0 returns x (up to FFT round-off).
+        generator: draws the partners and the λ_i (on the CPU), so views are reproducible.
+
+    Example:
+        >>> x = torch.rand(4, 3, 8, 8)
+        >>> y = fourier_amplitude_mix(x, 0.0, torch.Generator().manual_seed(0))
+        >>> bool((y - x).abs().max() < 1e-5), y.shape
+        (True, torch.Size([4, 3, 8, 8]))
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"fourier eta must be in [0, 1], got {eta}")
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"expected float images [B, C, H, W], got {x.dtype} {tuple(x.shape)}")
+    b = x.shape[0]
+    perm = torch.randperm(b, generator=generator)
+    partner = torch.empty_like(perm)
+    partner[perm] = perm.roll(1)  # i → another image (itself only when B = 1)
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()  # FFTs need single or double
+    lam = (eta * torch.rand(b, generator=generator)).to(device=x.device, dtype=xf.dtype).view(b, 1, 1, 1)
+    spectrum = torch.fft.fft2(xf)
+    amplitude = spectrum.abs()
+    mixed = (1 - lam) * amplitude + lam * amplitude[partner.to(x.device)]
+    out = torch.fft.ifft2(torch.polar(mixed, spectrum.angle())).real
+    return out.clamp_(0.0, 1.0).to(x.dtype)

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class DataConfig:
     n_train: int = field(default=5000, metadata=_range(ge=2))
     n_test: int = field(default=1000, metadata=_range(ge=1))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    imbalanced: bool = False  # class i keeps (i+1)/K of its training samples (CACR, PAPERS §4)
 
 
 @dataclass
@@ -56,13 +58,42 @@ class EncoderConfig:
     width: float = field(default=1.0, metadata=_range(gt=0))
     proj_hidden: int = field(default=512, metadata=_range(ge=1))
     proj_dim: int = field(default=128, metadata=_range(ge=1))
+    dual_bn: bool = False  # benign and adversarial BatchNorm branches (robust CL, PAPERS §1)
 
 
 @dataclass
 class MethodConfig:
-    name: Literal["simclr", "barlow_twins"] = "simclr"
-    temperature: float = field(default=0.5, metadata=_range(gt=0))  # SimCLR τ
+    """The self-supervised method and its hyperparameters (PAPERS.md §1–§4).
+
+    Each key is read only by the methods named in its comment; the others ignore it.
+    """
+
+    name: Literal["simclr", "barlow_twins", "ssa_clr", "cacr", "robust_cl", "rocl", "two_network"] = "simclr"
+    temperature: float = field(default=0.5, metadata=_range(gt=0))  # InfoNCE τ: all but barlow_twins, cacr
     lambd: float = field(default=5e-3, metadata=_range(ge=0))  # Barlow Twins off-diagonal weight
+    # SAM / ASAM (ssa_clr: on the loss; robust_cl: on the benign loss only)
+    use_sam: bool = True
+    rho: float = field(default=0.05, metadata=_range(gt=0))  # radius of the weight ball
+    adaptive: bool = False  # ASAM: the ball is ||e / |θ| || <= rho
+    # Fourier amplitude mixing (ssa_clr)
+    use_fourier: bool = True
+    fourier_eta: float = field(default=0.5, metadata=_range(ge=0, le=1))  # λ ~ U(0, η)
+    # CACR / CCT (cacr)
+    positives: int = field(default=4, metadata=_range(ge=1))  # K positive views: K + 1 views per image
+    tau_pos: float = field(default=1.0, metadata=_range(ge=0))  # τ⁺ of the attraction weights
+    tau_neg: float = field(default=0.9, metadata=_range(ge=0))  # τ⁻ of the repulsion weights
+    uniform_pos: bool = False  # ablation: w⁺ = 1/K
+    uniform_neg: bool = False  # ablation: w⁻ = 1/(B − 1)
+    # adversarial views by PGD-Linf on the second view (robust_cl, rocl)
+    eps: float = field(default=8 / 255, metadata=_range(gt=0))
+    alpha: float = field(default=2 / 255, metadata=_range(gt=0))
+    steps: int = field(default=7, metadata=_range(ge=1))
+    benign_w: float = field(default=2.0, metadata=_range(ge=0))  # weight of the benign InfoNCE (robust_cl)
+    d_w: float = field(default=0.1, metadata=_range(ge=0))  # weight of the discriminator term (robust_cl)
+    disc_lr: float = field(default=0.2, metadata=_range(gt=0))  # discriminator learning rate (robust_cl)
+    # two networks, no shared weights (two_network)
+    full_batch: bool = False  # one step per epoch on the whole training set (optim.batch_size ignored)
+    fixed_views: bool = False  # every epoch draws the same views: GD on one fixed empirical loss
 
 
 @dataclass
@@ -166,11 +197,16 @@ def _coerce(path: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{path} must be a mapping of {', '.join(f.name for f in dataclasses.fields(annotation))}, got {value!r}")
         return _build(annotation, value, path + ".")
+    if annotation is float and isinstance(value, str):
+        try:  # PyYAML reads 1e-3 (no dot) as a string; accept what float() accepts
+            value = float(value)
+        except ValueError:
+            pass
     expected = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}[annotation]
     if isinstance(value, bool) and annotation is not bool or not isinstance(value, expected):
         raise ConfigError(f"{path}={value!r} has the wrong type: expected {annotation.__name__}, got {type(value).__name__}")
-    if annotation is float and value != value:  # NaN passes every comparison the wrong way
-        raise ConfigError(f"{path}=nan is not a number")
+    if annotation is float and not math.isfinite(value):  # NaN passes every comparison the wrong way
+        raise ConfigError(f"{path}={value} is not a finite number")
     return float(value) if annotation is float else value
 
 

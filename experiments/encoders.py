@@ -4,9 +4,18 @@ Every encoder takes [0, 1] images and normalises them inside ``forward``, so att
 their ε live in pixel units. ``forward`` returns the backbone features h = f(x) that the
 probes and the theory terms use; ``projector(h)`` gives the projection z that the
 self-supervised loss sees (Chen et al. 2020).
+
+With ``dual_bn=True`` every BatchNorm is a :class:`DualBatchNorm`: one branch for benign and
+one for adversarial inputs (robust contrastive learning, PAPERS.md §1). The benign branch is
+the default, so probes, evaluation and ``measure`` see the benign encoder; the training loop
+switches to the adversarial branch with ``bn_branch(model, adversarial=True)``.
 """
 
 from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -85,6 +94,62 @@ def resnet18_backbone(in_shape: tuple[int, int, int], width: float) -> tuple[nn.
     return nn.Sequential(*layers), cin
 
 
+class DualBatchNorm(nn.Module):
+    """A BatchNorm with two independent branches (statistics and affine parameters), one for
+    benign and one for adversarial inputs (Xie et al. 2020; the dual-BN encoder of PAPERS.md §1).
+
+    ``use_adversarial`` picks the branch; it is a plain attribute, not state, so a loaded
+    encoder always starts on the benign branch.
+
+    Example:
+        >>> bn = DualBatchNorm(nn.BatchNorm1d(3))
+        >>> _ = bn(torch.randn(8, 3))                      # benign branch: its statistics move
+        >>> bool(bn.benign.running_mean.abs().sum() > 0), bool(bn.adversarial.running_mean.abs().sum() > 0)
+        (True, False)
+    """
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        self.benign = bn
+        self.adversarial = copy.deepcopy(bn)
+        self.use_adversarial = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.adversarial if self.use_adversarial else self.benign)(x)
+
+
+def _dualize(module: nn.Module) -> None:
+    """Replaces every BatchNorm below ``module`` by a DualBatchNorm, in place."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, DualBatchNorm(child))
+        else:
+            _dualize(child)
+
+
+@contextlib.contextmanager
+def bn_branch(model: nn.Module, adversarial: bool) -> Iterator[nn.Module]:
+    """Runs ``model`` on the adversarial (or benign) BatchNorm branch; restores the previous
+    choice afterwards. A no-op for a model without DualBatchNorm.
+
+    Example:
+        >>> enc = Encoder("mlp", (3, 2, 2), width=0.01, proj_dim=2, dual_bn=True)
+        >>> with bn_branch(enc, adversarial=True):
+        ...     _ = enc(torch.rand(4, 3, 2, 2))
+        >>> int(enc.backbone[2].adversarial.num_batches_tracked), int(enc.backbone[2].benign.num_batches_tracked)
+        (1, 0)
+    """
+    duals = [m for m in model.modules() if isinstance(m, DualBatchNorm)]
+    previous = [m.use_adversarial for m in duals]
+    try:
+        for m in duals:
+            m.use_adversarial = adversarial
+        yield model
+    finally:
+        for m, flag in zip(duals, previous):
+            m.use_adversarial = flag
+
+
 _BACKBONES = {"mlp": mlp_backbone, "convnet": convnet_backbone, "resnet18": resnet18_backbone}
 
 
@@ -97,6 +162,8 @@ class Encoder(nn.Module):
         width: width multiplier of every hidden layer.
         proj_hidden, proj_dim: sizes of the two-layer projection head (Linear-BN-ReLU-Linear).
         mean, std: per-channel input statistics.
+        dual_bn: every BatchNorm (backbone and head) becomes a benign/adversarial
+            :class:`DualBatchNorm`.
 
     Example:
         >>> enc = Encoder("convnet", (3, 16, 16), width=0.25, proj_dim=8)
@@ -114,6 +181,7 @@ class Encoder(nn.Module):
         proj_dim: int = 128,
         mean: tuple[float, ...] = (0.5, 0.5, 0.5),
         std: tuple[float, ...] = (0.25, 0.25, 0.25),
+        dual_bn: bool = False,
     ) -> None:
         super().__init__()
         if arch not in _BACKBONES:
@@ -127,6 +195,8 @@ class Encoder(nn.Module):
             nn.Linear(self.feature_dim, proj_hidden), nn.BatchNorm1d(proj_hidden), nn.ReLU(inplace=True),
             nn.Linear(proj_hidden, proj_dim),
         )
+        if dual_bn:
+            _dualize(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalize(x))

@@ -1,32 +1,50 @@
 """The training loop: one readable top-down flow from config to checkpointed encoder.
 
-    config → data (uint8, on device) → encoder → optimizer
-    for each epoch:  shuffle → two augmented views → loss → step   (cosine lr)
+    config → data (uint8, on device) → networks → optimizer (+ SAM)
+    for each epoch:  shuffle → views (K+1 augmentations, Fourier mixing, a PGD view)
+                     → [discriminator step] → L_sharp + L_rest → step (SAM on L_sharp)   (cosine lr)
                      checkpoint (atomic) → progress
 
-Determinism: the batch order and every augmentation of epoch e come from a generator
-seeded by (seed, e), and a checkpoint is written at the end of every epoch. A resumed run
-therefore replays exactly the steps an uninterrupted run would have taken.
+What differs between methods is a handful of small functions in ``methods.py`` (the table
+there says which method uses what); this loop is the same for all of them.
+
+Networks: ``encoder`` is what ``encoder.safetensors`` holds, what the probes and ``measure``
+load. two_network adds a ``key`` network (the encoder is then the *query* network) and
+robust_cl a ``discriminator``; both live in ``state.safetensors`` with the optimizer, so a
+resumed run is bitwise the run that was not interrupted. One optimizer holds them all (the
+discriminator as its own parameter group with its own learning rate): a step moves only the
+parameters that have gradients, so the discriminator's update and the encoder's are
+separate ``optimizer.step()`` calls.
+
+Determinism: the batch order, every augmentation, Fourier partner and PGD start of epoch e
+come from a generator seeded by (seed, e), and a checkpoint is written at the end of every
+epoch. A resumed run therefore replays exactly the steps an uninterrupted run would have taken.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from functools import partial
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from theory.losses import barlow_twins, info_nce
+from theory.optimization import relative_weight_movement
 
-from .augment import Augment
+from .augment import Augment, fourier_amplitude_mix
 from .checkpoint import load_training_state, save_training_state, save_weights
 from .config import Config, dump_config
 from .data import CHANNEL_STATS, ImageDataset, load_dataset
 from .encoders import Encoder
+from .methods import (
+    ADVERSARIAL_METHODS, adversarial_view, build_discriminator, discriminator_step_loss, gaussian_init_,
+    imbalanced_indices, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
+)
 from .optim import build_optimizer, cosine_lr
+from .sam import SAM, sam_update
 from .store import RunRecord, Store
+
+__all__ = ["DivergenceError", "build_encoder", "build_networks", "load_run_data", "resolve_device", "ssl_loss", "train"]
 
 
 class DivergenceError(RuntimeError):
@@ -41,32 +59,60 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def load_run_data(cfg: Config) -> ImageDataset:
+    """The run's dataset; with ``data.imbalanced`` class i keeps (i+1)/K of its training samples."""
     d = cfg.data
-    return load_dataset(
+    data = load_dataset(
         d.name, root=d.root, image_size=d.image_size, num_classes=d.num_classes, n_train=d.n_train,
         n_test=d.n_test, seed=cfg.seed, synthetic=vars(d.synthetic),
     )
+    if d.imbalanced:
+        keep = imbalanced_indices(data.y_train, data.num_classes, torch.Generator().manual_seed(cfg.seed))
+        data.x_train, data.y_train = data.x_train[keep], data.y_train[keep]
+        if data.train_main is not None:
+            data.train_main = data.train_main[keep]
+    return data
 
 
 def build_encoder(cfg: Config, image_shape: tuple[int, int, int]) -> Encoder:
+    """The encoder the config describes (dual BatchNorm, Gaussian initialisation for two_network)."""
     mean, std = CHANNEL_STATS[cfg.data.name]
     e = cfg.encoder
-    return Encoder(e.arch, image_shape, width=e.width, proj_hidden=e.proj_hidden, proj_dim=e.proj_dim, mean=mean, std=std)
+    model = Encoder(e.arch, image_shape, width=e.width, proj_hidden=e.proj_hidden, proj_dim=e.proj_dim, mean=mean, std=std, dual_bn=e.dual_bn)
+    return gaussian_init_(model) if cfg.method.name == "two_network" else model
 
 
-def ssl_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The self-supervised loss of the method, as a function of the two projections."""
-    m = cfg.method
-    if m.name == "simclr":
-        return partial(info_nce, temperature=m.temperature)
-    if m.name == "barlow_twins":
-        return partial(barlow_twins, lambd=m.lambd)
-    raise ValueError(f"unknown method {m.name!r}")
+def build_networks(cfg: Config, image_shape: tuple[int, int, int]) -> nn.ModuleDict:
+    """``encoder`` (built first, so its initial weights are those of ``build_encoder`` right
+    after ``torch.manual_seed(seed)``), plus ``key`` (two_network) or ``discriminator`` (robust_cl)."""
+    nets = nn.ModuleDict({"encoder": build_encoder(cfg, image_shape)})
+    if cfg.method.name == "two_network":
+        nets["key"] = build_encoder(cfg, image_shape)  # no shared weights: a second draw
+    if cfg.method.name == "robust_cl":
+        nets["discriminator"] = build_discriminator(cfg.encoder.proj_dim)
+    return nets
+
+
+def build_run_optimizer(cfg: Config, nets: nn.ModuleDict) -> torch.optim.Optimizer:
+    """The optimizer of ``optim`` over the encoder (and key network); the discriminator is a
+    second parameter group with lr ``method.disc_lr``. Each group keeps its ``base_lr``."""
+    o = cfg.optim
+    networks = nn.ModuleDict({k: v for k, v in nets.items() if k != "discriminator"})
+    optimizer = build_optimizer(o.name, networks, o.lr, o.momentum, o.weight_decay)
+    optimizer.param_groups[0]["base_lr"] = o.lr
+    if "discriminator" in nets:
+        optimizer.add_param_group({"params": list(nets["discriminator"].parameters()), "lr": cfg.method.disc_lr, "base_lr": cfg.method.disc_lr})
+    return optimizer
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The random stream of one epoch (batch order and views), independent of any other epoch."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _dynamics_protocol(cfg: Config, batch_size: int, n: int) -> str:
+    kind = "full-batch" if batch_size == n else f"batch {batch_size}"
+    views = "fixed views" if cfg.method.fixed_views else "fresh views each epoch"
+    return f"two-network {kind} {cfg.optim.name} lr={cfg.optim.lr:g}, {views}, query+key networks, all parameters"
 
 
 def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
@@ -83,50 +129,75 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
 
     # ---- hyperparameters, all from the config --------------------------------------------
     device = resolve_device(cfg.device)
-    o = cfg.optim
+    o, m = cfg.optim, cfg.method
     torch.manual_seed(cfg.seed)  # fixes the initial weights
 
     data = load_run_data(cfg).to(device)  # uint8 images stay on the device
-    model = build_encoder(cfg, data.image_shape).to(device)
+    nets = build_networks(cfg, data.image_shape).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(o.name, model, o.lr, o.momentum, o.weight_decay)
+        nets = nets.to(memory_format=torch.channels_last)
+    model = nets["encoder"]
+    discriminator = nets["discriminator"] if "discriminator" in nets else None
+    optimizer = build_run_optimizer(cfg, nets)
+    sam = SAM(model.parameters(), optimizer, m.rho, adaptive=m.adaptive) if uses_sam(cfg) else None
     augment = Augment(cfg.augment, image_size=data.image_shape[-1], color_strength=cfg.color_strength)
     loss_fn = ssl_loss(cfg)
+    n_views, fourier, adversarial = views_per_image(cfg), uses_fourier(cfg), m.name in ADVERSARIAL_METHODS
+    log_dynamics = m.name == "two_network"  # Wen (PAPERS §3): gradient norm and weight movement per step
+    initial = {k: p.detach().clone() for k, p in nets.named_parameters()} if log_dynamics else {}
 
     n = data.x_train.shape[0]
-    batch_size = min(o.batch_size, n)
+    batch_size = n if m.name == "two_network" and m.full_batch else min(o.batch_size, n)
     steps_per_epoch = n // batch_size  # drop the last partial batch: every step sees B negatives
     total_steps, warmup_steps = o.epochs * steps_per_epoch, o.warmup_epochs * steps_per_epoch
 
-    start_epoch = 0
+    start_epoch, train_seconds = 0, 0.0
     if state_path.is_file():
-        start_epoch = load_training_state(model, optimizer, state_path)["epoch"]
+        info = load_training_state(nets, optimizer, state_path)
+        start_epoch, train_seconds = info["epoch"], info.get("seconds", 0.0)
 
     # ---- the loop ------------------------------------------------------------------------
     bar = tqdm(range(start_epoch, o.epochs), desc=f"train {run_id}", disable=not progress, initial=start_epoch, total=o.epochs)
     for epoch in bar:
-        model.train()
-        g = epoch_generator(cfg.seed, epoch)
+        nets.train()
+        g = epoch_generator(cfg.seed, 0 if m.fixed_views else epoch)
         order = torch.randperm(n, generator=g).to(device)
         loss_sum = torch.zeros((), device=device)
         first_bad_step = torch.full((), -1, device=device)  # tracked on device: no sync per step
+        dynamics: list[tuple[int, torch.Tensor, float]] = []
         t0 = time.perf_counter()
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total_steps, o.lr, warmup_steps)
+                group["lr"] = cosine_lr(step, total_steps, group["base_lr"], warmup_steps)
             x = data.x_train[order[i * batch_size : (i + 1) * batch_size]]
-            v1, v2 = augment(x, g), augment(x, g)
-            if device.type == "cuda":
-                v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                z1, z2 = model.projector(model(v1)), model.projector(model(v2))
-            loss = loss_fn(z1.float(), z2.float())
 
+            # views: K+1 augmentations (2 but for CACR), Fourier mixing (SSA-CLR), a PGD view (robust)
+            views = [augment(x, g) for _ in range(n_views)]
+            if fourier:
+                views = [fourier_amplitude_mix(v, m.fourier_eta, g) for v in views]
+            if device.type == "cuda":
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            if adversarial:
+                x_adv = adversarial_view(cfg, model, discriminator, views[0], views[1], g)
+                if discriminator is not None:  # the discriminator's own step, on detached features
+                    optimizer.zero_grad(set_to_none=True)
+                    discriminator_step_loss(model, discriminator, views[1], x_adv).backward()
+                    optimizer.step()  # only the discriminator has gradients
+                views.append(x_adv)
+
+            # the update: minimise L_sharp + L_rest, with SAM/ASAM on L_sharp where the method has it
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            sharp, rest = method_losses(cfg, nets, views, loss_fn)
+            loss = sharp if rest is None else sharp + rest
+            if sam is not None:
+                sam_update(sam, model, sharp, rest, lambda: method_losses(cfg, nets, views, loss_fn, sharp_only=True)[0])
+            else:
+                loss.backward()
+                if log_dynamics:  # at (W_t, V_t), before the update
+                    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets.parameters() if p.grad is not None]))
+                    dynamics.append((step, grad_norm, relative_weight_movement(nets, initial)))
+                optimizer.step()
 
             loss = loss.detach()
             first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
@@ -138,18 +209,39 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
             store.set_status(run_id, "failed", message)
             raise DivergenceError(f"run {run_id}: {message}")
         seconds = time.perf_counter() - t0
+        train_seconds += seconds
         mean_loss = float(loss_sum) / steps_per_epoch
-        views_per_s = 2 * steps_per_epoch * batch_size / seconds
+        views_per_s = (n_views + adversarial) * steps_per_epoch * batch_size / seconds
 
-        save_training_state(model, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss})
+        # measurements first: a crash before the checkpoint replays this epoch and rewrites them
+        rows = [("train_epoch_loss", mean_loss, f"epoch={epoch + 1} {m.name} loss, mean over the epoch's {steps_per_epoch} steps")]
+        if dynamics:
+            proto = _dynamics_protocol(cfg, batch_size, n)
+            rows += [
+                row for t, gn, wm in dynamics for row in (
+                    ("train_gradient_norm", float(gn), f"step={t} ||grad_(W,V) L||_F at (W_t, V_t), {proto}"),
+                    ("train_weight_movement", wm, f"step={t} ||(W_t,V_t)-(W_0,V_0)||_F / ||(W_0,V_0)||_F, {proto}"),
+                )
+            ]
+        store.add_measurements(run_id, rows)
+        save_training_state(nets, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": train_seconds})
         save_weights(model, weights_path, {"run": run_id, "epoch": str(epoch + 1)})
         bar.set_postfix(loss=f"{mean_loss:.4f}", views_per_s=f"{views_per_s:.0f}")
 
     if start_epoch < o.epochs:  # something was trained in this call
-        store.add_measurements(run_id, [
-            ("train_loss", mean_loss, f"{cfg.method.name} loss, mean over the final epoch"),
+        rows = [
+            ("train_loss", mean_loss, f"{m.name} loss, mean over the final epoch"),
             ("train_views_per_s", views_per_s, f"final epoch, device={device.type}"),
-        ])
+            ("train_wall_s", train_seconds, f"sum of epoch wall times over {o.epochs} epochs, device={device.type}, torch threads={torch.get_num_threads()}"),
+        ]
+        if log_dynamics:
+            proto = _dynamics_protocol(cfg, batch_size, n)
+            norms = [r["value"] for r in store.measurements(run_id) if r["name"] == "train_gradient_norm"]
+            rows += [
+                ("min_gradient_norm", min(norms), f"min over steps t < T={total_steps} of ||grad_(W,V) L(W_t, V_t)||_F, {proto}"),
+                ("weight_movement", relative_weight_movement(nets, initial), f"||(W_T,V_T)-(W_0,V_0)||_F / ||(W_0,V_0)||_F after T={total_steps} steps, {proto}"),
+            ]
+        store.add_measurements(run_id, rows)
     store.set_status(run_id, "done")
     record = store.get_run(run_id)
     assert record is not None
