@@ -29,5 +29,12 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
+# The benchmarks' peer libraries go into .venv here only. None of them changes torch:
+# torchattacks lists torchvision but never imports it, hence --no-deps.
+bench: install
+	$(BIN)/python -m pip install --quiet pytorch-metric-learning PyHessian
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks
+	$(BIN)/python -m benchmarks.run
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -144,6 +144,33 @@ def _hvp(
     return out / len(batches)
 
 
+def _hvp_operator(
+    model: nn.Module, loss_fn: LossFn, batches: list[Any], params: Sequence[nn.Parameter]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v ↦ H v for the mean loss over ``batches``.
+
+    With one batch the gradient graph is built once (create_graph) and kept, so each product
+    is a single backward pass through it instead of a forward, a backward and a double
+    backward. With several batches the graphs are rebuilt batch by batch (:func:`_hvp`), so
+    at most one is alive at a time and memory does not grow with the number of batches.
+    """
+    if len(batches) > 1:
+        return lambda v: _hvp(model, loss_fn, batches, params, v)
+    loss = loss_fn(model, batches[0])
+    g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True) if loss.requires_grad else ()
+    # Gradients that are constant in θ (no grad_fn) contribute no curvature.
+    live = [i for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
+    if not live:
+        return torch.zeros_like
+
+    def hvp(v: torch.Tensor) -> torch.Tensor:
+        vs = _split(v, params)
+        hv = torch.autograd.grad([g[i] for i in live], params, grad_outputs=[vs[i] for i in live], retain_graph=True, allow_unused=True)
+        return _flat(hv, params)
+
+    return hvp
+
+
 def _split(flat: torch.Tensor, params: Sequence[nn.Parameter]) -> list[torch.Tensor]:
     sizes = [p.numel() for p in params]
     return [chunk.view_as(p) for chunk, p in zip(flat.split(sizes), params)]
@@ -357,10 +384,7 @@ def hessian_top_eigenvalue(
         n = sum(p.numel() for p in params)
         v = _randn(n, params[0], gen)
         v = v / v.norm()
-
-        def hvp(u: torch.Tensor) -> torch.Tensor:
-            return _hvp(model, loss_fn, batches, params, u)
-
+        hvp = _hvp_operator(model, loss_fn, batches, params)
         if method == "power":
             return _power(hvp, v, iters, tol)
         return _lanczos(hvp, v, min(iters, n), tol)
@@ -434,8 +458,9 @@ def hessian_trace(
     gen = _generator(generator)
     with _preserved(model):
         n = sum(p.numel() for p in params)
+        hvp = _hvp_operator(model, loss_fn, batches, params)
         total = 0.0
         for _ in range(samples):
             v = _rademacher(n, params[0], gen)
-            total += float(v @ _hvp(model, loss_fn, batches, params, v))
+            total += float(v @ hvp(v))
         return total / samples

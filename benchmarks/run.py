@@ -1,0 +1,96 @@
+"""Run every benchmark and write ``benchmarks/results.json`` and ``benchmarks/results.md``.
+
+    python -m benchmarks.run                  # what `make bench` runs
+    python -m benchmarks.run --only knn hessian --repeats 3
+
+Torch and the BLAS behind numpy / scikit-learn are limited to the same number of threads
+(``--threads``, default 2), so neither side gets more cores than the other. The SimCLR
+training throughput is measured on CUDA when there is a GPU; otherwise the same code path
+is run briefly on the CPU and the GPU figure is reported as not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from . import bench_hessian, bench_info_nce, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness
+from .gpu_throughput import measure_throughput
+from .harness import Result, machine, markdown_table, measure
+
+HERE = Path(__file__).resolve().parent
+
+# name → (module, interleaved repeats); the slow peers get fewer repeats.
+BENCHMARKS: dict[str, tuple[ModuleType, int]] = {
+    "info_nce": (bench_info_nce, 3),
+    "knn": (bench_knn, 2),
+    "linear_probe": (bench_linear_probe, 2),
+    "hessian": (bench_hessian, 4),
+    "pgd": (bench_pgd, 3),
+    "sharpness": (bench_sharpness, 11),
+}
+
+
+def throughput_section(cuda_steps: int = 50) -> tuple[str, dict]:
+    """SimCLR ResNet-18 views/s: the full run on CUDA, a short same-code CPU run otherwise."""
+    if torch.cuda.is_available():
+        r = measure_throughput(batch_size=512, steps=cuda_steps, warmup=10, device="cuda")
+        text = (
+            f"SimCLR ResNet-18 training on {r['device']}: **{r['views_per_s']:,.0f} views/s** "
+            f"(batch 512, 32×32, augment abcde, bf16 autocast, channels-last, no compile; target ≥ 40,000)."
+        )
+    else:
+        r = measure_throughput(batch_size=16, steps=1, warmup=1, device="cpu")
+        text = (
+            "SimCLR ResNet-18 training on a GPU: **not yet measured** (no CUDA device on this machine). "
+            f"The same code path on this CPU: {r['views_per_s']:,.1f} views/s (batch 16, 32×32, float32)."
+        )
+    return text, r
+
+
+def run_all(names: list[str], size: str = "full", repeats: int | None = None, log=print) -> list[Result]:
+    results = []
+    for name in names:
+        module, default_repeats = BENCHMARKS[name]
+        t0 = time.perf_counter()
+        result = measure(module.case(size), repeats or default_repeats)
+        log(f"{name}: ours {result.ours_s:.4g} s, peer {result.peer_s:.4g} s, ratio {result.ratio:.2f} "
+            f"(target ≤ {result.target:g}), agree={result.agree} [{result.detail}] ({time.perf_counter() - t0:.0f} s)")
+        results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Run the clbounds benchmarks against their peers.")
+    p.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
+    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats per benchmark (default: per benchmark)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-throughput", action="store_true", help="skip the SimCLR throughput run")
+    p.add_argument("--out", type=Path, default=HERE, help="folder for results.json and results.md")
+    a = p.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(a.threads)
+    with threadpool_limits(a.threads):
+        results = run_all(a.only, repeats=a.repeats)
+        host = machine()
+        table = markdown_table(results, host)
+        if not a.no_throughput:
+            text, raw = throughput_section()
+            table += "\n## Training throughput\n\n" + text + "\n"
+            (a.out / "throughput.json").write_text(json.dumps(raw, indent=2) + "\n")
+    (a.out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n")
+    (a.out / "results.md").write_text(table)
+    print()
+    print(table)
+    return 0 if all(r.agree for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
