@@ -20,8 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: install
-	$(BIN)/clbounds train quick-simclr-synthetic --eval
-	$(BIN)/clbounds eval $$($(BIN)/python -c "from experiments.config import load_config; print(load_config('quick-simclr-synthetic').run_id())") --random-init
+	$(BIN)/clbounds verify --preset quick
 
 test: install
 	$(BIN)/python -m pytest
