@@ -67,4 +67,10 @@ def case(size: str = "full") -> Case:
         name="`hessian_top_eigenvalue`", peer="PyHessian `eigenvalues(top_n=1)`",
         ours=ours, run_peer=peer, agree=agree, target=0.5,
         size=f"ConvNet, {n_params:,} parameters, batch {batch} of {side}×{side}",
+        note=(
+            f"tol = {TOL:g} and at most {ITERS} Hessian-vector products on both sides. A product costs one backward "
+            "pass through the kept gradient graph on both sides; ours needs fewer of them (Lanczos instead of power "
+            "iteration). Power iteration finds the eigenvalue of largest magnitude, which is not λ_max where a "
+            "negative eigenvalue is larger in magnitude."
+        ),
     )

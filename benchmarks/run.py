@@ -30,9 +30,9 @@ BENCHMARKS: dict[str, tuple[ModuleType, int]] = {
     "info_nce": (bench_info_nce, 3),
     "knn": (bench_knn, 2),
     "linear_probe": (bench_linear_probe, 2),
-    "hessian": (bench_hessian, 4),
-    "pgd": (bench_pgd, 3),
-    "sharpness": (bench_sharpness, 11),
+    "hessian": (bench_hessian, 3),
+    "pgd": (bench_pgd, 2),
+    "sharpness": (bench_sharpness, 7),
 }
 
 
