@@ -364,6 +364,45 @@ def test_js_divergence_equals_independently_fitted_logistic_regression():
     assert ours == pytest.approx(LOG2 - loss_d, abs=1e-8)
 
 
+def test_js_divergence_held_out_removes_in_sample_optimism():
+    # Two samples of ONE distribution with D comparable to N: the in-sample fit separates
+    # them and the proxy is far above the true JS = 0; scored on held-out rows it is ~0.
+    x, y = randn(128, 128, seed=150), randn(128, 128, seed=151)
+    assert js_divergence(x, y, generator=gen(0)).item() > 0.3
+    assert js_divergence(x, y, generator=gen(0), holdout=0.5, weight_decay=0.1).item() < 0.02
+
+
+def test_js_divergence_held_out_still_detects_a_real_shift():
+    x = randn(400, 3, seed=160)
+    y = randn(400, 3, seed=161) + torch.tensor([8.0, 0.0, 0.0], dtype=F64)
+    assert js_divergence(x, y, generator=gen(0), holdout=0.5, weight_decay=1e-3).item() > LOG2 - 0.05
+
+
+def test_js_divergence_held_out_equals_ridge_logistic_regression_on_the_same_split():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, lam, g = randn(300, 3, seed=170), 0.5 + randn(200, 3, seed=171), 0.05, gen(4)
+    px, py = torch.randperm(300, generator=g), torch.randperm(200, generator=g)  # the split js_divergence draws first
+    xs, xf, ys, yf = x[px[:150]], x[px[150:]], y[py[:100]], y[py[100:]]
+    fit = torch.cat([xf, yf])
+    mean, std = fit.mean(0), fit.std(0, unbiased=False)
+    labels = np.r_[np.ones(150), np.zeros(100)]
+    # ½(mean_x + mean_y) + ½λ‖w‖² is sklearn's C·Σ balanced-weighted loss + ½‖w‖² divided by C·n, so C = 1/(λn).
+    clf = LogisticRegression(C=1 / (lam * 250), class_weight="balanced", tol=1e-12, max_iter=10_000)
+    clf.fit(((fit - mean) / std).numpy(), labels)
+    px_s = clf.predict_proba(((xs - mean) / std).numpy())[:, 1]
+    py_s = clf.predict_proba(((ys - mean) / std).numpy())[:, 1]
+    expected = LOG2 - 0.5 * (-np.log(px_s).mean() - np.log1p(-py_s).mean())
+    ours = js_divergence(x, y, generator=gen(4), holdout=0.5, weight_decay=lam).item()
+    assert ours == pytest.approx(max(expected, 0.0), abs=1e-7)
+
+
+@pytest.mark.parametrize("kwargs", [{"holdout": 1.0}, {"holdout": -0.1}, {"weight_decay": -1.0}, {"holdout": 0.01}])
+def test_js_divergence_rejects_bad_holdout_and_weight_decay(kwargs):
+    with pytest.raises(ValueError, match="holdout|weight_decay"):
+        js_divergence(randn(10, 2, seed=0), randn(10, 2, seed=1), generator=gen(0), **kwargs)
+
+
 def test_js_divergence_is_deterministic_and_in_range():
     x, y = randn(100, 5, seed=140), randn(80, 5, seed=141) + 0.3
     a = js_divergence(x, y, steps=50, generator=gen(3))

@@ -339,6 +339,8 @@ def js_divergence(
     steps: int = 200,
     lr: float = 1.0,
     generator: torch.Generator | None = None,
+    holdout: float = 0.0,
+    weight_decay: float = 0.0,
 ) -> torch.Tensor:
     r"""Discriminator Jensen–Shannon proxy between two feature samples (PAPERS.md §1).
 
@@ -351,7 +353,13 @@ def js_divergence(
     [0, log 2]. For any D, −L_D = ½E_P log D + ½E_Q log(1 − D) ≤ JS(P, Q) − log 2 (Goodfellow
     et al. 2014, with equality at D* = p/(p + q)), so a linear D gives a *lower* bound on the
     population JS, exact when log p/q is affine (e.g. Gaussians with one covariance). On a
-    finite sample the in-sample L_D* is optimistic, which biases the proxy up by O(D/N).
+    finite sample the in-sample L_D* is optimistic, which biases the proxy up by O(D/N):
+    with D comparable to N the two samples are linearly separable and the in-sample proxy
+    saturates at log 2 whatever the distributions. ``holdout`` > 0 fits D on one part of each
+    sample and scores L_D on the held-out rest: for the fitted (now fixed) D the held-out
+    −L_D + log 2 is an unbiased estimate of a quantity ≤ JS(P, Q), so the optimism is gone.
+    ``weight_decay`` adds ½·λ‖w‖² to the fitting objective only, so a separable fit stays
+    finite and its held-out score is not ruined by infinitely confident mistakes.
 
     Features are standardised with the pooled mean and standard deviation (a linear D is
     invariant to that, the optimisation is better conditioned). L_D is convex in (w, b), so
@@ -363,7 +371,10 @@ def js_divergence(
         x: [N, D] (or [N]) benign features; y: [M, D] (or [M]) adversarial features.
         steps: maximum L-BFGS iterations.
         lr: L-BFGS step scale (1 is the natural Newton-like step).
-        generator: drives the initial weights; results are deterministic given it.
+        generator: drives the initial weights and the held-out split; results are
+            deterministic given it.
+        holdout: fraction of each sample held out for scoring (0: fit and score in-sample).
+        weight_decay: ridge penalty λ on w in the fitting objective (not in the score).
 
     Returns:
         Scalar tensor in [0, log 2], in the dtype of x, without gradient.
@@ -379,19 +390,30 @@ def js_divergence(
         raise ValueError("js_divergence needs non-empty samples")
     if steps < 0 or lr <= 0:
         raise ValueError(f"steps must be >= 0 and lr > 0, got {steps} and {lr}")
-    pooled = torch.cat([x, y])
+    if not 0.0 <= holdout < 1.0 or weight_decay < 0:
+        raise ValueError(f"holdout must be in [0, 1) and weight_decay >= 0, got {holdout} and {weight_decay}")
+    x_fit, y_fit, x_score, y_score = x, y, x, y
+    if holdout > 0:
+        n_x, n_y = round(holdout * x.shape[0]), round(holdout * y.shape[0])
+        if not (0 < n_x < x.shape[0] and 0 < n_y < y.shape[0]):
+            raise ValueError(f"holdout={holdout} leaves an empty fit or score part of samples of {x.shape[0]} and {y.shape[0]}")
+        px = torch.randperm(x.shape[0], generator=generator, device=generator.device if generator is not None else "cpu").to(x.device)
+        py = torch.randperm(y.shape[0], generator=generator, device=generator.device if generator is not None else "cpu").to(y.device)
+        x_score, x_fit = x[px[:n_x]], x[px[n_x:]]
+        y_score, y_fit = y[py[:n_y]], y[py[n_y:]]
+    pooled = torch.cat([x_fit, y_fit])
     mean, std = pooled.mean(0), pooled.std(0, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))  # constant features carry no signal
-    x, y = (x - mean) / std, (y - mean) / std
+    x_fit, y_fit = (x_fit - mean) / std, (y_fit - mean) / std
+    x_score, y_score = (x_score - mean) / std, (y_score - mean) / std
     device = generator.device if generator is not None else x.device
     w0 = 0.01 * torch.randn(x.shape[1], generator=generator, device=device, dtype=x.dtype)
     w = w0.to(x.device).requires_grad_()
     b = x.new_zeros(()).requires_grad_()
-    ones, zeros = torch.ones_like(x[:, 0]), torch.zeros_like(y[:, 0])
 
-    def discriminator_loss() -> torch.Tensor:
-        real = F.binary_cross_entropy_with_logits(x @ w + b, ones)
-        fake = F.binary_cross_entropy_with_logits(y @ w + b, zeros)
+    def discriminator_loss(real_z: torch.Tensor, fake_z: torch.Tensor) -> torch.Tensor:
+        real = F.binary_cross_entropy_with_logits(real_z @ w + b, torch.ones_like(real_z[:, 0]))
+        fake = F.binary_cross_entropy_with_logits(fake_z @ w + b, torch.zeros_like(fake_z[:, 0]))
         return 0.5 * (real + fake)
 
     if steps > 0:
@@ -402,11 +424,11 @@ def js_divergence(
 
         def closure() -> torch.Tensor:
             optimiser.zero_grad()
-            loss = discriminator_loss()
+            loss = discriminator_loss(x_fit, y_fit) + 0.5 * weight_decay * w.pow(2).sum()
             loss.backward()
             return loss
 
         with torch.enable_grad():
             optimiser.step(closure)
     with torch.no_grad():
-        return (math.log(2.0) - discriminator_loss()).clamp(0.0, math.log(2.0))
+        return (math.log(2.0) - discriminator_loss(x_score, y_score)).clamp(0.0, math.log(2.0))
