@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from contextlib import closing
 from typing import Any
 
 from bounds import arora2019, cacr, huang2023, robust_cl, ssa_clr, wen2020
@@ -30,16 +28,6 @@ from bounds.common import BoundCheck
 from .store import RunRecord, Store
 
 SINGLE_RUN_MODULES = (arora2019, huang2023, ssa_clr, robust_cl)
-
-
-def _rows_with_time(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Measurement rows with their write time (the store's documented schema); without it if unavailable."""
-    try:
-        with closing(sqlite3.connect(store.db_path, timeout=60.0)) as db:
-            rows = db.execute("SELECT name, value, protocol, created FROM measurements WHERE run=?", (run_id,)).fetchall()
-        return [{"name": n, "value": v, "protocol": p, "created": c} for n, v, p, c in rows]
-    except sqlite3.OperationalError:
-        return [dict(r, created=0.0) for r in store.measurements(run_id)]
 
 
 def run_terms(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
@@ -53,7 +41,7 @@ def run_terms(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, st
         {'sigma': 0.9}
     """
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _rows_with_time(store, run_id):
+    for row in store.measurements(run_id):
         if row["value"] is not None and math.isfinite(row["value"]):
             by_name[row["name"]].append(row)
     terms, protocols, ambiguous = {}, {}, []

@@ -99,7 +99,7 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> None:
 def cmd_export(args: argparse.Namespace, store: Store) -> None:
     rows, checks = store.measurements(), store.bound_checks()
     if args.csv:  # two CSV tables, one after the other, each with its header
-        writer = csv.DictWriter(sys.stdout, fieldnames=["run", "name", "value", "protocol"])
+        writer = csv.DictWriter(sys.stdout, fieldnames=["run", "name", "value", "protocol", "created"])
         writer.writeheader()
         writer.writerows(rows)
         if checks:

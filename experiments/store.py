@@ -207,7 +207,8 @@ class Store:
         return rows
 
     def measurements(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT run, name, value, protocol FROM measurements", ()
+        """Measurement rows {run, name, value, protocol, created (unix time of the write)}."""
+        sql, args = "SELECT run, name, value, protocol, created FROM measurements", ()
         if run_id is not None:
             sql, args = sql + " WHERE run=?", (run_id,)
         with self._connect() as db:

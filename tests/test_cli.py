@@ -31,7 +31,7 @@ def test_train_eval_runs_export(tmp_path, config_file, capsys):
 
     assert main(["--store", store, "export", "--csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "run,name,value,protocol" and sum("random-init" in l for l in lines) == 4
+    assert lines[0] == "run,name,value,protocol,created" and sum("random-init" in l for l in lines) == 4
 
 
 def test_config_errors_exit_2_with_one_line(tmp_path, config_file, capsys):

@@ -23,6 +23,7 @@ def test_measurement_carries_protocol_and_same_protocol_replaces(tmp_path):
     s.add_measurement("r1", "knn_accuracy", 0.4, "knn k=200 t=0.1 offline random-init test")
     rows = s.measurements("r1")
     assert [(r["value"], r["protocol"].split()[-2]) for r in rows] == [(0.6, "final-epoch"), (0.4, "random-init")]
+    assert all(isinstance(r["created"], float) and r["created"] > 1.6e9 for r in rows)  # unix time of the write
 
 
 def _writer(root: str, worker: int, n: int) -> None:
