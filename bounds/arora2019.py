@@ -79,6 +79,9 @@ def arora_bound(l_un: float, collision: float, floor: float) -> float:
         >>> round(arora_bound(1.0, 0.5, 0.5 * math.log(2)), 6)
         1.306853
     """
+    if not collision < 1:
+        # τ = 1 (one class): every negative collides and L_sup is not defined.
+        raise ValueError(f"the collision probability must be < 1 for the bound to be defined, got {collision}")
     return (l_un - floor) / (1 - collision)
 
 

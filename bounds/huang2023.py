@@ -102,11 +102,18 @@ def _theorem1_terms(suffix: str) -> list[str]:
 def rho_max(sigma_: float, r_eps: float, p_min_: float, lip: float, delta_: float, eps_: float, r_: float = 1.0) -> float:
     """ρ_max(σ, δ, ε) = 2(1−σ) + R_ε/p_min + σ(Lδ/r + 2ε/r) of Theorem 1.
 
+    p_min = 0 (a class without samples in the measured split) gives ρ_max = ∞, so the centre
+    condition fails rather than divide by zero; L = ∞ (a zero-norm output) counts only where
+    σ·δ > 0.
+
     Example:
         >>> rho_max(1.0, 0.0, 0.1, 0.0, 0.0, 0.0)
         0.0
     """
-    return 2 * (1 - sigma_) + r_eps / p_min_ + sigma_ * (lip * delta_ / r_ + 2 * eps_ / r_)
+    if not p_min_ > 0:
+        return math.inf
+    lip_term = lip * delta_ / r_ if sigma_ and delta_ else 0.0  # no 0·∞ = NaN for L = ∞
+    return 2 * (1 - sigma_) + r_eps / p_min_ + sigma_ * (lip_term + 2 * eps_ / r_)
 
 
 def center_condition_rhs(rho: float, delta_mu: float, r_: float = 1.0) -> float:
@@ -116,9 +123,10 @@ def center_condition_rhs(rho: float, delta_mu: float, r_: float = 1.0) -> float:
 
 def _lipschitz(t: Mapping[str, float], suffix: str) -> float:
     """L of the normalised map: L_h / min‖h‖ (Dunkl–Williams), h the un-normalised output."""
-    if suffix:
-        return t["lipschitz_upper"] * t["lipschitz_upper_projector"] / t["projection_norm_min"]
-    return t["lipschitz_upper"] / t["feature_norm_min"]
+    lip_h = t["lipschitz_upper"] * t["lipschitz_upper_projector"] if suffix else t["lipschitz_upper"]
+    norm_min = t["projection_norm_min" if suffix else "feature_norm_min"]
+    # A zero-norm output has no direction: h/‖h‖ is not Lipschitz near it (L = ∞).
+    return lip_h / norm_min if norm_min > 0 else math.inf
 
 
 def _center_assumptions(t: Mapping[str, float], suffix: str) -> tuple[dict, dict]:
@@ -145,6 +153,14 @@ def theorem1(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
                       lipschitz_note="L = certified L_h / min-norm over the test sample (the min over the data is estimated)")
 
 
+def _eta_sq(t: Mapping[str, float]) -> float:
+    """η(ε)² = c_M/ε² of Theorem 2; ε = 0 (every positive distance counts) has no Markov bound."""
+    e = t["misalignment_eps"]
+    if not e > 0:
+        raise ValueError(f"misalignment_eps must be > 0 for Theorem 2's Markov bound, got {e}")
+    return _c_m(t["misalignment_views"]) / e**2
+
+
 def _c_m(views: float) -> float:
     m = int(round(views))
     if m < 2:
@@ -157,9 +173,10 @@ def theorem2(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
     tag, n = _space(suffix)
     name = "huang2023.theorem2" + tag
     t = require(terms, [n["misalignment_rate"], n["alignment"], "misalignment_eps", "misalignment_views"], name)
+    eta_sq = _eta_sq(t)
     c = _c_m(t["misalignment_views"])
     e = t["misalignment_eps"]
-    bound = c * t[n["alignment"]] / e**2
+    bound = eta_sq * t[n["alignment"]]
     extra = {}
     pair = terms.get(n["misalignment_rate_pairwise"])
     if pair is not None:  # Markov on the same pairs: exact on the sample
@@ -168,11 +185,21 @@ def theorem2(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
     return make_check(name, THEOREM2, bound, t[n["misalignment_rate"]], "paper", {}, inputs, **extra)
 
 
+def _no_class_check(name: str, statement: sp.Basic, t: Mapping[str, float]) -> BoundCheck:
+    """Theorems 3–4 divide by p_min²: with a class without samples they give no bound."""
+    p = t["min_class_probability"]
+    return make_check(name, statement, None, t["center_max_inner_projection"], "reconstructed",
+                      {"class_present": assumption(0.0, p, strict=True, note="every class needs samples: min_k p_k > 0")},
+                      {"p_min": p}, reason="min_class_probability = 0: a class has no samples, and the statement divides by p_min²")
+
+
 def theorem3(terms: Mapping[str, float]) -> BoundCheck:
     """Theorem 3 (InfoNCE), leading term τ = 0, unit-norm projection [reconstructed]."""
     name = "huang2023.theorem3"
     t = require(terms, ["center_max_inner_projection", "huang_infonce_L2_unit", "min_class_probability", "misalignment_eps"], name)
     pp, l2, e, mu = t["min_class_probability"] ** 2, t["huang_infonce_L2_unit"], t["misalignment_eps"], t["center_max_inner_projection"]
+    if not pp > 0:
+        return _no_class_check(name, THEOREM3, t)
     a = l2 / pp
     bound = a + math.log1p(-math.exp(1 - e - a)) if a > 1 - e else None
     # The smallest τ for which mu ≤ log(exp((L2 + τ)/pp) − e^{1−ε}).
@@ -188,6 +215,8 @@ def theorem4(terms: Mapping[str, float]) -> BoundCheck:
     name = "huang2023.theorem4"
     t = require(terms, ["center_max_inner_projection", "huang_barlow_L2", "min_class_probability", "embedding_dim", "num_classes"], name)
     pp, l2, mu = t["min_class_probability"] ** 2, t["huang_barlow_L2"], t["center_max_inner_projection"]
+    if not pp > 0:
+        return _no_class_check(name, THEOREM4, t)
     arg = 2 / pp * (l2 - (t["embedding_dim"] - t["num_classes"]) / 2)
     bound = math.sqrt(arg) if arg >= 0 else None
     required = pp * max(mu, 0.0) ** 2 / 2 - l2 + (t["embedding_dim"] - t["num_classes"]) / 2
@@ -201,7 +230,7 @@ def _corollary(terms: Mapping[str, float], name: str, statement: sp.Basic, l1_te
     extra_terms = [l1_term, "misalignment_views"] + (["embedding_dim"] if barlow else [])
     t = require(terms, _theorem1_terms("_projection") + extra_terms, name)
     assumptions, inputs = _center_assumptions(t, "_projection")
-    eta = math.sqrt(_c_m(t["misalignment_views"])) / t["misalignment_eps"]
+    eta = math.sqrt(_eta_sq(t))
     l1 = t[l1_term]
     if barlow:
         bound = (1 - t["sigma"]) + math.sqrt(2) * eta * t["embedding_dim"] ** 0.25 * max(l1, 0.0) ** 0.25

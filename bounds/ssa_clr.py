@@ -100,6 +100,10 @@ def pac_bayes_complexity(loss_range: float, units: float, num_parameters: float,
         >>> round(c["complexity"], 6) == round(0.01 + math.sqrt(math.log(2 * 10 / 0.05) / 200), 6)
         True
     """
+    if not units >= 1:
+        raise ValueError(f"units must be >= 1 (ln n and 1/n), got {units}")
+    if not rho_ > 0:
+        raise ValueError(f"rho must be > 0 (the prior variance is ρ²/(…)), got {rho_}")
     nn_, kk = units, num_parameters
     kl = weight_distance**2 * (kk + 2 * math.sqrt(kk * math.log(nn_)) + 2 * math.log(nn_)) / (2 * rho_**2)
     sample = loss_range * math.sqrt((kl + math.log(2 * math.sqrt(nn_) / delta_)) / (2 * nn_))
@@ -135,6 +139,10 @@ def shift_tv(terms: Mapping[str, float]) -> BoundCheck:
     return make_check("ssa_clr.shift_tv", SHIFT_TV, width * 1.0, abs(g), "reconstructed", {}, {"gap": g, "R": width, "TV": 1.0}, **extra)
 
 
+# Why the PAC-Bayes piece gives no number (instead of dividing by 0 or taking ln 0).
+_NO_COMPLEXITY = "no PAC-Bayes term: it needs pac_bayes_units >= 2, num_parameters >= 1 and sharpness_rho > 0"
+
+
 def _pac_bayes_parts(terms: Mapping[str, float], name: str) -> tuple[dict[str, float], dict[str, float] | None, dict]:
     """The terms, the complexity parts (None below 2 units, where ln n and n − 1 degenerate) and the assumptions."""
     t = require(terms, TERMS_PB, name)
@@ -155,6 +163,8 @@ def pac_bayes(terms: Mapping[str, float]) -> BoundCheck:
     inputs = {"L_sharp": t["ssl_sharp_loss_train"], "R": t["ssl_loss_range"], "n": t["pac_bayes_units"], "k": t["num_parameters"],
               "w_dist": t["weight_distance"], "rho": t["sharpness_rho"], "delta": DELTA}
     bound = t["ssl_sharp_loss_train"] + c["complexity"] if c is not None else None
+    if c is None:
+        extra["reason"] = _NO_COMPLEXITY
     return make_check("ssa_clr.pac_bayes", PAC_BAYES, bound, t["ssl_loss_heldout"], "reconstructed", assumptions, inputs,
                       note="the rho-ball max is found by projected ascent: an estimate from below, so the bound is not certified", **extra)
 
@@ -171,7 +181,8 @@ def assembled(terms: Mapping[str, float]) -> BoundCheck:
              "complexity": c["complexity"] if c is not None else None, "shift_gap": a["shift_loss_gap"], "collision_floor": a["arora_collision_floor_ntxent"], "collision_factor": 1 / (1 - col) if col < 1 else None}
     inputs = {"L_sharp": t["ssl_sharp_loss_train"], "gap": a["shift_loss_gap"], "gamma": a["arora_collision_floor_ntxent"], "tau": col, "R": t["ssl_loss_range"],
               "n": t["pac_bayes_units"], "k": t["num_parameters"], "w_dist": t["weight_distance"], "rho": t["sharpness_rho"], "delta": DELTA}
-    return make_check("ssa_clr.assembled", ASSEMBLED, bound, a["arora_mean_classifier_loss_ntxent"], "reconstructed", assumptions, inputs, parts=parts)
+    reason = _NO_COMPLEXITY if c is None else None  # τ ≥ 1 is reported by collision_below_one
+    return make_check("ssa_clr.assembled", ASSEMBLED, bound, a["arora_mean_classifier_loss_ntxent"], "reconstructed", assumptions, inputs, parts=parts, reason=reason)
 
 
 THEOREMS = {

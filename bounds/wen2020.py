@@ -55,6 +55,10 @@ def loglog_slope(x: Sequence[float], y: Sequence[float], confidence: float = 0.9
     """
     lx, ly = np.log(np.asarray(x, dtype=np.float64)), np.log(np.asarray(y, dtype=np.float64))
     n = lx.size
+    if n < 3:  # n − 2 degrees of freedom for the interval
+        raise ValueError(f"a slope with a confidence interval needs at least 3 points, got {n}")
+    if np.all(lx == lx[0]):  # the mean of equal values may round, so compare the values
+        raise ValueError("x values are all equal: the slope is undefined")
     dx, dy = lx - lx.mean(), ly - ly.mean()
     sxx = float(dx @ dx)
     slope = float(dx @ dy) / sxx

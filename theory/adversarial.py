@@ -125,7 +125,8 @@ def _pgd_maximise(
     r"""Projected ascent on objective(x_adv) (a scalar) from x (+ δ₀).
 
     L∞ step: x ← Π(x + α·sign ∇); L2 step: x ← Π(x + α·∇/‖∇‖) per sample. A zero gradient
-    gives a zero step. Returns the last iterate, detached.
+    (also an objective that does not depend on x_adv at all) gives a zero step. Returns the
+    last iterate, detached.
     """
     x = x.detach()
     x_adv = _project(x, x + _random_start(x, eps, norm, generator), eps, norm) if random_start else x.clone()
@@ -137,7 +138,12 @@ def _pgd_maximise(
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(objective(x_adv), x_adv)
+            value = objective(x_adv)
+            # A model whose output does not depend on its input (a constant) leaves the
+            # objective outside x_adv's graph: its gradient is 0, not an autograd error.
+            grad = torch.autograd.grad(value, x_adv, allow_unused=True)[0] if value.requires_grad else None
+        if grad is None:
+            grad = torch.zeros_like(x_adv)
         with torch.no_grad():
             if norm == "linf":
                 x_adv = torch.clamp(x_adv.add(grad.sign_(), alpha=alpha), lower, upper)

@@ -72,7 +72,8 @@ def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> 
 
     Each column of z1 and z2 is standardised over the batch (biased variance, as BatchNorm
     without affine parameters does), then F = z̃1ᵀ z̃2 / B, a [D, D] matrix whose diagonal
-    is 1 for identical views.
+    is 1 for identical views. A feature constant over the batch (zero variance) standardises
+    to 0, so its row and column of F are 0; with eps = 0 that is 0/0, a ValueError.
 
     Example:
         >>> z = torch.randn(32, 4)
@@ -83,6 +84,15 @@ def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> 
         raise ValueError(f"cross_correlation expects two [B, D] tensors of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if z1.shape[0] < 2:
         raise ValueError("cross_correlation needs a batch of at least 2 to standardise")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if eps == 0:
+        # A feature constant over the batch has variance 0: without eps its standardisation
+        # is 0/0 = NaN. (With eps > 0 it standardises to 0, a zero row/column of F.)
+        for name, z in (("z1", z1), ("z2", z2)):
+            constant = torch.nonzero((z == z[0]).all(0)).flatten().tolist()
+            if constant:
+                raise ValueError(f"cross_correlation: feature(s) {', '.join(map(str, constant))} of {name} are constant over the batch (zero variance); pass eps > 0")
     b = z1.shape[0]
 
     def standardise(z: torch.Tensor) -> torch.Tensor:
