@@ -411,3 +411,12 @@ def test_js_divergence_is_deterministic_and_in_range():
     assert a.dtype == F64 and not a.requires_grad
     constant = torch.zeros(10, 2, dtype=F64)
     assert js_divergence(constant, constant, generator=gen(0)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sliced_wasserstein_keeps_every_tensor_on_the_input_device():
+    # The quantile coupling is built in float64 on the CPU; every piece of it must follow the
+    # inputs to their device (a CPU weight once broke the CUDA path). The meta device catches
+    # a stray CPU tensor on a machine without a GPU.
+    x, y = torch.randn(6, 3, device="meta"), torch.randn(4, 3, device="meta")
+    assert sliced_wasserstein(x, y, generator=gen(0)).device.type == "meta"
+    assert mmd2(x, y, bandwidth=1.0).device.type == "meta"

@@ -250,7 +250,7 @@ def _quantile_coupling(m: int, n: int, device: torch.device) -> tuple[torch.Tens
     mid = (t + left) / 2  # strictly inside an interval, so floor() picks the right atom
     ix = (mid * m).floor().long().clamp_(max=m - 1)
     iy = (mid * n).floor().long().clamp_(max=n - 1)
-    return ix.to(device), iy.to(device), t - left
+    return ix.to(device), iy.to(device), (t - left).to(device)
 
 
 def sliced_wasserstein(
