@@ -47,8 +47,13 @@ def measure_throughput(
     device: str = "auto",
     compile: bool = False,
     seed: int = 0,
+    part: str = "step",
 ) -> dict[str, Any]:
     """Times ``steps`` SimCLR training steps after ``warmup`` untimed ones.
+
+    ``part`` splits the step to find what limits it: ``"step"`` times the whole step,
+    ``"augment"`` only the two views, ``"model"`` only the forward, loss, backward and update
+    on two fixed views (made once, before the timed loop).
 
     Returns:
         views_per_s (2·batch_size·steps / seconds), seconds, the final mean loss, and the
@@ -61,6 +66,8 @@ def measure_throughput(
     """
     if batch_size < 2 or steps < 1 or warmup < 0:
         raise ValueError(f"need batch_size >= 2, steps >= 1 and warmup >= 0, got {batch_size}, {steps}, {warmup}")
+    if part not in ("step", "augment", "model"):
+        raise ValueError(f"part must be step, augment or model, got {part!r}")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     cuda = dev.type == "cuda"
     if cuda:
@@ -83,12 +90,20 @@ def measure_throughput(
 
     forward = torch.compile(project) if compile else project
 
-    def step(i: int) -> torch.Tensor:
+    def make_views(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = (i * batch_size) % (n - batch_size + 1)
         x = images[order[start : start + batch_size]]
         v1, v2 = views(x, g), views(x, g)
         if cuda:
             v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
+        return v1, v2
+
+    fixed = make_views(0) if part == "model" else None
+
+    def step(i: int) -> torch.Tensor:
+        v1, v2 = fixed if fixed is not None else make_views(i)
+        if part == "augment":
+            return v1.mean() + v2.mean()
         z1, z2 = forward(v1, v2)
         loss = info_nce(z1.float(), z2.float(), temperature=temperature)
         optimizer.zero_grad(set_to_none=True)
@@ -118,6 +133,7 @@ def measure_throughput(
         "autocast": "bf16" if cuda else "off (float32)",
         "channels_last": cuda,
         "compile": compile,
+        "part": part,
         "arch": arch,
         "width": width,
         "batch_size": batch_size,
@@ -138,16 +154,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--augment", default="abcde")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--part", default="step", choices=["step", "augment", "model"], help="time the whole step, only the views, or only the model on fixed views")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     a = p.parse_args(argv)
-    r = measure_throughput(a.batch_size, a.steps, a.warmup, a.arch, a.width, a.image_size, a.augment, device=a.device, compile=a.compile)
+    r = measure_throughput(a.batch_size, a.steps, a.warmup, a.arch, a.width, a.image_size, a.augment, device=a.device, compile=a.compile, part=a.part)
     if a.json:
         print(json.dumps(r, indent=2))
     else:
         print(
             f"{r['views_per_s']:,.0f} views/s  ({r['arch']} width {r['width']:g}, batch {r['batch_size']}, "
             f"{r['image_size']}×{r['image_size']}, {r['device']}, autocast {r['autocast']}, "
-            f"channels_last {r['channels_last']}, compile {r['compile']}; {r['views']} views in {r['seconds']:.2f} s)"
+            f"channels_last {r['channels_last']}, compile {r['compile']}, part {r['part']}; {r['views']} views in {r['seconds']:.2f} s)"
         )
     return r
 

@@ -141,6 +141,7 @@ class Config:
     name: str = "run"
     seed: int = field(default=0, metadata=_range(ge=0))
     device: str = "auto"
+    compile: bool = False  # torch.compile the networks' forward passes (a GPU speed option)
     data: DataConfig = field(default_factory=DataConfig)
     augment: str = "abcde"
     color_strength: float = field(default=0.5, metadata=_range(ge=0))
@@ -156,11 +157,12 @@ class Config:
     def run_id(self) -> str:
         """Short hash of everything that decides the trained weights, seed included.
 
-        ``name`` (a label), ``device``, ``eval`` and ``measure`` (evaluation only) are left
-        out, so relabelling a config or changing its probes reuses the trained encoder.
+        ``name`` (a label), ``device``, ``compile`` (the same function, compiled), ``eval``
+        and ``measure`` (evaluation only) are left out, so relabelling a config or changing
+        its probes reuses the trained encoder.
         """
         d = self.to_dict()
-        for key in ("name", "device", "eval", "measure"):
+        for key in ("name", "device", "compile", "eval", "measure"):
             d.pop(key)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 

@@ -136,6 +136,11 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     nets = build_networks(cfg, data.image_shape).to(device)
     if device.type == "cuda":
         nets = nets.to(memory_format=torch.channels_last)
+    if cfg.compile:  # in place: parameter names, and so checkpoints, are unchanged
+        for net in nets.values():
+            net.compile()
+            if isinstance(net, Encoder):
+                net.projector.compile()  # called on its own: project() runs projector(encoder(x))
     model = nets["encoder"]
     discriminator = nets["discriminator"] if "discriminator" in nets else None
     optimizer = build_run_optimizer(cfg, nets)

@@ -92,6 +92,14 @@ def test_markdown_table_lists_every_row_with_the_machine():
     assert "- slow op: limited by memory bandwidth" in table
 
 
+@pytest.mark.parametrize("part", ["augment", "model"])
+def test_throughput_times_each_part_of_the_step_on_cpu(part):
+    r = measure_throughput(batch_size=4, steps=1, warmup=0, width=0.0625, image_size=8, device="cpu", part=part)
+    assert r["part"] == part and r["views"] == 8 and r["views_per_s"] > 0 and math.isfinite(r["loss"])
+    with pytest.raises(ValueError, match="part"):
+        measure_throughput(batch_size=4, device="cpu", part="data")
+
+
 def test_throughput_runs_the_training_step_on_cpu():
     threads_before = torch.get_num_threads()
     r = measure_throughput(batch_size=4, steps=1, warmup=1, width=0.0625, image_size=16, device="cpu")

@@ -100,3 +100,17 @@ def test_lars_step_matches_trust_ratio_closed_form():
     # ‖w‖ = 4, ‖g‖ = 1: the step is lr · 0.01 · 4 / 1 · g; biases take a plain SGD step
     assert torch.allclose(w, torch.full((2, 2), 2.0 - 0.1 * 0.04 * 0.5, dtype=torch.float64))
     assert torch.allclose(b, torch.full((2,), 1.0 - 0.1 * 0.5, dtype=torch.float64))
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_shares_the_run_id(tmp_path):
+    # torch.compile is a speed option: the same run (id), the same checkpoint keys, and the
+    # same weights up to the reordering of float32 arithmetic that fusion brings.
+    eager_cfg = config_from_dict(tiny_raw(optim__epochs=1))
+    compiled_cfg = config_from_dict(tiny_raw(optim__epochs=1, compile=True))
+    assert compiled_cfg.run_id() == eager_cfg.run_id()
+    a, b = Store(tmp_path / "eager"), Store(tmp_path / "compiled")
+    ra, rb = train(eager_cfg, a, progress=False), train(compiled_cfg, b, progress=False)
+    wa, wb = _weights(a, ra.id), _weights(b, rb.id)
+    assert rb.status == "done" and wa.keys() == wb.keys()
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-3, atol=1e-4) for k in wa)
