@@ -8,6 +8,8 @@ torch already uses both cores for one run, and parallel runs would only fight ov
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -67,13 +69,36 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
 
     store = Store(store_root)
     record: RunRecord = train(cfg, store, progress=progress)
-    names = {m["name"] for m in store.measurements(record.id)}
-    if "knn_accuracy" not in names:
+    # The run id leaves eval and measure out, so a stored run may have been evaluated and
+    # measured under other settings: use this item's, and redo a step whose settings differ.
+    record = dataclasses.replace(record, config=cfg.to_dict())
+    done = _measured_with(store, record.id)
+    if done.get("eval") != record.config["eval"]:
         evaluate(record, store)
-    if "info_nce" not in names or terms is not None:
+        _record_settings(store, record.id, "eval", record.config["eval"])
+    if terms is not None or done.get("measure") != record.config["measure"]:
         measure(record, store, list(terms) if terms is not None else None)
+        if terms is None:  # every group measured under these settings
+            _record_settings(store, record.id, "measure", record.config["measure"])
     evaluate_bounds(record, store)
     return record.id
+
+
+def _measured_with(store: Store, run_id: str) -> dict[str, Any]:
+    """The eval and measure settings a run's stored results were computed with (``{}``: unknown)."""
+    path = store.run_dir(run_id) / "measured_with.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _record_settings(store: Store, run_id: str, section: str, settings: dict[str, Any]) -> None:
+    path = store.run_dir(run_id) / "measured_with.json"
+    done = _measured_with(store, run_id) | {section: settings}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(done, indent=2, sort_keys=True))
+    tmp.replace(path)  # atomic: an interrupted write leaves the previous file
 
 
 def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None = None, terms: Sequence[str] | None = None, progress: bool = False, log: Callable[[str], None] = print) -> list[GridResult]:

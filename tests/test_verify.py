@@ -3,6 +3,8 @@
 import pytest
 import yaml
 
+import experiments.evaluate as evaluate_mod
+import experiments.measure as measure_mod
 import experiments.train as train_mod
 from experiments.cli import main
 from experiments.config import ConfigError
@@ -39,7 +41,15 @@ def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monk
     assert [r.status for r in store.runs()] == ["done"] * 3
 
     monkeypatch.setattr(train_mod, "load_run_data", lambda cfg: pytest.fail("verify trained a stored run again"))
-    verify(str(tiny_preset), store, log=lambda s: None)
+    with monkeypatch.context() as m:
+        m.setattr(measure_mod, "measure", lambda *a, **k: pytest.fail("verify measured a stored run again"))
+        m.setattr(evaluate_mod, "evaluate", lambda *a, **k: pytest.fail("verify evaluated a stored run again"))
+        verify(str(tiny_preset), store, log=lambda s: None)
+
+    # Other measure settings reuse the trained encoders but measure again, under the new protocol.
+    verify(str(tiny_preset), store, extra=["measure.attack_steps=2"], log=lambda s: None)
+    protocols = {r["protocol"] for r in store.measurements() if r["name"] == "robust_accuracy"}
+    assert any("PGD-2 " in p for p in protocols) and any("PGD-1 " in p for p in protocols)
 
 
 @pytest.mark.slow
