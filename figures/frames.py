@@ -22,9 +22,9 @@ def _only(df: pd.DataFrame, runs: Sequence[str] | None) -> pd.DataFrame:
 
 
 def measurements(store_root: str | Path, runs: Sequence[str] | None = None) -> pd.DataFrame:
-    """Long table: run, name, value, protocol."""
+    """Long table: run, name, value, protocol, created (unix time of the write)."""
     with _connect(store_root) as db:
-        df = pd.read_sql_query("SELECT run, name, value, protocol FROM measurements", db)
+        df = pd.read_sql_query("SELECT run, name, value, protocol, created FROM measurements", db)
     return _only(df, runs).reset_index(drop=True)
 
 
@@ -53,7 +53,8 @@ def wide(store_root: str | Path, runs: Sequence[str] | None = None, protocols: d
 
     A name measured under several protocols (e.g. ``knn_accuracy`` at ``final-epoch`` and
     ``random-init``) takes the protocol that contains ``protocols[name]`` when given, else
-    the one that does not say ``random-init``.
+    one that does not say ``random-init``; among those, the latest written, as the bound
+    checks do (``experiments.bounds_step.run_terms``).
     """
     m = measurements(store_root, runs)
     protocols = protocols or {}
@@ -62,7 +63,7 @@ def wide(store_root: str | Path, runs: Sequence[str] | None = None, protocols: d
         want = protocols.get(group.name[1])
         mask = group["protocol"].str.contains(want, regex=False) if want else ~group["protocol"].str.contains("random-init", regex=False)
         chosen = group[mask] if mask.any() else group
-        return chosen.iloc[0][["value", "protocol"]]
+        return chosen.loc[chosen["created"].idxmax(), ["value", "protocol"]]
 
     if m.empty:
         return runs_table(store_root, runs)
@@ -72,7 +73,8 @@ def wide(store_root: str | Path, runs: Sequence[str] | None = None, protocols: d
 
 
 def protocol_of(store_root: str | Path, name: str, runs: Sequence[str] | None = None) -> str:
-    """The protocol(s) a measurement was taken with, for captions ("; "-joined if several)."""
+    """The protocol(s) of the values :func:`wide` picks for ``name``, for captions ("; "-joined if several)."""
     m = measurements(store_root, runs)
     m = m[(m["name"] == name) & ~m["protocol"].str.contains("random-init", regex=False)]
-    return "; ".join(sorted(m["protocol"].unique()))
+    latest = m.loc[m.groupby("run")["created"].idxmax()] if len(m) else m
+    return "; ".join(sorted(latest["protocol"].unique()))

@@ -57,6 +57,12 @@ def test_wide_table_picks_the_trained_protocol_and_flattens_configs(fabricated):
     assert varying_axes(df) == ["config.color_strength", "config.encoder.width"]
     assert frames.protocol_of(store.root, "knn_accuracy", runs) == KNN
 
+    # Measured again under another protocol: the latest value and its protocol win, as in the bound checks.
+    store.add_measurements(runs[0], [("robust_accuracy", 0.01, "linear probe, PGD-20 Linf eps=8/255")])
+    df = frames.wide(store.root, runs)
+    assert df.set_index("run").loc[runs[0], "robust_accuracy"] == 0.01
+    assert frames.protocol_of(store.root, "robust_accuracy", runs[:1]) == "linear probe, PGD-20 Linf eps=8/255"
+
 
 def test_kendall_and_granulated_tau_closed_forms():
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
