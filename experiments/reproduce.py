@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bounds_step import evaluate_sweep_bounds
 from .config import ConfigError, load_config
 from .store import Store
 from .sweep import Executor, GridItem, run_grid
@@ -19,6 +20,20 @@ from .verify import load_preset
 
 HUANG_AUGMENTS = ["a", "ab", "abc", "abcd", "abcde"]
 HUANG_COLORS = [1.0, 0.5, 0.25, 0.125]
+WEN_WIDTHS = [0.25, 0.5, 1.0, 2.0]
+
+# Method settings of the bundled quick-*-synthetic configs, as overrides: a target's grid sits
+# on the preset's base (SimCLR), so each method states its own hyperparameters.
+SSA_CLR = ["method.name=ssa_clr", "method.rho=0.05", "method.adaptive=false", "method.fourier_eta=0.5"]
+ADVERSARIAL = ["method.eps=0.03137254901960784", "method.alpha=0.011764705882352941", "method.steps=3"]  # PGD-3 views, 8/255, 3/255
+ROCL = ["method.name=rocl", *ADVERSARIAL]
+ROBUST_CL = ["method.name=robust_cl", "encoder.dual_bn=true", *ADVERSARIAL, "method.benign_w=2.0", "method.d_w=0.1", "method.disc_lr=0.2",
+             "method.use_sam=true", "method.adaptive=true", "method.rho=1.0"]
+CACR = ["method.name=cacr", "method.positives=4", "method.tau_pos=1.0", "method.tau_neg=0.9"]
+# Wen (PAPERS §3): two networks, Gaussian init, full-batch GD on fixed views. 256 training
+# images and T = 25 steps keep the width-2 run (two ConvNets x2) within about a minute on 2 CPU cores.
+TWO_NETWORK = ["method.name=two_network", "method.full_batch=true", "method.fixed_views=true", "augment=ae", "optim.lr=0.5",
+               "optim.momentum=0.0", "optim.weight_decay=0.0", "data.n_train=256", "optim.epochs=25"]
 
 
 @dataclass
@@ -27,7 +42,8 @@ class Target:
     runs: list[tuple[str, list[str]]]
     analysis: str  # name of the function in figures.reproductions
     terms: list[str] | None = None  # term groups to measure (None: all)
-    extra_common: list[str] = field(default_factory=list)
+    extra_common: list[str] = field(default_factory=list)  # on every run, after the preset's common overrides
+    measure: list[str] = field(default_factory=list)  # measure settings, after the preset's (stored runs are re-measured)
 
 
 def _targets() -> dict[str, Target]:
@@ -49,6 +65,36 @@ def _targets() -> dict[str, Target]:
         "bound-tightness": Target(
             "Bound against measured quantity for every theorem over the quick grid, log axes with y = x",
             [], "bound_tightness",
+        ),
+        "ssa-clr": Target(
+            "SSA-CLR (Tran et al. 2023): SimCLR vs +SAM, +Fourier and both; kNN/linear accuracy, sharpness, ideal-vs-practical shift gap",
+            [
+                ("simclr", ["method.name=simclr"]),
+                ("sam", [*SSA_CLR, "method.use_sam=true", "method.use_fourier=false"]),
+                ("fourier", [*SSA_CLR, "method.use_sam=false", "method.use_fourier=true"]),
+                ("sam-fourier", [*SSA_CLR, "method.use_sam=true", "method.use_fourier=true"]),
+            ],
+            "ssa_clr", ["sharpness", "shift"],
+        ),
+        "robust-cl": Target(
+            "Robust CL (Tran et al. 2023): SimCLR vs RoCL-style vs robust CL; clean and PGD-20 robust accuracy, the terms of the reconstructed bound",
+            [("simclr", ["method.name=simclr"]), ("rocl", ROCL), ("robust-cl", ROBUST_CL)],
+            "robust_cl", ["adversarial", "sharpness", "bounds"], measure=["measure.attack_steps=20"],
+        ),
+        "wen-width": Target(
+            "Wen (2020): width sweep of two-network full-batch GD; gradient norm per step, min gradient norm and weight movement against width (log-log slopes)",
+            [(f"width-{w:g}", [f"encoder.width={w}"]) for w in WEN_WIDTHS],
+            "wen_width", ["optimization"], extra_common=TWO_NETWORK,
+        ),
+        "cacr": Target(
+            "CACR (Zheng et al. 2023) vs SimCLR, balanced and imbalanced data; weight vs distance, alignment, uniformity, query-negative MI, the claim checks",
+            [
+                ("simclr", ["method.name=simclr"]),
+                ("cacr", CACR),
+                ("simclr-imbalanced", ["method.name=simclr", "data.imbalanced=true"]),
+                ("cacr-imbalanced", [*CACR, "data.imbalanced=true"]),
+            ],
+            "cacr", ["geometry", "information", "cacr_weights"],
         ),
     }
 
@@ -72,13 +118,14 @@ def reproduce(target_name: str, store: Store, preset_name: str = "quick", execut
     items = []
     for seed in preset.seeds:
         for run in runs:
-            overrides = [*preset.common, *target.extra_common, *run["overrides"], *preset.measure, f"seed={seed}", f"name={target_name}-{run['label']}"]
+            overrides = [*preset.common, *target.extra_common, *run["overrides"], *preset.measure, *target.measure, f"seed={seed}", f"name={target_name}-{run['label']}"]
             items.append(GridItem(run["label"] if len(preset.seeds) == 1 else f"{run['label']}/seed{seed}", load_config(preset.base, overrides)))
     log(f"reproduce {target_name} ({target.description}) on preset {preset.name}: {len(items)} runs")
     results = run_grid(items, store, executor, terms=terms, log=log)
     done = [r for r in results if r.status == "done"]
     if not done:
         raise RuntimeError(f"reproduce {target_name}: every run failed; see `clbounds runs`")
+    evaluate_sweep_bounds([store.get_run(r.run_id) for r in done], store)  # Wen width sweeps, CACR vs SimCLR pairs (as verify does)
     out_dir = store.root / "reproduce" / f"{target_name}-{preset.name}"
     command = f"clbounds reproduce {target_name}" + (f" --preset {preset_name}" if preset_name != "quick" else "")
     report = getattr(reproductions, target.analysis)(store.root, [r.run_id for r in done], {r.run_id: r.label for r in done}, out_dir, command)

@@ -138,3 +138,87 @@ def curves(df: pd.DataFrame, x: str, y: str, hue: str, out_dir: Path, name: str,
         ax.set_yscale("log")
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
     return Figure(name, _save(fig, out_dir, name), caption)
+
+
+@dataclass
+class Panel:
+    """One axes of a :func:`panels` figure.
+
+    ``kind``: "bars" (mean ± sd of ``y`` per ``x``, split by ``hue``, each bar labelled with
+    its value), "lines" (``y`` against ``x``, one line per value of ``hue``) or "loglog"
+    (``y`` against ``x`` on log-log axes, with the power law ``fit`` =
+    {slope, intercept, low, high} drawn when given; natural-log intercept).
+    """
+
+    kind: str
+    data: pd.DataFrame
+    x: str
+    y: str
+    title: str = ""
+    xlabel: str = ""
+    ylabel: str = ""
+    hue: str | None = None
+    order: Sequence | None = None
+    logy: bool = False
+    fit: dict | None = None
+
+
+def _draw_panel(ax: plt.Axes, p: Panel) -> None:
+    if p.kind == "bars":
+        sns.barplot(data=p.data, x=p.x, y=p.y, hue=p.hue, order=p.order, errorbar="sd", capsize=0.1, ax=ax)
+        for container in ax.containers:
+            if hasattr(container, "datavalues"):
+                ax.bar_label(container, fmt="%.3g", fontsize=7, padding=2)
+        ax.tick_params(axis="x", labelrotation=25)
+        ax.margins(y=0.15)
+    elif p.kind == "lines":
+        numeric = p.hue is not None and pd.api.types.is_numeric_dtype(p.data[p.hue])
+        sns.lineplot(data=p.data, x=p.x, y=p.y, hue=p.hue, ax=ax, palette="viridis" if numeric else None, marker="o", markersize=4, legend="full" if p.hue else False)
+    elif p.kind == "loglog":
+        ax.scatter(p.data[p.x], p.data[p.y], s=40)
+        if p.fit:
+            xs = np.geomspace(p.data[p.x].min(), p.data[p.x].max(), 50)
+            ax.plot(xs, np.exp(p.fit["intercept"]) * xs ** p.fit["slope"], ls="--", color="C1",
+                    label=f"slope {p.fit['slope']:+.2f} [{p.fit['low']:+.2f}, {p.fit['high']:+.2f}]")
+            ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ticks = sorted(p.data[p.x].dropna().unique())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # the measured x values, not crowded log minor ticks
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    else:
+        raise ValueError(f"unknown panel kind {p.kind!r}; choose bars, lines or loglog")
+    if p.logy and p.kind != "loglog":
+        ax.set_yscale("log")
+    legend = ax.get_legend()
+    if legend is not None and p.hue:
+        legend.set_title(p.hue.replace("config.", ""))
+        for text in legend.get_texts():
+            text.set_fontsize(7)
+    ax.set_title(p.title, fontsize=10)
+    ax.set_xlabel(p.xlabel or p.x.replace("_", " "))
+    ax.set_ylabel(p.ylabel or p.y.replace("_", " "))
+
+
+def panels(specs: Sequence[Panel], out_dir: Path, name: str, caption: str, title: str = "", columns: int | None = None) -> Figure:
+    """Small multiples of mixed kinds (bars, curves, log-log fits) in one figure, e.g. the
+    accuracy, sharpness and shift of each method variant side by side. Bar panels that share
+    a hue show its legend once, beside the first of them."""
+    house_style()
+    cols = columns or min(4, len(specs))
+    fig, axes = plt.subplots(math.ceil(len(specs) / cols), cols, figsize=(3.7 * cols, 3.2 * math.ceil(len(specs) / cols)), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(specs):]:
+        ax.set_visible(False)
+    legend_shown: set[str] = set()
+    for ax, p in zip(axes.flat, specs):
+        _draw_panel(ax, p)
+        legend = ax.get_legend()
+        if p.kind == "bars" and p.hue and legend is not None:
+            if p.hue in legend_shown:
+                legend.remove()
+            else:
+                sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title_fontsize=8, frameon=False)
+                legend_shown.add(p.hue)
+    if title:
+        fig.suptitle(title)
+    return Figure(name, _save(fig, out_dir, name), caption)

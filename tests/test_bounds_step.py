@@ -100,6 +100,16 @@ def test_sweeps_and_cacr_pairs(store):
     assert {r["theorem"] for r in store.bound_checks("w1")} >= set(names) and not store.bound_checks("other")
 
 
+def test_width_sweep_uses_the_minimum_gradient_norm_logged_during_training(store):
+    # Wen's quantity is min_t ||grad L|| along training; where training logged it, the final-
+    # weights gradient norm (here rising with width) must not decide the check.
+    for i, w in enumerate((0.25, 0.5, 1.0)):
+        _fake_run(store, f"w{i}", {"gradient_norm": w, "min_gradient_norm": 1.0 / w, "weight_movement": 0.1 / w}, encoder__width=w)
+    sweep = next(c for c in evaluate_sweep_bounds(store.runs(), store) if c.theorem == "wen2020.width_sweep")
+    assert sweep.holds and sweep.details["slopes"]["gradient_norm"]["slope"] == pytest.approx(-1.0)
+    assert sweep.details["gradient_norm_source"].startswith("min over training steps")
+
+
 def test_cacr_run_is_paired_with_simclr_on_the_same_data(store):
     _fake_run(store, "simclr", {"alignment": 0.5, "mi_query_negative": 0.05})
     raw = tiny_raw()

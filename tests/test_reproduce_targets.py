@@ -1,0 +1,279 @@
+"""The ssa-clr, robust-cl, wen-width and cacr targets of `clbounds reproduce`: each analysis on a
+small fabricated store (report, figure, table columns, and a verdict that flips with the
+numbers), the CACR weight terms of the measure step against a brute-force loop, and one
+target end to end on a tiny preset (slow)."""
+
+import math
+import re
+import statistics
+
+import pytest
+import torch
+import yaml
+
+from experiments import reproduce as reproduce_mod
+from experiments.bounds_step import evaluate_sweep_bounds
+from experiments.config import config_from_dict
+from experiments.measure import CACR_WEIGHT_BINS, build_context, cacr_weight_terms
+from experiments.store import Store
+from experiments.train import train
+from figures import reproductions
+from figures.plots import Figure
+
+from conftest import tiny_raw
+
+PGD = "linear probe offline lbfgs steps=200 final-epoch, PGD-10 Linf eps=8/255 step=0.8/255 random start, test n=64"
+KNN = "knn k=20 t=0.1 cosine-weighted offline final-epoch test"
+LIN = "linear offline lbfgs steps=20 wd=0.0001 final-epoch test"
+
+
+def _add(store: Store, labels: dict, label: str, rows: list, checks: list | None = None, **overrides) -> str:
+    cfg = config_from_dict(tiny_raw(**overrides))
+    store.upsert_run(cfg.run_id(), cfg.to_dict(), status="done")
+    store.add_measurements(cfg.run_id(), rows)
+    if checks:
+        store.add_bound_checks(cfg.run_id(), checks)
+    labels[cfg.run_id()] = label
+    return cfg.run_id()
+
+
+def _analyse(fn, store: Store, labels: dict, out, draw: bool = True):
+    """Runs an analysis; with ``draw`` False the figure is a stub (the verdict checks need no pixels)."""
+    if draw:
+        report = fn(store.root, list(labels), labels, out, "clbounds reproduce test")
+    else:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(reproductions, "panels", lambda specs, out_dir, name, caption, title="", columns=None: Figure(name, [out_dir / f"{name}.png"], caption))
+            report = fn(store.root, list(labels), labels, out, "clbounds reproduce test")
+    text = report.read_text()
+    verdict = re.search(r"\*\*Verdict\.\*\* (.*)", text).group(1)
+    header = next(line for line in text.splitlines() if line.startswith("| "))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    return text, verdict, columns
+
+
+def _figure_written(out, name: str) -> bool:
+    return all((out / f"{name}.{ext}").stat().st_size > 1000 for ext in ("png", "pdf"))
+
+
+# ---- ssa-clr -----------------------------------------------------------------------------
+
+
+def _ssa_store(root, sharp: dict, acc: dict):
+    store, labels = Store(root), {}
+    variants = {"simclr": {"method__name": "simclr"},
+                "sam": {"method__name": "ssa_clr", "method__use_sam": True, "method__use_fourier": False},
+                "fourier": {"method__name": "ssa_clr", "method__use_sam": False, "method__use_fourier": True},
+                "sam-fourier": {"method__name": "ssa_clr", "method__use_sam": True, "method__use_fourier": True}}
+    for label, over in variants.items():
+        _add(store, labels, label, [("knn_accuracy", acc[label], KNN), ("linear_accuracy", acc[label] + 0.01, LIN), ("sharpness", sharp[label], "projected ascent rho=0.05"),
+                                    ("sharpness_sam", sharp[label] / 2, "one-step SAM"), ("shift_loss_gap", -0.2, "InfoNCE(ideal) - InfoNCE(practical)"), ("shift_mmd2", 0.01, "mmd")], **over)
+    return store, labels
+
+
+def test_ssa_clr_report_table_figure_and_verdict_flips(tmp_path):
+    good = _ssa_store(tmp_path / "a", {"simclr": 0.2, "sam": 0.1, "fourier": 0.25, "sam-fourier": 0.12}, {"simclr": 0.8, "sam": 0.85, "fourier": 0.82, "sam-fourier": 0.86})
+    text, verdict, columns = _analyse(reproductions.ssa_clr, *good, tmp_path / "ra")
+    assert columns == ["variant", "seeds", "kNN acc", "linear acc", "sharpness", "sharpness (1-step SAM)", "shift loss gap", "shift MMD^2"]
+    assert _figure_written(tmp_path / "ra", "ssa-clr") and "![ssa-clr](ssa-clr.png)" in text
+    assert verdict.startswith("Reproduced") and "SAM lowers the measured sharpness (SimCLR 0.2 -> +SAM 0.1, +Fourier 0.25 -> +SAM+Fourier 0.12)" in verdict
+    assert "3 of 3 variants (+SAM, +Fourier, +SAM+Fourier) beat SimCLR" in verdict and "+SAM +0.050/+0.050" in verdict
+    assert "within ±0.141 (2 binomial SE on n=64 test inputs)" in verdict  # 2·sqrt(2·0.8·0.2/64)
+
+    bad = _ssa_store(tmp_path / "b", {"simclr": 0.2, "sam": 0.3, "fourier": 0.25, "sam-fourier": 0.4}, {"simclr": 0.8, "sam": 0.75, "fourier": 0.7, "sam-fourier": 0.79})
+    _, verdict, _ = _analyse(reproductions.ssa_clr, *bad, tmp_path / "rb", draw=False)
+    assert verdict.startswith("Not reproduced") and "SAM does not lower" in verdict and "0 of 3 variants beat SimCLR" in verdict
+
+
+# ---- robust-cl ---------------------------------------------------------------------------
+
+
+def _robust_store(root, robust: dict):
+    store, labels = Store(root), {}
+    for label, method in (("simclr", "simclr"), ("rocl", "rocl"), ("robust-cl", "robust_cl")):
+        rows = [("knn_accuracy", 0.9, KNN), ("clean_accuracy", 0.9, "linear probe offline final-epoch, test n=64"), ("robust_accuracy", robust[label], PGD),
+                ("robust_cross_entropy", 2.0, PGD), ("adversarial_info_nce", 5.0, "RoCL attack"), ("benign_info_nce", 4.0, "benign"), ("sharpness", 0.1, "rho=0.05"),
+                ("adversarial_js", 0.3, "JS proxy")]
+        checks = [{"theorem": "robust_cl.adversarial_infonce", "bound": 9.4, "measured": 2.0, "holds": True, "tightness": 4.7, "assumptions_met": False, "details": {"label": "reconstructed"}}]
+        _add(store, labels, label, rows, checks, method__name=method)
+    return store, labels
+
+
+def test_robust_cl_report_table_figure_and_verdict_flips(tmp_path):
+    text, verdict, columns = _analyse(reproductions.robust_cl, *_robust_store(tmp_path / "a", {"simclr": 0.1, "rocl": 0.3, "robust-cl": 0.4}), tmp_path / "ra")
+    assert columns == ["method", "seeds", "kNN acc", "clean acc", "robust acc", "L_adv (InfoNCE)", "L_ben (InfoNCE)", "S_rho", "D (JS proxy)", "robust CE",
+                       "a=b=c=1 proxy bound", "Lipschitz-transfer bound"]
+    assert _figure_written(tmp_path / "ra", "robust-cl") and "robust_cl.adversarial_infonce" in text and "| 9.4 |" in text
+    assert verdict.startswith("Reproduced") and "under PGD-10 Linf eps=8/255 step=0.8/255 is 0.400 against RoCL 0.300, SimCLR 0.100" in verdict
+    assert "more robust than RoCL and SimCLR" in verdict and "(2 binomial SE on n=64 test inputs)" in verdict  # n from the PGD protocol
+
+    _, verdict, _ = _analyse(reproductions.robust_cl, *_robust_store(tmp_path / "b", {"simclr": 0.3, "rocl": 0.5, "robust-cl": 0.2}), tmp_path / "rb", draw=False)
+    assert verdict.startswith("Not reproduced") and "not more robust than RoCL or SimCLR" in verdict
+    _, verdict, _ = _analyse(reproductions.robust_cl, *_robust_store(tmp_path / "c", {"simclr": 0.1, "rocl": 0.5, "robust-cl": 0.2}), tmp_path / "rc", draw=False)
+    assert verdict.startswith("Partly reproduced") and "more robust than SimCLR but not RoCL" in verdict
+
+
+# ---- wen-width ---------------------------------------------------------------------------
+
+
+def _wen_store(root, grad_power: float, move_power: float):
+    """Four widths; min gradient norm 2·w^grad_power, two-network movement 0.3·w^move_power, and a
+    decoy ``weight_movement`` under the measure protocol with the opposite trend."""
+    store, labels = Store(root), {}
+    for w in (0.25, 0.5, 1.0, 2.0):
+        proto = "two-network full-batch sgd lr=0.5, fixed views, query+key networks, all parameters"
+        rows = [("train_gradient_norm", 3 * w**grad_power / (t + 1), f"step={t} ||grad_(W,V) L||_F at (W_t, V_t), {proto}") for t in range(4)]
+        rows += [("train_weight_movement", 0.1 * t * w**move_power, f"step={t} ||(W_t,V_t)-(W_0,V_0)||_F / ||(W_0,V_0)||_F, {proto}") for t in range(4)]
+        rows += [("min_gradient_norm", 2 * w**grad_power, f"min over steps t < T=4 of ||grad_(W,V) L(W_t, V_t)||_F, {proto}"),
+                 ("weight_movement", 0.3 * w**move_power, f"||(W_T,V_T)-(W_0,V_0)||_F / ||(W_0,V_0)||_F after T=4 steps, {proto}"),
+                 ("weight_movement", 0.3 * w**-move_power, "||W_T - W_0||_F / ||W_0||_F, all parameters, final epoch"),
+                 ("gradient_norm", 1.0 * w, "||grad L|| over 1 fixed batches of view pairs, BN train mode"), ("knn_accuracy", 0.8, KNN), ("train_loss", 4.0, "final")]
+        _add(store, labels, f"width-{w:g}", rows, method__name="two_network", encoder__width=w)
+    return store, labels
+
+
+def test_wen_width_report_slopes_figure_and_verdict_flips(tmp_path):
+    text, verdict, columns = _analyse(reproductions.wen_width, *_wen_store(tmp_path / "a", -0.5, -1.0), tmp_path / "ra")
+    assert columns == ["width", "label", "final train loss", "min_t ‖grad L‖ (W,V)", "‖(W,V)_T-(W,V)_0‖ / ‖(W,V)_0‖", "‖grad NT-Xent‖ query net, final", "kNN acc"]
+    assert _figure_written(tmp_path / "ra", "wen-width") and "## Log-log slopes against width" in text
+    # exact power laws: the fitted slopes are the exponents, with a zero-width interval
+    assert verdict.startswith("Reproduced on this sweep (widths 0.25, 0.5, 1, 2, T=4 full-batch GD steps, 1 seed per width)")
+    assert "min_t ‖grad L‖ falls with width (log-log slope -0.50, 95% CI [-0.50, -0.50], interval below 0)" in verdict
+    assert "weight movement falls with width (log-log slope -1.00" in verdict  # the (W_T, V_T) row, not the decoy
+    assert "after T=4 steps" in text and "all parameters, final epoch" not in text  # nor the decoy's protocol
+
+    _, verdict, _ = _analyse(reproductions.wen_width, *_wen_store(tmp_path / "b", 0.5, 1.0), tmp_path / "rb", draw=False)
+    assert verdict.startswith("Not reproduced") and "rises with width (log-log slope +0.50" in verdict and "contradicting the prediction" in verdict
+
+
+def test_wen_width_with_two_widths_says_it_cannot_fit(tmp_path):
+    store, labels = _wen_store(tmp_path / "a", -0.5, -1.0)
+    keep = dict(list(labels.items())[:2])
+    _, verdict, _ = _analyse(reproductions.wen_width, store, keep, tmp_path / "r", draw=False)
+    assert verdict.startswith("Not testable") and "2 distinct width(s) measured" in verdict
+
+
+# ---- cacr --------------------------------------------------------------------------------
+
+
+def _cacr_store(root, cacr_alignment: float, cacr_mi: float, cacr_corr: float, cacr_knn: float = 0.85, simclr_mi: float = 0.05):
+    store, labels = Store(root), {}
+    for imbalanced in (False, True):
+        for method in ("simclr", "cacr"):
+            is_cacr = method == "cacr"
+            bins = [(f"cacr_{kind}_{q}_bin{k}", (0.5 + 0.1 * k) if q == "distance" else (1.5 - 0.1 * k if kind == "negative" else 0.7 + 0.1 * k), "bins")
+                    for kind in ("negative", "positive") for q in ("distance", "weight") for k in range(CACR_WEIGHT_BINS)]
+            rows = [("knn_accuracy", cacr_knn if is_cacr else 0.8, KNN), ("linear_accuracy", 0.91 if is_cacr else 0.9, LIN), ("alignment", cacr_alignment if is_cacr else 0.3, "features"),
+                    ("uniformity", -1.0, "t=2"), ("mi_query_negative", cacr_mi if is_cacr else simclr_mi, "KSG"), ("cacr_weight_distance_corr", cacr_corr if is_cacr else -0.6, "pooled"),
+                    ("cacr_positive_weight_distance_corr", 0.5, "pooled"), ("cacr_same_class_weight_ratio", 1.3, "same class"), *bins]
+            _add(store, labels, f"{method}{'-imbalanced' if imbalanced else ''}", rows, method__name=method, data__imbalanced=imbalanced)
+    evaluate_sweep_bounds(store.runs(), store)  # the claim checks, paired as the bounds step pairs them
+    return store, labels
+
+
+def test_cacr_report_claims_figure_and_verdict_flips(tmp_path):
+    text, verdict, columns = _analyse(reproductions.cacr, *_cacr_store(tmp_path / "a", 0.2, 0.01, -0.8), tmp_path / "ra")
+    assert columns == ["variant", "seeds", "kNN acc", "linear acc", "alignment", "uniformity", "MI(query, negative)", "corr(w-, d)", "corr(w+, d)", "w- on same-class negatives"]
+    assert _figure_written(tmp_path / "ra", "cacr") and "## Claim checks" in text
+    assert verdict.startswith("Reproduced on this data (1 seed per variant): 6 of 6 bounds/cacr.py claim checks hold")
+    assert "balanced: alignment lower holds (0.2 vs 0.3)" in verdict and "imbalanced: " in verdict
+    assert "beats SimCLR on both kNN and linear accuracy in 2 of 2 data sets (balanced kNN 0.850 vs 0.800" in verdict
+    assert "negative on the SimCLR embeddings too (-0.60, -0.60)" in verdict  # the by-construction caveat
+    assert "MI estimates <= 0" not in verdict
+
+    _, verdict, _ = _analyse(reproductions.cacr, *_cacr_store(tmp_path / "b", 0.4, -0.1, 0.2, cacr_knn=0.7, simclr_mi=-0.2), tmp_path / "rb", draw=False)
+    assert verdict.startswith("Not reproduced on this data (1 seed per variant): 0 of 6") and "alignment lower fails (0.4 vs 0.3)" in verdict
+    assert "in 0 of 2 data sets" in verdict and "KSG MI estimates <= 0 (SimCLR -0.2, CACR -0.1, SimCLR imbalanced -0.2, CACR imbalanced -0.1)" in verdict
+
+
+# ---- the CACR weight terms of the measure step ---------------------------------------------
+
+
+def test_cacr_weight_terms_match_a_brute_force_loop(store):
+    raw = tiny_raw(optim__epochs=1, method__tau_neg=2.0)
+    raw["measure"] = {"n_samples": 16, "batch_size": 8, "views": 3}
+    ctx = build_context(train(config_from_dict(raw), store, progress=False))
+    ctx.model.double()
+    ctx.views = ctx.views.double()
+    rows = {name: value for name, value, _ in cacr_weight_terms(ctx)}
+
+    z = torch.nn.functional.normalize(torch.stack([ctx.projections(v) for v in ctx.views]), dim=-1).tolist()  # [M][N][D]
+    y = ctx.y.tolist()
+    sq = lambda a, b: sum((p - q) ** 2 for p, q in zip(a, b))  # noqa: E731
+    neg, pos, same = [], [], []
+    for start in (0, 8):
+        idx = range(start, start + 8)
+        for x in range(3):
+            for v in range(x + 1, 3):
+                for i in idx:
+                    d = {j: sq(z[x][i], z[v][j]) for j in idx if j != i}
+                    total = sum(math.exp(-2.0 * dj) for dj in d.values())
+                    for j, dj in d.items():
+                        neg.append((dj, 7 * math.exp(-2.0 * dj) / total))
+                        same.append(y[i] == y[j])
+        for q in range(3):
+            for i in idx:
+                d = [sq(z[q][i], z[k][i]) for k in range(3) if k != q]
+                total = sum(math.exp(dk) for dk in d)
+                pos += [(dk, 2 * math.exp(dk) / total) for dk in d]
+    assert rows["cacr_weight_distance_corr"] == pytest.approx(statistics.correlation([d for d, _ in neg], [w for _, w in neg]), abs=1e-9)
+    assert rows["cacr_positive_weight_distance_corr"] == pytest.approx(statistics.correlation([d for d, _ in pos], [w for _, w in pos]), abs=1e-9)
+    assert rows["cacr_same_class_weight_ratio"] == pytest.approx(statistics.fmean([w for (_, w), s in zip(neg, same) if s]), abs=1e-9)
+    for kind, pairs in (("negative", neg), ("positive", pos)):
+        ordered = sorted(pairs, key=lambda p: p[0])
+        size, extra = divmod(len(ordered), CACR_WEIGHT_BINS)
+        at = 0
+        for k in range(CACR_WEIGHT_BINS):
+            chunk = ordered[at : at + size + (k < extra)]
+            at += len(chunk)
+            assert rows[f"cacr_{kind}_distance_bin{k}"] == pytest.approx(statistics.fmean(d for d, _ in chunk), abs=1e-9)
+            assert rows[f"cacr_{kind}_weight_bin{k}"] == pytest.approx(statistics.fmean(w for _, w in chunk), abs=1e-9)
+    assert rows["cacr_weight_distance_corr"] < 0 < rows["cacr_positive_weight_distance_corr"]  # softmax(-tau d) and softmax(+tau d)
+
+
+def test_cacr_weight_terms_are_finite_with_uniform_weights(store):
+    raw = tiny_raw(optim__epochs=1, method__uniform_neg=True, method__uniform_pos=True)
+    raw["measure"] = {"n_samples": 8, "batch_size": 8, "views": 2}
+    rows = {name: value for name, value, _ in cacr_weight_terms(build_context(train(config_from_dict(raw), store, progress=False)))}
+    assert rows["cacr_weight_distance_corr"] == 0.0 and rows["cacr_positive_weight_distance_corr"] == 0.0  # constant weights carry no trend
+    assert all(rows[f"cacr_negative_weight_bin{k}"] == pytest.approx(1.0) for k in range(CACR_WEIGHT_BINS))
+
+
+# ---- end to end --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_preset(tmp_path):
+    base = tmp_path / "tiny.yaml"
+    raw = tiny_raw(encoder__arch="convnet", optim__epochs=1)
+    raw["data"]["n_test"] = 32
+    base.write_text(yaml.safe_dump(raw))
+    measure = ["measure.n_samples=32", "measure.batch_size=16", "measure.views=3", "measure.sigma_per_class=4", "measure.hessian_iters=2",
+               "measure.trace_samples=1", "measure.sharpness_steps=1", "measure.attack_steps=1"]
+    path = tmp_path / "tiny-preset.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "base": str(base), "common": [], "measure": measure, "runs": [{"label": "a", "overrides": []}]}))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cacr", "wen-width"])
+def test_target_end_to_end_on_a_tiny_preset(tmp_path, tiny_preset, monkeypatch, target):
+    if target == "wen-width":  # three narrow widths, 64 images, 3 full-batch steps
+        cheap = reproduce_mod.Target(reproduce_mod.TARGETS[target].description, [(f"width-{w:g}", [f"encoder.width={w}"]) for w in (0.125, 0.25, 0.5)],
+                                     "wen_width", ["optimization"], [*reproduce_mod.TWO_NETWORK, "data.n_train=64", "optim.epochs=3"])
+        monkeypatch.setitem(reproduce_mod.TARGETS, target, cheap)
+    store = Store(tmp_path / "store")
+    report = reproduce_mod.reproduce(target, store, str(tiny_preset), log=lambda s: None)
+    text = report.read_text()
+    assert [r.status for r in store.runs()] == ["done"] * len(reproduce_mod.TARGETS[target].runs)
+    assert re.search(r"\*\*Verdict\.\*\* (Reproduced|Partly reproduced|Not reproduced|Not testable)", text)
+    name = "cacr" if target == "cacr" else "wen-width"
+    assert (report.parent / f"{name}.png").stat().st_size > 1000
+    theorems = {c["theorem"] for r in store.runs() for c in store.bound_checks(r.id)}
+    assert ("cacr.claims" if target == "cacr" else "wen2020.width_sweep") in theorems  # the multi-run checks were stored
+    if target == "cacr":
+        assert re.search(r"\d of 6 bounds/cacr.py claim checks hold", text)  # both pairs (balanced, imbalanced) were found
+        names = {m["name"] for r in store.runs() for m in store.measurements(r.id)}
+        assert {"cacr_weight_distance_corr", "cacr_same_class_weight_ratio", f"cacr_negative_weight_bin{CACR_WEIGHT_BINS - 1}"} <= names
+    else:
+        assert "min_t ‖grad L‖" in text and "T=3 full-batch GD steps" in text
