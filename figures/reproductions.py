@@ -339,9 +339,11 @@ def wen_width(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     stored = frames.bound_checks(store_root, runs)
     stored = stored[stored["theorem"] == "wen2020.width_sweep"]
     if len(stored):  # the stored diagnostic (bounds_step), on the same logged minimum: a cross-check of this table
-        f = stored.iloc[0]["details"].get("slopes", {}).get("gradient_norm")
+        details = stored.iloc[0]["details"]
+        f = details.get("slopes", {}).get("gradient_norm")
         if f:
-            slope_rows.append({"quantity": WEN_COLUMNS["gradient_norm"] + " (stored wen2020.width_sweep)", "slope": f["slope"], "CI low": f["low"], "CI high": f["high"], "n": f["n"],
+            source = details.get("gradient_norm_source", WEN_COLUMNS["gradient_norm"])
+            slope_rows.append({"quantity": f"stored wen2020.width_sweep: {source}", "slope": f["slope"], "CI low": f["low"], "CI high": f["high"], "n": f["n"],
                                "predicted": "< 0", "interval": "below 0" if f["significant"] else "above 0" if f["contradicted"] else "includes 0"})
     table = df.assign(label=df["run"].map(labels))[["width", "label", *[c for c in WEN_COLUMNS if c in df]]].rename(columns=WEN_COLUMNS).reset_index(drop=True)
     verdict = wen_verdict(fits, reason, sorted(df["width"].unique()), steps, seeds)
