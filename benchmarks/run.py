@@ -47,7 +47,7 @@ def throughput_section(cuda_steps: int = 50) -> tuple[str, dict]:
     else:
         r = measure_throughput(batch_size=16, steps=1, warmup=1, device="cpu")
         text = (
-            "SimCLR ResNet-18 training on a GPU: **not yet measured** (no CUDA device on this machine). "
+            "SimCLR ResNet-18 training on a GPU: not measured by this run (no CUDA device on this machine; the H100 figures from `benchmarks/gpu_session.sh` are in `benchmarks/gpu/` and the README). "
             f"The same code path on this CPU: {r['views_per_s']:,.1f} views/s (batch 16, 32×32, float32)."
         )
     return text, r
