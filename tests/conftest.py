@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from experiments.config import Config, config_from_dict
 from experiments.store import Store
@@ -41,3 +44,29 @@ def tiny_config() -> Config:
 @pytest.fixture
 def store(tmp_path) -> Store:
     return Store(tmp_path / "store")
+
+
+def write_tiny_preset(tmp_path: Path, runs: list[dict], views: int = 2) -> Path:
+    """A verify/reproduce preset over the tiny ConvNet config with the cheapest measure settings."""
+    base = tmp_path / "tiny.yaml"
+    raw = tiny_raw(encoder__arch="convnet", optim__epochs=1)
+    raw["data"]["n_test"] = 32
+    base.write_text(yaml.safe_dump(raw))
+    measure = ["measure.n_samples=32", "measure.batch_size=16", f"measure.views={views}", "measure.sigma_per_class=4", "measure.hessian_iters=2",
+               "measure.trace_samples=1", "measure.sharpness_steps=1", "measure.attack_steps=1"]
+    path = tmp_path / "tiny-preset.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "base": str(base), "common": [], "measure": measure, "runs": runs}))
+    return path
+
+
+def huang_terms(**over: float) -> dict[str, float]:
+    """Measured terms that satisfy every input of bounds.huang2023, with ``over`` replaced."""
+    t = {
+        "nearest_center_error": 0.2, "sigma": 0.9, "misalignment_rate": 0.05, "min_class_probability": 0.1, "lipschitz_upper": 50.0,
+        "feature_norm_min": 2.0, "sigma_delta": 0.01, "misalignment_eps": 0.3, "center_max_inner": 0.1, "delta_mu": 0.4,
+        "alignment": 0.1, "misalignment_views": 4, "misalignment_rate_pairwise": 0.02,
+        "nearest_center_error_projection": 0.25, "misalignment_rate_projection": 0.1, "center_max_inner_projection": 0.2, "delta_mu_projection": 0.3,
+        "alignment_projection": 0.2, "lipschitz_upper_projector": 3.0, "projection_norm_min": 1.5,
+        "huang_infonce_L1_unit": -0.8, "huang_infonce_L2_unit": 4.0, "huang_barlow_L1": 2.0, "huang_barlow_L2": 40.0, "embedding_dim": 64, "num_classes": 10,
+    }
+    return {**t, **over}

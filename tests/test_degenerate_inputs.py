@@ -29,6 +29,8 @@ from torch import nn
 from bounds import arora2019, cacr, common, huang2023, robust_cl, ssa_clr, wen2020
 from theory import adversarial, arora, geometry, information, losses, optimization, sharpness, shift
 
+from conftest import huang_terms
+
 F64 = torch.float64
 B, D = 4, 3  # batch size and embedding dimension of the tensor cases
 
@@ -379,15 +381,7 @@ class Check:
 
 
 def _huang(**over: float) -> dict[str, float]:
-    t = {
-        "nearest_center_error": 0.2, "sigma": 0.9, "misalignment_rate": 0.05, "min_class_probability": 0.1, "lipschitz_upper": 50.0,
-        "feature_norm_min": 2.0, "sigma_delta": 0.01, "misalignment_eps": 0.3, "center_max_inner": 0.1, "delta_mu": 0.4,
-        "alignment": 0.1, "misalignment_views": 4, "misalignment_rate_pairwise": 0.02,
-        "nearest_center_error_projection": 0.25, "misalignment_rate_projection": 0.1, "center_max_inner_projection": 0.2, "delta_mu_projection": 0.3,
-        "alignment_projection": 0.2, "lipschitz_upper_projector": 3.0, "projection_norm_min": 1.5,
-        "huang_infonce_L1_unit": -0.8, "huang_infonce_L2_unit": 4.0, "huang_barlow_L1": 2.0, "huang_barlow_L2": 40.0, "embedding_dim": 64, "num_classes": 10,
-    }
-    return {**t, **over}
+    return huang_terms(**over)
 
 
 def _arora(**over: float) -> dict[str, float]:

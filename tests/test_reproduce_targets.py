@@ -9,7 +9,6 @@ import statistics
 
 import pytest
 import torch
-import yaml
 
 from experiments import reproduce as reproduce_mod
 from experiments.bounds_step import evaluate_sweep_bounds
@@ -20,7 +19,7 @@ from experiments.train import train
 from figures import reproductions
 from figures.plots import Figure
 
-from conftest import tiny_raw
+from conftest import tiny_raw, write_tiny_preset
 
 PGD = "linear probe offline lbfgs steps=200 final-epoch, PGD-10 Linf eps=8/255 step=0.8/255 random start, test n=64"
 KNN = "knn k=20 t=0.1 cosine-weighted offline final-epoch test"
@@ -244,15 +243,7 @@ def test_cacr_weight_terms_are_finite_with_uniform_weights(store):
 
 @pytest.fixture
 def tiny_preset(tmp_path):
-    base = tmp_path / "tiny.yaml"
-    raw = tiny_raw(encoder__arch="convnet", optim__epochs=1)
-    raw["data"]["n_test"] = 32
-    base.write_text(yaml.safe_dump(raw))
-    measure = ["measure.n_samples=32", "measure.batch_size=16", "measure.views=3", "measure.sigma_per_class=4", "measure.hessian_iters=2",
-               "measure.trace_samples=1", "measure.sharpness_steps=1", "measure.attack_steps=1"]
-    path = tmp_path / "tiny-preset.yaml"
-    path.write_text(yaml.safe_dump({"name": "tiny", "base": str(base), "common": [], "measure": measure, "runs": [{"label": "a", "overrides": []}]}))
-    return path
+    return write_tiny_preset(tmp_path, [{"label": "a", "overrides": []}], views=3)
 
 
 @pytest.mark.slow

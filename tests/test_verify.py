@@ -11,23 +11,11 @@ from experiments.config import ConfigError
 from experiments.store import Store
 from experiments.verify import grid_items, load_preset, verify
 
-from conftest import tiny_raw
-
-MEASURE = ["measure.n_samples=32", "measure.batch_size=16", "measure.views=2", "measure.sigma_per_class=4", "measure.hessian_iters=2",
-           "measure.trace_samples=1", "measure.sharpness_steps=1", "measure.attack_steps=1"]
-
+from conftest import write_tiny_preset
 
 @pytest.fixture
 def tiny_preset(tmp_path):
-    base = tmp_path / "tiny.yaml"
-    raw = tiny_raw(encoder__arch="convnet", optim__epochs=1)
-    raw["data"]["n_test"] = 32
-    base.write_text(yaml.safe_dump(raw))
-    preset = {"name": "tiny", "base": str(base), "common": [], "measure": MEASURE,
-              "runs": [{"label": "a", "overrides": []}, {"label": "b", "overrides": ["color_strength=1.0"]}, {"label": "c", "overrides": ["encoder.width=0.25"]}]}
-    path = tmp_path / "tiny-preset.yaml"
-    path.write_text(yaml.safe_dump(preset))
-    return path
+    return write_tiny_preset(tmp_path, [{"label": "a", "overrides": []}, {"label": "b", "overrides": ["color_strength=1.0"]}, {"label": "c", "overrides": ["encoder.width=0.25"]}])
 
 
 @pytest.mark.slow
