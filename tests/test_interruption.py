@@ -22,7 +22,9 @@ EPOCHS = 30
 
 
 def _config(tmp_path):
-    raw = tiny_raw(optim__epochs=EPOCHS)
+    # 16 steps per epoch, so the run is still training when the signal arrives: with the tiny
+    # default's 4 steps the rest of the run took under 2 s, and once it ended first (exit 0).
+    raw = tiny_raw(optim__epochs=EPOCHS, data__n_train=512)
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path, config_from_dict(raw)
