@@ -397,8 +397,9 @@ def js_divergence(
         n_x, n_y = round(holdout * x.shape[0]), round(holdout * y.shape[0])
         if not (0 < n_x < x.shape[0] and 0 < n_y < y.shape[0]):
             raise ValueError(f"holdout={holdout} leaves an empty fit or score part of samples of {x.shape[0]} and {y.shape[0]}")
-        px = torch.randperm(x.shape[0], generator=generator, device=generator.device if generator is not None else "cpu").to(x.device)
-        py = torch.randperm(y.shape[0], generator=generator, device=generator.device if generator is not None else "cpu").to(y.device)
+        draw_on = generator.device if generator is not None else torch.device("cpu")
+        px = torch.randperm(x.shape[0], generator=generator, device=draw_on).to(x.device)
+        py = torch.randperm(y.shape[0], generator=generator, device=draw_on).to(y.device)
         x_score, x_fit = x[px[:n_x]], x[px[n_x:]]
         y_score, y_fit = y[py[:n_y]], y[py[n_y:]]
     pooled = torch.cat([x_fit, y_fit])
