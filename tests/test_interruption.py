@@ -22,17 +22,23 @@ EPOCHS = 30
 
 
 def _config(tmp_path):
-    # 16 steps per epoch, so the run is still training when the signal arrives: with the tiny
-    # default's 4 steps the rest of the run took under 2 s, and once it ended first (exit 0).
-    raw = tiny_raw(optim__epochs=EPOCHS, data__n_train=512)
+    raw = tiny_raw(optim__epochs=EPOCHS)
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path, config_from_dict(raw)
 
 
+def _default_sigint() -> None:
+    # A test runner started in the background by a shell without job control ignores SIGINT,
+    # and a child inherits that (Python then installs no KeyboardInterrupt handler): the run
+    # would ignore Ctrl-C and finish. Give the child the default, as an interactive shell does.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(path, store):
     return subprocess.Popen([sys.executable, "-m", "experiments.cli", "--store", str(store), "train", str(path), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for_checkpoint(proc, state, timeout=60.0):
