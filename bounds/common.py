@@ -187,11 +187,16 @@ def evaluate_registry(
     registry: Mapping[str, tuple[sp.Basic, str, Callable[[Mapping[str, float]], BoundCheck]]],
     terms: Mapping[str, float],
 ) -> list[BoundCheck]:
-    """Runs every evaluator of a module; a missing term gives a :func:`missing_check`, not an error."""
+    """Runs every evaluator of a module; a missing term gives a :func:`missing_check`, and a
+    term outside the statement's domain (e.g. ε ≤ 0) a check that says so, not an error, so
+    the other theorems of the run are still evaluated."""
     checks = []
     for name, (statement, label, fn) in registry.items():
         try:
             checks.append(fn(terms))
         except MissingTermError as err:
             checks.append(missing_check(name, statement, label, err))
+        except ValueError as err:
+            checks.append(BoundCheck(name, None, None, None, None, False, statement,
+                                     {"label": label, "assumptions": {}, "inputs": {}, "reason": f"not evaluated: {err}"}))
     return checks

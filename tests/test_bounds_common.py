@@ -71,6 +71,19 @@ def test_missing_terms_become_a_reported_check_not_an_error():
     assert missing_check("t", sp.Le(x, y), "paper", MissingTermError("t", ["q"])).to_row()["details"]["missing_terms"] == ["q"]
 
 
+def test_a_term_outside_the_domain_is_reported_and_the_other_theorems_still_run():
+    def eps_positive(terms):
+        raise ValueError(f"misalignment_eps must be > 0, got {terms['eps']}")
+
+    def fine(terms):
+        return make_check("mod.fine", sp.Le(x, y), 1.0, 0.5, "paper", {}, {})
+
+    bad, ok = evaluate_registry({"mod.eps": (sp.Le(x, y), "paper", eps_positive), "mod.fine": (sp.Le(x, y), "paper", fine)}, {"eps": 0.0})
+    assert bad.theorem == "mod.eps" and bad.bound is None and bad.holds is None and not bad.assumptions_met
+    assert bad.details["reason"] == "not evaluated: misalignment_eps must be > 0, got 0.0"
+    assert ok.holds and ok.tightness == 2.0
+
+
 def test_bounds_package_imports_no_torch():
     code = (
         "import sys\n"
