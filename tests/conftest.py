@@ -46,14 +46,53 @@ def store(tmp_path) -> Store:
     return Store(tmp_path / "store")
 
 
+# The cheapest measure settings that still exercise every term group.
+CHEAP_MEASURE = {"n_samples": 32, "batch_size": 16, "views": 2, "sigma_per_class": 4, "hessian_iters": 2, "trace_samples": 1, "sharpness_steps": 1, "attack_steps": 1}
+
+
+def trained_tiny(store: Store):
+    """The tiny config with ``CHEAP_MEASURE``, trained into ``store``; returns its record."""
+    from experiments.train import train
+
+    raw = tiny_raw()
+    raw["measure"] = dict(CHEAP_MEASURE)
+    return train(config_from_dict(raw), store, progress=False)
+
+
+def train_full_and_resumed(cfg: Config, tmp_path: Path, monkeypatch):
+    """Trains ``cfg`` uninterrupted into ``tmp_path/full``, and into ``tmp_path/cut`` with a
+    KeyboardInterrupt right after the first epoch's checkpoint, then resumes the latter.
+
+    Returns (full store, resumed store, the resumed record)."""
+    import experiments.train as train_mod
+
+    full = Store(tmp_path / "full")
+    train_mod.train(cfg, full, progress=False)
+    store = Store(tmp_path / "cut")
+    real_save = train_mod.save_weights
+    calls = {"n": 0}
+
+    def save_then_die(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # killed after the first epoch's checkpoint
+            raise KeyboardInterrupt
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "save_weights", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, store, progress=False)
+    assert store.get_run(cfg.run_id()).status == "running"
+    monkeypatch.setattr(train_mod, "save_weights", real_save)
+    return full, store, train_mod.train(cfg, store, progress=False)
+
+
 def write_tiny_preset(tmp_path: Path, runs: list[dict], views: int = 2) -> Path:
     """A verify/reproduce preset over the tiny ConvNet config with the cheapest measure settings."""
     base = tmp_path / "tiny.yaml"
     raw = tiny_raw(encoder__arch="convnet", optim__epochs=1)
     raw["data"]["n_test"] = 32
     base.write_text(yaml.safe_dump(raw))
-    measure = ["measure.n_samples=32", "measure.batch_size=16", f"measure.views={views}", "measure.sigma_per_class=4", "measure.hessian_iters=2",
-               "measure.trace_samples=1", "measure.sharpness_steps=1", "measure.attack_steps=1"]
+    measure = [f"measure.{k}={v}" for k, v in (CHEAP_MEASURE | {"views": views}).items()]
     path = tmp_path / "tiny-preset.yaml"
     path.write_text(yaml.safe_dump({"name": "tiny", "base": str(base), "common": [], "measure": measure, "runs": runs}))
     return path

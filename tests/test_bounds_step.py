@@ -12,22 +12,18 @@ from experiments.bounds_step import evaluate_bounds, evaluate_sweep_bounds, form
 from experiments.config import config_from_dict
 from experiments.measure import measure
 from experiments.store import Store
-from experiments.train import train
 
-from conftest import tiny_raw
+from conftest import tiny_raw, trained_tiny
 
 # Every group but the slow sharpness/Hessian group and the multi-run ones (optimization, information).
 GROUPS = ["losses", "geometry", "sigma", "lipschitz", "shift", "adversarial", "bounds"]
-MEASURE = {"n_samples": 32, "batch_size": 16, "views": 2, "sigma_per_class": 4, "hessian_iters": 2, "trace_samples": 1, "sharpness_steps": 1, "attack_steps": 1}
 ALL_THEOREMS = [name for module in (arora2019, huang2023, ssa_clr, robust_cl) for name in module.THEOREMS]
 
 
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("store"))
-    raw = tiny_raw()
-    raw["measure"] = MEASURE
-    record = train(config_from_dict(raw), store, progress=False)
+    record = trained_tiny(store)
     measure(record, store, GROUPS)
     return record, store, evaluate_bounds(record, store)
 

@@ -12,21 +12,15 @@ from experiments.config import config_from_dict
 from experiments.evaluate import load_encoder
 from experiments.measure import TERM_GROUPS, build_context, measure
 from experiments.store import Store
-from experiments.train import train
 from theory.arora import class_probabilities
 from theory.shift import infonce_range
 
-from conftest import tiny_raw
-
-MEASURE = {"n_samples": 32, "batch_size": 16, "views": 2, "sigma_per_class": 4, "hessian_iters": 2, "trace_samples": 1, "sharpness_steps": 1, "attack_steps": 1}
-
+from conftest import trained_tiny
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("store"))
-    raw = tiny_raw()
-    raw["measure"] = MEASURE
-    record = train(config_from_dict(raw), store, progress=False)
+    record = trained_tiny(store)
     rows = measure(record, store, ["losses", "geometry", "adversarial", "bounds"])
     return record, store, {n: v for n, v, _ in rows}, {n: p for n, _, p in rows}
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import experiments.train as train_mod
 from experiments.augment import Augment
 from experiments.config import config_from_dict, load_config
 from experiments.evaluate import evaluate, load_encoder
@@ -18,7 +17,7 @@ from experiments.store import Store
 from experiments.train import build_networks, epoch_generator, load_run_data, train
 from theory.optimization import full_batch_gradient_norm
 
-from conftest import tiny_raw
+from conftest import tiny_raw, train_full_and_resumed
 
 METHODS = ["ssa-clr", "cacr", "robust-cl", "rocl", "two-network"]
 COMMON = ["device=cpu", "encoder.width=0.25", "encoder.proj_hidden=64", "encoder.proj_dim=32", "eval.knn_k=20", "eval.linear_steps=50"]
@@ -71,24 +70,7 @@ def _state(store: Store, run_id: str) -> dict:
 ])
 def test_robust_and_two_network_runs_resume_bitwise(tmp_path, monkeypatch, method, extra):
     cfg = config_from_dict(tiny_raw(method__name=method, optim__epochs=3, data__n_train=64, **extra))
-    full = Store(tmp_path / "full")
-    train(cfg, full, progress=False)
-
-    store = Store(tmp_path / "cut")
-    real_save = train_mod.save_weights
-    calls = {"n": 0}
-
-    def save_then_die(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # killed after the first epoch's training state was written
-            raise KeyboardInterrupt
-        real_save(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "save_weights", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, store, progress=False)
-    monkeypatch.setattr(train_mod, "save_weights", real_save)
-    record = train(cfg, store, progress=False)
+    full, store, record = train_full_and_resumed(cfg, tmp_path, monkeypatch)
     assert record.status == "done"
     a, b = _state(full, record.id), _state(store, record.id)
     # the state holds the discriminator / the key network and the optimizer, and all match

@@ -9,7 +9,7 @@ from experiments.optim import LARS, cosine_lr
 from experiments.store import Store
 from experiments.train import DivergenceError, train
 
-from conftest import tiny_raw
+from conftest import tiny_raw, train_full_and_resumed
 
 
 def _weights(store: Store, run_id: str) -> dict:
@@ -32,25 +32,7 @@ def test_training_is_deterministic_with_a_seed(tmp_path, method, optim):
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     cfg = config_from_dict(tiny_raw(optim__epochs=3))
-    full = Store(tmp_path / "full")
-    train(cfg, full, progress=False)
-
-    store = Store(tmp_path / "cut")
-    real_save = train_mod.save_weights
-    calls = {"n": 0}
-
-    def save_then_die(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # killed after the first epoch's checkpoint
-            raise KeyboardInterrupt
-        real_save(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "save_weights", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, store, progress=False)
-    assert store.get_run(cfg.run_id()).status == "running"
-    monkeypatch.setattr(train_mod, "save_weights", real_save)
-    record = train(cfg, store, progress=False)
+    full, store, record = train_full_and_resumed(cfg, tmp_path, monkeypatch)
     assert record.status == "done"
     w_full, w_resumed = _weights(full, record.id), _weights(store, record.id)
     assert all(torch.equal(w_full[k], w_resumed[k]) for k in w_full)
