@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.data import load_dataset
-from experiments.encoders import Encoder
-from theory.sharpness import hessian_top_eigenvalue
+from clbounds.experiments.data import load_dataset
+from clbounds.experiments.encoders import Encoder
+from clbounds.theory.sharpness import hessian_top_eigenvalue
 
 from .harness import Agreement, Case
 

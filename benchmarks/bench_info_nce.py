@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from theory.losses import info_nce
+from clbounds.theory.losses import info_nce
 
 from .harness import Agreement, Case
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from experiments.data import CHANNEL_STATS, load_dataset
-from experiments.encoders import Encoder
-from experiments.probes import extract_features, fit_linear_probe
-from theory.adversarial import robust_accuracy
+from clbounds.experiments.data import CHANNEL_STATS, load_dataset
+from clbounds.experiments.encoders import Encoder
+from clbounds.experiments.probes import extract_features, fit_linear_probe
+from clbounds.theory.adversarial import robust_accuracy
 
 from .harness import Agreement, Case
 

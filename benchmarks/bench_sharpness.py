@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory.sharpness import sharpness
+from clbounds.theory.sharpness import sharpness
 
 from .bench_hessian import fitted_convnet
 from .harness import Agreement, Case

@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from experiments.augment import Augment
-from experiments.encoders import Encoder
-from experiments.optim import build_optimizer
-from theory.losses import info_nce
+from clbounds.experiments.augment import Augment
+from clbounds.experiments.encoders import Encoder
+from clbounds.experiments.optim import build_optimizer
+from clbounds.theory.losses import info_nce
 
 
 def _sync(device: torch.device) -> None:

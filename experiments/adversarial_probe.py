@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory.adversarial import EVAL_ALPHA, EVAL_EPS, EVAL_STEPS, pgd, robust_accuracy
+from clbounds.theory.adversarial import EVAL_ALPHA, EVAL_EPS, EVAL_STEPS, pgd, robust_accuracy
 
 from .optim import cosine_lr
 from .probes import LinearProbe, extract_features

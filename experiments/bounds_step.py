@@ -22,8 +22,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bounds import arora2019, cacr, huang2023, robust_cl, ssa_clr, wen2020
-from bounds.common import BoundCheck
+from clbounds.bounds import arora2019, cacr, huang2023, robust_cl, ssa_clr, wen2020
+from clbounds.bounds.common import BoundCheck
 
 from .store import RunRecord, Store
 
@@ -151,7 +151,7 @@ def theorem_registry() -> list[tuple[str, Any, str]]:
 
 def theorem_statements() -> list[Any]:
     """Every statement rendered for the report (``figures.report.Statement``: LaTeX, Unicode, PNG)."""
-    from figures.report import render_statement
+    from clbounds.figures.report import render_statement
 
     return [render_statement(name, statement, label) for name, statement, label in theorem_registry()]
 
@@ -185,7 +185,7 @@ def format_bound_table(checks: Sequence[BoundCheck]) -> str:
 
     Example:
         >>> import sympy as sp
-        >>> from bounds.common import make_check
+        >>> from clbounds.bounds.common import make_check
         >>> x = sp.Symbol("x")
         >>> print(format_bound_table([make_check("demo", sp.Le(x, 1), 1.0, 2.0, "paper")]).splitlines()[2])
         | demo | paper | 1 | 2 | **VIOLATED** | 0.5 | met |

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory import adversarial, geometry, information, optimization, sharpness, shift
-from theory import arora
-from theory.losses import barlow_twins, cacr, huang_barlow_split, huang_infonce_split, info_nce
+from clbounds.theory import adversarial, geometry, information, optimization, sharpness, shift
+from clbounds.theory import arora
+from clbounds.theory.losses import barlow_twins, cacr, huang_barlow_split, huang_infonce_split, info_nce
 
 from .augment import Augment
 from .config import Config, config_from_dict

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory.adversarial import contrastive_attack
-from theory.losses import barlow_twins, cacr, info_nce
+from clbounds.theory.adversarial import contrastive_attack
+from clbounds.theory.losses import barlow_twins, cacr, info_nce
 
 from .config import Config
 from .encoders import bn_branch

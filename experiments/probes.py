@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory.geometry import class_centers, nearest_center_predict
+from clbounds.theory.geometry import class_centers, nearest_center_predict
 
 
 @torch.no_grad()

@@ -104,7 +104,7 @@ TARGETS = _targets()
 
 def reproduce(target_name: str, store: Store, preset_name: str = "quick", executor: Executor | None = None, log: Callable[[str], None] = print) -> Path:
     """Trains what the target needs (skipping stored runs), then writes its figure and report."""
-    from figures import reproductions
+    from clbounds.figures import reproductions
 
     if target_name not in TARGETS:
         raise ConfigError(f"unknown target {target_name!r}; choose one of {', '.join(TARGETS)}")

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from theory.optimization import relative_weight_movement
+from clbounds.theory.optimization import relative_weight_movement
 
 from .augment import Augment, fourier_amplitude_mix
 from .checkpoint import load_training_state, save_training_state, save_weights

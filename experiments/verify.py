@@ -63,7 +63,7 @@ def grid_items(preset: Preset, extra: list[str] | None = None) -> list[GridItem]
 
 def verify(preset_name: str, store: Store, extra: list[str] | None = None, executor: Executor | None = None, out_dir: Path | None = None, log=print) -> tuple[Path, Path]:
     """Runs the main job and returns the paths of report.md and report.html."""
-    from figures.verify_report import make_report
+    from clbounds.figures.verify_report import make_report
 
     from .bounds_step import evaluate_sweep_bounds, theorem_statements
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bounds import wen2020
+from clbounds.bounds import wen2020
 
 from . import frames
 from .correlation import kendall_tau

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from theory.adversarial import (
+from clbounds.theory.adversarial import (
     EVAL_ALPHA,
     EVAL_EPS,
     EVAL_STEPS,
@@ -25,7 +25,7 @@ from theory.adversarial import (
     representation_attack,
     robust_accuracy,
 )
-from theory.losses import info_nce
+from clbounds.theory.losses import info_nce
 
 F64 = torch.float64
 

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.arora import (
+from clbounds.theory.arora import (
     class_probabilities,
     collision_floor,
     collision_probability,

@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bounds import arora2019
-from bounds.arora2019 import L_sup, L_un, gamma, tau
+from clbounds.bounds import arora2019
+from clbounds.bounds.arora2019 import L_sup, L_un, gamma, tau
 from test_arora_terms import _brute_terms
-from theory.arora import class_probabilities, collision_floor, collision_probability, mean_classifier_loss_exact, unsupervised_loss_exact
+from clbounds.theory.arora import class_probabilities, collision_floor, collision_probability, mean_classifier_loss_exact, unsupervised_loss_exact
 
 F64 = torch.float64
 

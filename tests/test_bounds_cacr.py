@@ -7,7 +7,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bounds import cacr
+from clbounds.bounds import cacr
 
 STATEMENT = sp.lambdify((cacr.A_cacr, cacr.A_simclr, cacr.I_cacr, cacr.I_simclr, cacr.rho_w), cacr.STATEMENT, "math")
 small = st.floats(0, 4)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import sympy as sp
 
-from bounds.common import BoundCheck, MissingTermError, assumption, evaluate_registry, make_check, missing_check, require
+from clbounds.bounds.common import BoundCheck, MissingTermError, assumption, evaluate_registry, make_check, missing_check, require
 
 x, y = sp.symbols("x y")
 
@@ -87,7 +87,7 @@ def test_a_term_outside_the_domain_is_reported_and_the_other_theorems_still_run(
 def test_bounds_package_imports_no_torch():
     code = (
         "import sys\n"
-        "import bounds.common, bounds.arora2019, bounds.huang2023, bounds.ssa_clr, bounds.robust_cl, bounds.wen2020, bounds.cacr\n"
+        "import clbounds.bounds.common, clbounds.bounds.arora2019, clbounds.bounds.huang2023, clbounds.bounds.ssa_clr, clbounds.bounds.robust_cl, clbounds.bounds.wen2020, clbounds.bounds.cacr\n"
         "assert 'torch' not in sys.modules, 'bounds imported torch'\n"
         "print('ok')\n"
     )

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bounds import huang2023 as h
-from theory import geometry
+from clbounds.bounds import huang2023 as h
+from clbounds.theory import geometry
 
 from conftest import huang_terms
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from bounds import robust_cl as rc
+from clbounds.bounds import robust_cl as rc
 
 TRANSFER_RHS = sp.lambdify((rc.L_clean, rc.W_norm, rc.gap), rc.LIPSCHITZ_TRANSFER.rhs, "math")
 PROXY_RHS = sp.lambdify((rc.a, rc.b, rc.c, rc.const, rc.L_adv, rc.L_ben, rc.S_rho, rc.D_js), rc.ADVERSARIAL_INFONCE.rhs, "math")

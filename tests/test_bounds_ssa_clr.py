@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from bounds import ssa_clr as s
-from theory.arora import class_probabilities, collision_floor, collision_probability, mean_classifier_loss
-from theory.losses import info_nce
-from theory.shift import infonce_range
+from clbounds.bounds import ssa_clr as s
+from clbounds.theory.arora import class_probabilities, collision_floor, collision_probability, mean_classifier_loss
+from clbounds.theory.losses import info_nce
+from clbounds.theory.shift import infonce_range
 
 PB_SYMS = (s.L_sharp, s.R_range, s.n, s.k, s.w_dist, s.rho, s.delta)
 PB_RHS = sp.lambdify(PB_SYMS, s.PAC_BAYES.rhs, "math")

@@ -7,11 +7,11 @@ import time
 import pytest
 import sympy as sp
 
-from bounds import arora2019, huang2023, robust_cl, ssa_clr
-from experiments.bounds_step import evaluate_bounds, evaluate_sweep_bounds, format_bound_table, run_terms, theorem_registry, theorem_statements
-from experiments.config import config_from_dict
-from experiments.measure import measure
-from experiments.store import Store
+from clbounds.bounds import arora2019, huang2023, robust_cl, ssa_clr
+from clbounds.experiments.bounds_step import evaluate_bounds, evaluate_sweep_bounds, format_bound_table, run_terms, theorem_registry, theorem_statements
+from clbounds.experiments.config import config_from_dict
+from clbounds.experiments.measure import measure
+from clbounds.experiments.store import Store
 
 from conftest import tiny_raw, trained_tiny
 

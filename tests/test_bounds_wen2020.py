@@ -8,8 +8,8 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bounds import wen2020
-from theory.optimization import loglog_slope as torch_side_slope
+from clbounds.bounds import wen2020
+from clbounds.theory.optimization import loglog_slope as torch_side_slope
 
 STATEMENT = sp.lambdify((wen2020.beta_g, wen2020.beta_w), wen2020.STATEMENT, "math")
 

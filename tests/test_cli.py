@@ -5,7 +5,7 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from experiments.cli import main
+from clbounds.experiments.cli import main
 
 from conftest import tiny_raw
 

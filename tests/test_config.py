@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from experiments.config import ConfigError, apply_overrides, config_from_dict, load_config, resolve_config_path, CONFIG_DIR
+from clbounds.experiments.config import ConfigError, apply_overrides, config_from_dict, load_config, resolve_config_path, CONFIG_DIR
 
 from conftest import tiny_raw
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.data.cifar import (
+from clbounds.experiments.data.cifar import (
     CIFAR10_URL,
     CIFAR100_URL,
     DatasetFormatError,
@@ -24,7 +24,7 @@ from experiments.data.cifar import (
     load_cifar10,
     load_cifar100,
 )
-from experiments.data.stl import STL10_URL, load_stl10
+from clbounds.experiments.data.stl import STL10_URL, load_stl10
 
 CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 

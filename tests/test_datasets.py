@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from experiments.data import load_dataset
-from experiments.data.synthetic import SyntheticGenerator
+from clbounds.experiments.data import load_dataset
+from clbounds.experiments.data.synthetic import SyntheticGenerator
 
 
 def test_synthetic_is_deterministic_and_balanced():

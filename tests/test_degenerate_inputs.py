@@ -26,8 +26,8 @@ import pytest
 import torch
 from torch import nn
 
-from bounds import arora2019, cacr, common, huang2023, robust_cl, ssa_clr, wen2020
-from theory import adversarial, arora, geometry, information, losses, optimization, sharpness, shift
+from clbounds.bounds import arora2019, cacr, common, huang2023, robust_cl, ssa_clr, wen2020
+from clbounds.theory import adversarial, arora, geometry, information, losses, optimization, sharpness, shift
 
 from conftest import huang_terms
 
@@ -364,7 +364,7 @@ def test_degenerate_input(case: Case) -> None:
 
 def test_every_public_term_has_a_degenerate_case() -> None:
     covered = {c.term for c in CASES}
-    public = {f"{m}.{name}" for m in THEORY_MODULES for name in _public_callables(f"theory.{m}")}
+    public = {f"{m}.{name}" for m in THEORY_MODULES for name in _public_callables(f"clbounds.theory.{m}")}
     assert public - covered - set(THEORY_EXEMPT) == set(), "add a degenerate-input case for these terms"
     assert covered - public == set(), "table rows for names that are not public terms"
     assert set(THEORY_EXEMPT) <= public
@@ -513,7 +513,7 @@ def test_bound_on_degenerate_terms(case: Case) -> None:
 
 def test_every_public_bound_function_has_a_degenerate_case() -> None:
     covered = {c.term for c in BOUND_CASES}
-    public = {f"{m}.{name}" for m in BOUND_MODULES for name in _public_callables(f"bounds.{m}")}
+    public = {f"{m}.{name}" for m in BOUND_MODULES for name in _public_callables(f"clbounds.bounds.{m}")}
     assert public - covered - set(BOUND_EXEMPT) == set(), "add a degenerate-terms case for these bound functions"
     assert covered - public == set()
     assert set(BOUND_EXEMPT) <= public

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from experiments.encoders import ARCHITECTURES, Encoder
+from clbounds.experiments.encoders import ARCHITECTURES, Encoder
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import sympy
 
-from experiments.config import config_from_dict
-from experiments.store import Store
-from figures import frames
-from figures.correlation import correlation_table, granulated_kendall, kendall_tau
-from figures.plots import bound_tightness, curves, loglog_scatter, ordered_series, terms_vs_target
-from figures.report import build_report, render_statement
-from figures.verify_report import make_report, varying_axes
+from clbounds.experiments.config import config_from_dict
+from clbounds.experiments.store import Store
+from clbounds.figures import frames
+from clbounds.figures.correlation import correlation_table, granulated_kendall, kendall_tau
+from clbounds.figures.plots import bound_tightness, curves, loglog_scatter, ordered_series, terms_vs_target
+from clbounds.figures.report import build_report, render_statement
+from clbounds.figures.verify_report import make_report, varying_axes
 
 from conftest import tiny_raw
 

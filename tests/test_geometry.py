@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from theory.geometry import (
+from clbounds.theory.geometry import (
     _conv_circulant_bound,
     _conv_operator_norm,
     _greedy_clique,

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from experiments.data.synthetic import SyntheticGenerator
-from theory import geometry, shift
+from clbounds.experiments.data.synthetic import SyntheticGenerator
+from clbounds.theory import geometry, shift
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import digamma
 
-from theory import information
-from theory.information import infonce_mi_lower_bound, knn_mutual_information
-from theory.losses import info_nce
+from clbounds.theory import information
+from clbounds.theory.information import infonce_mi_lower_bound, knn_mutual_information
+from clbounds.theory.losses import info_nce
 
 F64 = torch.float64
 

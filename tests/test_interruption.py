@@ -13,8 +13,8 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from experiments.config import config_from_dict
-from experiments.store import Store
+from clbounds.experiments.config import config_from_dict
+from clbounds.experiments.store import Store
 
 from conftest import tiny_raw
 
@@ -36,7 +36,7 @@ def _default_sigint() -> None:
 
 
 def _start(path, store):
-    return subprocess.Popen([sys.executable, "-m", "experiments.cli", "--store", str(store), "train", str(path), "--quiet"],
+    return subprocess.Popen([sys.executable, "-m", "clbounds.experiments.cli", "--store", str(store), "train", str(path), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             preexec_fn=_default_sigint)
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import hadamard
 
-from theory.losses import (
+from clbounds.theory.losses import (
     barlow_twins,
     cacr,
     cross_correlation,

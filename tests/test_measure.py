@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from experiments.config import config_from_dict
-from experiments.measure import TERM_GROUPS, _same_class_partner, measure
-from experiments.train import train
+from clbounds.experiments.config import config_from_dict
+from clbounds.experiments.measure import TERM_GROUPS, _same_class_partner, measure
+from clbounds.experiments.train import train
 
 from conftest import tiny_raw
 

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from bounds import arora2019
-from experiments.config import config_from_dict
-from experiments.evaluate import load_encoder
-from experiments.measure import TERM_GROUPS, build_context, measure
-from experiments.store import Store
-from theory.arora import class_probabilities
-from theory.shift import infonce_range
+from clbounds.bounds import arora2019
+from clbounds.experiments.config import config_from_dict
+from clbounds.experiments.evaluate import load_encoder
+from clbounds.experiments.measure import TERM_GROUPS, build_context, measure
+from clbounds.experiments.store import Store
+from clbounds.theory.arora import class_probabilities
+from clbounds.theory.shift import infonce_range
 
 from conftest import trained_tiny
 

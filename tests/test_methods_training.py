@@ -8,14 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from experiments.augment import Augment
-from experiments.config import config_from_dict, load_config
-from experiments.evaluate import evaluate, load_encoder
-from experiments.measure import measure
-from experiments.methods import method_losses, ssl_loss
-from experiments.store import Store
-from experiments.train import build_networks, epoch_generator, load_run_data, train
-from theory.optimization import full_batch_gradient_norm
+from clbounds.experiments.augment import Augment
+from clbounds.experiments.config import config_from_dict, load_config
+from clbounds.experiments.evaluate import evaluate, load_encoder
+from clbounds.experiments.measure import measure
+from clbounds.experiments.methods import method_losses, ssl_loss
+from clbounds.experiments.store import Store
+from clbounds.experiments.train import build_networks, epoch_generator, load_run_data, train
+from clbounds.theory.optimization import full_batch_gradient_norm
 
 from conftest import tiny_raw, train_full_and_resumed
 

@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from theory.optimization import full_batch_gradient_norm, loglog_slope, relative_weight_movement
+from clbounds.theory.optimization import full_batch_gradient_norm, loglog_slope, relative_weight_movement
 
 F64 = torch.float64
 

@@ -10,14 +10,14 @@ import statistics
 import pytest
 import torch
 
-from experiments import reproduce as reproduce_mod
-from experiments.bounds_step import evaluate_sweep_bounds
-from experiments.config import config_from_dict
-from experiments.measure import CACR_WEIGHT_BINS, build_context, cacr_weight_terms
-from experiments.store import Store
-from experiments.train import train
-from figures import reproductions
-from figures.plots import Figure
+from clbounds.experiments import reproduce as reproduce_mod
+from clbounds.experiments.bounds_step import evaluate_sweep_bounds
+from clbounds.experiments.config import config_from_dict
+from clbounds.experiments.measure import CACR_WEIGHT_BINS, build_context, cacr_weight_terms
+from clbounds.experiments.store import Store
+from clbounds.experiments.train import train
+from clbounds.figures import reproductions
+from clbounds.figures.plots import Figure
 
 from conftest import tiny_raw, write_tiny_preset
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 from torch import nn
 
-from theory.sharpness import average_sharpness, hessian_top_eigenvalue, hessian_trace, sharpness
+from clbounds.theory.sharpness import average_sharpness, hessian_top_eigenvalue, hessian_trace, sharpness
 
 F64 = torch.float64
 

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
-from theory import shift
-from theory.losses import info_nce
-from theory.shift import (
+from clbounds.theory import shift
+from clbounds.theory.losses import info_nce
+from clbounds.theory.shift import (
     infonce_range,
     js_divergence,
     mmd2,

@@ -3,13 +3,13 @@
 import pytest
 import yaml
 
-import experiments.evaluate as evaluate_mod
-import experiments.measure as measure_mod
-import experiments.train as train_mod
-from experiments.cli import main
-from experiments.config import ConfigError
-from experiments.store import Store
-from experiments.verify import grid_items, load_preset, verify
+import clbounds.experiments.evaluate as evaluate_mod
+import clbounds.experiments.measure as measure_mod
+import clbounds.experiments.train as train_mod
+from clbounds.experiments.cli import main
+from clbounds.experiments.config import ConfigError
+from clbounds.experiments.store import Store
+from clbounds.experiments.verify import grid_items, load_preset, verify
 
 from conftest import write_tiny_preset
 

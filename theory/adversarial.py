@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from theory.losses import info_nce
+from clbounds.theory.losses import info_nce
 
 __all__ = [
     "TRAIN_EPS",

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from theory.geometry import class_centers
+from clbounds.theory.geometry import class_centers
 
 __all__ = [
     "logistic_loss",

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from theory.losses import info_nce
+from clbounds.theory.losses import info_nce
 
 __all__ = ["infonce_mi_lower_bound", "knn_mutual_information"]
 

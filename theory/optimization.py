@@ -18,7 +18,7 @@ from scipy import stats
 from torch import nn
 
 # The flatten / gradient / restore machinery is shared with the sharpness terms.
-from theory.sharpness import LossFn, _as_list, _loss_and_grad, _preserved
+from clbounds.theory.sharpness import LossFn, _as_list, _loss_and_grad, _preserved
 
 __all__ = ["full_batch_gradient_norm", "relative_weight_movement", "loglog_slope"]
 

@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from theory.losses import info_nce
+from clbounds.theory.losses import info_nce
 
 __all__ = [
     "positive_pair_loss_gap",
