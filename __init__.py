@@ -10,6 +10,10 @@ One import name for the whole toolkit. The repository's folders install under it
 This file is the package's ``__init__`` (pyproject maps ``clbounds`` to the repository root),
 so ``import clbounds`` stays light: subpackages load on first use, and nothing here imports
 torch (``bounds`` must stay importable without it).
+
+Bring your own encoder: ``clbounds.measure(model, data, projector=..., method=...)`` and
+``clbounds.evaluate(model, data)`` take any ``nn.Module`` from [0, 1] images to features, and
+``clbounds.bounds.evaluate_all(rows.terms)`` gives the bound checks (experiments/api.py).
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from typing import Any
 __version__ = "0.2.0"
 
 _SUBPACKAGES = ("theory", "bounds", "experiments", "figures")
+# The Python API for any encoder (experiments/api.py), loaded on first use.
+_API = ("measure", "evaluate", "as_dataset", "Rows")
 
-__all__ = ["__version__", *_SUBPACKAGES]
+__all__ = ["__version__", *_SUBPACKAGES, *_API]
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _API:
+        return getattr(importlib.import_module(f"{__name__}.experiments.api"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

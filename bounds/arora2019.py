@@ -41,6 +41,19 @@ D̂ for M = 1 (both sides are exact sums), so a violation there would be a bug; 
 sides are Monte-Carlo estimates whose standard errors are in ``details``. The gap to the
 population statement is the plug-in error of D̂ (positives equal the anchor with
 probability 1/n_c).
+
+Holds by construction. On D̂ the one-negative inequality is Jensen's inequality on the
+sample's own class means, so it holds for *any* embedding: the controls (random
+initialisation, shuffled labels) show it, and the check reports "holds by construction". Its
+informative content is its tightness. The diagnostic ``arora2019.one_negative_practical``
+puts the loss training actually minimises, with *augmentation* positives
+(``arora_unsupervised_loss_practical``), in place of the ideal L_un: that is not a theorem
+(Arora et al. need independent same-class positives), so it can fail, and where it fails the
+difference is the positive-pair shift of SSA-CLR (PAPERS.md §2).
+
+Vacuity. With f = z/‖z‖/√τ and class means of such f, every logit difference
+|f(x)ᵀ(μ_a − μ_c)| ≤ 2/τ, so the mean-classifier loss over a task of |Q| negative classes is
+at most log(1 + |Q|·e^{2/τ}), |Q| ≤ min(M, K − 1): a bound at or above it is vacuous.
 """
 
 from __future__ import annotations
@@ -61,9 +74,13 @@ STATEMENT_ONE = sp.Le(L_sup, (L_un - tau * sp.log(2)) / (1 - tau))
 STATEMENT_M = sp.Le(L_sup, (L_un - gamma) / (1 - tau))
 STATEMENT = STATEMENT_ONE
 
+#: One-negative bound with the practical (augmentation-pair) unsupervised loss: a diagnostic.
+STATEMENT_PRACTICAL = sp.Le(L_sup, (sp.Symbol(r"L_{un}^{prac}", real=True) - tau * sp.log(2)) / (1 - tau))
+
 TERMS_ONE = ["arora_mean_classifier_loss", "arora_unsupervised_loss", "arora_collision"]
+TERMS_PRACTICAL = ["arora_mean_classifier_loss", "arora_unsupervised_loss_practical", "arora_collision"]
 TERMS_M = ["arora_mean_classifier_loss_M", "arora_unsupervised_loss_M", "arora_collision_M", "arora_collision_floor_M", "arora_negatives"]
-REQUIRED_TERMS = TERMS_ONE + TERMS_M
+REQUIRED_TERMS = TERMS_ONE + TERMS_M + ["arora_unsupervised_loss_practical"]
 ASSUMPTIONS = {
     "collision_below_one": "τ_M < 1: some task has a negative class different from the anchor's",
     "same_representation": "one f on both sides; the class means are the means of that f (by construction of the measurement)",
@@ -85,6 +102,25 @@ def arora_bound(l_un: float, collision: float, floor: float) -> float:
     return (l_un - floor) / (1 - collision)
 
 
+def loss_ceiling(terms: Mapping[str, float], negative_classes: float) -> tuple[float | None, str]:
+    """log(1 + |Q| e^{2/τ}), the largest mean-classifier loss with |Q| negative classes (None without τ).
+
+    Example:
+        >>> round(loss_ceiling({"loss_temperature": 0.5}, 1)[0], 6) == round(math.log1p(math.exp(4)), 6)
+        True
+    """
+    tau_ = terms.get("loss_temperature")
+    if tau_ is None or not float(tau_) > 0:
+        return None, ""
+    a = 2 / float(tau_)
+    return a + math.log(negative_classes) + math.log1p(math.exp(-a) / negative_classes), f"log(1 + {negative_classes:g} e^(2/tau)): logits |f^T(mu_a - mu_c)| <= 2/tau at tau={float(tau_):g}"
+
+
+def _classes(terms: Mapping[str, float], draws: float) -> float:
+    k = terms.get("num_classes", terms.get("arora_negatives"))
+    return max(1.0, min(draws, float(k) - 1)) if k is not None else draws
+
+
 def one_negative(terms: Mapping[str, float]) -> BoundCheck:
     """Lemma 4.3: L_sup^μ ≤ (L_un − τ·log 2)/(1 − τ) with one negative [paper]."""
     t = require(terms, TERMS_ONE, "arora2019.one_negative")
@@ -93,7 +129,19 @@ def one_negative(terms: Mapping[str, float]) -> BoundCheck:
     bound = arora_bound(t["arora_unsupervised_loss"], col, col * math.log(2)) if col < 1 else None
     return make_check(
         "arora2019.one_negative", STATEMENT_ONE, bound, t["arora_mean_classifier_loss"], "paper", assumptions,
-        inputs={"L_un": t["arora_unsupervised_loss"], "tau": col}, notes=_NOTES,
+        {"L_un": t["arora_unsupervised_loss"], "tau": col}, *loss_ceiling(terms, 1), notes=_NOTES,
+    )
+
+
+def one_negative_practical(terms: Mapping[str, float]) -> BoundCheck:
+    """Lemma 4.3's right-hand side with the practical L_un (augmentation positives) [diagnostic: not a theorem]."""
+    t = require(terms, TERMS_PRACTICAL, "arora2019.one_negative_practical")
+    col = t["arora_collision"]
+    bound = arora_bound(t["arora_unsupervised_loss_practical"], col, col * math.log(2)) if col < 1 else None
+    return make_check(
+        "arora2019.one_negative_practical", STATEMENT_PRACTICAL, bound, t["arora_mean_classifier_loss"], "diagnostic",
+        {"collision_below_one": assumption(col, 1.0, strict=True)}, {"L_un_practical": t["arora_unsupervised_loss_practical"], "tau": col},
+        *loss_ceiling(terms, 1), note="augmentation positives in place of ideal ones: not Arora et al.'s hypothesis, so this can fail",
     )
 
 
@@ -113,14 +161,18 @@ def m_negative(terms: Mapping[str, float]) -> BoundCheck:
         extra["slack_in_stderr"] = (bound - measured) / se if se > 0 else None
     return make_check(
         "arora2019.m_negative", STATEMENT_M, bound, measured, "reconstructed", assumptions,
-        inputs={"L_un": t["arora_unsupervised_loss_M"], "tau": col, "gamma": floor, "M": t["arora_negatives"]}, notes=_NOTES, **extra,
+        {"L_un": t["arora_unsupervised_loss_M"], "tau": col, "gamma": floor, "M": t["arora_negatives"]},
+        *loss_ceiling(terms, _classes(terms, t["arora_negatives"])), notes=_NOTES, **extra,
     )
 
 
 THEOREMS = {
     "arora2019.one_negative": (STATEMENT_ONE, "paper", one_negative),
     "arora2019.m_negative": (STATEMENT_M, "reconstructed", m_negative),
+    "arora2019.one_negative_practical": (STATEMENT_PRACTICAL, "diagnostic", one_negative_practical),
 }
+#: Both controls change what these checks read (the embedding; the labels).
+CONTROLS = {name: ("random_init", "shuffled_labels") for name in THEOREMS}
 
 
 def evaluate(terms: Mapping[str, float]) -> BoundCheck:

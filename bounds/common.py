@@ -16,6 +16,20 @@ Conventions:
   and the margin (how far inside, positive, or outside, negative, the hypothesis is).
 - ``details["label"]`` is "paper" (the statement of the paper) or "reconstructed" (derived
   here because the paper's exact statement was not available, PAPERS.md).
+- ``vacuous`` is True when the bound is at or above the measured quantity's trivial
+  ceiling, the value no encoder can exceed (an error or a probability: 1; an inner product of
+  unit-norm centres: r² = 1; a loss: the top of its known range). Each module declares the
+  ceiling of each check (``ceiling=`` of :func:`make_check`, stored in
+  ``details["ceiling"]``); ``None`` where the quantity has none (a cross-entropy).
+- ``informative`` is False when the same check also holds on a **control** that carries no
+  learned structure (the architecture at its random initialisation; the trained encoder with
+  its class labels shuffled; random embeddings): such a check "holds by construction", its
+  verdict could not have failed. True when it fails on at least one control, ``None`` when no
+  control was evaluated. :func:`with_controls` sets it and keeps each control's numbers in
+  ``details["controls"]``.
+- :func:`verdict` turns the flags into one word for reports, and :func:`verdict_counts` gives
+  the headline: informative non-vacuous checks counted apart from vacuous ones and from
+  by-construction ones.
 
 bounds/ imports no torch: it takes numbers and gives numbers.
 """
@@ -114,6 +128,8 @@ class BoundCheck:
     assumptions_met: bool
     statement: sp.Basic
     details: dict[str, Any] = field(default_factory=dict)
+    vacuous: bool | None = None
+    informative: bool | None = None
 
     @property
     def label(self) -> str:
@@ -141,8 +157,17 @@ class BoundCheck:
             "holds": self.holds,
             "tightness": _finite(self.tightness),
             "assumptions_met": self.assumptions_met,
+            "vacuous": self.vacuous,
+            "informative": self.informative,
             "details": details,
         }
+
+    def replace(self, **changes: Any) -> "BoundCheck":
+        """A copy with some fields changed (``details`` is copied, never shared)."""
+        fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        fields["details"] = dict(self.details)
+        fields.update(changes)
+        return BoundCheck(**fields)
 
 
 def make_check(
@@ -153,13 +178,22 @@ def make_check(
     label: str,
     assumptions: Mapping[str, Mapping[str, Any]] | None = None,
     inputs: Mapping[str, float] | None = None,
+    ceiling: float | None = None,
+    ceiling_note: str = "",
     **extra: Any,
 ) -> BoundCheck:
-    """Builds a :class:`BoundCheck` of ``measured ≤ bound``: holds, tightness and assumptions.
+    """Builds a :class:`BoundCheck` of ``measured ≤ bound``: holds, tightness, assumptions, vacuity.
 
     ``bound`` may be ``None`` (the theorem gives no finite bound on these terms, e.g. the log
-    of a non-positive number); then ``holds`` and ``tightness`` are ``None`` and
-    ``details["reason"]`` should say why. Extra keyword arguments go into ``details``.
+    of a non-positive number); then ``holds``, ``tightness`` and ``vacuous`` are ``None`` and
+    ``details["reason"]`` should say why. ``ceiling`` is the largest value the measured
+    quantity can take for any encoder (``ceiling_note`` says why); a bound at or above it is
+    vacuous. Extra keyword arguments go into ``details``.
+
+    Example:
+        >>> x = sp.Symbol("x")
+        >>> make_check("demo", sp.Le(x, 1), bound=1.7, measured=0.04, label="paper", ceiling=1.0).vacuous
+        True
     """
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, got {label!r}")
@@ -171,8 +205,13 @@ def make_check(
         if measured > 0 and math.isfinite(bound):
             tightness = bound / measured
     details: dict[str, Any] = {"label": label, "assumptions": assumptions, "inputs": dict(inputs or {})}
+    vacuous: bool | None = None
+    if ceiling is not None:
+        details["ceiling"] = {"value": float(ceiling), "note": ceiling_note}
+        if bound is not None and not math.isnan(bound):
+            vacuous = bool(bound >= ceiling)
     details.update(extra)
-    return BoundCheck(theorem, bound, measured, holds, tightness, all(a["met"] for a in assumptions.values()), statement, details)
+    return BoundCheck(theorem, bound, measured, holds, tightness, all(a["met"] for a in assumptions.values()), statement, details, vacuous=vacuous)
 
 
 def missing_check(theorem: str, statement: sp.Basic, label: str, err: MissingTermError) -> BoundCheck:
@@ -200,3 +239,108 @@ def evaluate_registry(
             checks.append(BoundCheck(name, None, None, None, None, False, statement,
                                      {"label": label, "assumptions": {}, "inputs": {}, "reason": f"not evaluated: {err}"}))
     return checks
+
+
+# ---- controls and verdicts -----------------------------------------------------------------
+
+#: The controls: measurements without learned structure (experiments/measure.py makes them).
+CONTROLS = {
+    "random_init": "the same architecture at the seed's initial weights (no training)",
+    "shuffled_labels": "the trained encoder with its train and test labels randomly permuted (no class structure)",
+    "random_embedding": "i.i.d. Gaussian embeddings in place of the encoder's (no structure at all)",
+}
+
+
+def control_summary(check: BoundCheck) -> dict[str, Any]:
+    """The numbers of a check evaluated on a control, as kept in ``details["controls"]``."""
+    return {"bound": _finite(check.bound), "measured": _finite(check.measured), "holds": check.holds, "vacuous": check.vacuous,
+            "assumptions_met": check.assumptions_met, "tightness": _finite(check.tightness)}
+
+
+def with_controls(check: BoundCheck, controls: Mapping[str, BoundCheck]) -> BoundCheck:
+    """``check`` with ``informative`` set from the same check on each control.
+
+    A control whose check was not evaluated (missing terms, undefined bound) does not count.
+    ``informative`` is False when the check holds on every evaluated control (it holds by
+    construction), True when it fails on at least one, None when none was evaluated.
+
+    Example:
+        >>> x = sp.Symbol("x")
+        >>> trained = make_check("demo", sp.Le(x, 1), 0.5, 0.1, "paper")
+        >>> control = make_check("demo", sp.Le(x, 1), 0.5, 0.4, "paper")   # holds on the control too
+        >>> with_controls(trained, {"random_init": control}).informative
+        False
+    """
+    evaluated = {name: c for name, c in controls.items() if c.holds is not None}
+    informative = None if not evaluated else any(c.holds is False for c in evaluated.values())
+    details = dict(check.details)
+    details["controls"] = {name: control_summary(c) for name, c in controls.items()}
+    return check.replace(details=details, informative=informative)
+
+
+#: Verdict classes, in the order reports list them.
+VERDICTS = ("informative", "vacuous", "by construction", "hypothesis not met", "no control", "violated", "not evaluated")
+
+
+def _get(check: Any, name: str) -> Any:
+    return check.get(name) if isinstance(check, Mapping) else getattr(check, name)
+
+
+def verdict(check: BoundCheck | Mapping[str, Any]) -> str:
+    """One of :data:`VERDICTS` for a check (a :class:`BoundCheck` or a stored row).
+
+    - "violated": the measurement exceeds the bound (a finding; see ``assumptions_met``);
+    - "vacuous": it holds, but the bound is at or above the trivial ceiling;
+    - "by construction": it holds, non-vacuously, and also holds on every control;
+    - "hypothesis not met": it holds and is not vacuous, but the theorem's hypotheses fail
+      on the measured terms, so the theorem does not apply;
+    - "no control": it holds and is not vacuous, and no control was evaluated;
+    - "informative": it holds, is not vacuous, the hypotheses hold, and it fails on a control;
+    - "not evaluated": no bound (missing terms, undefined statement).
+
+    Example:
+        >>> verdict({"holds": True, "vacuous": True, "informative": True, "assumptions_met": True})
+        'vacuous'
+    """
+    holds = _get(check, "holds")
+    if holds is None:
+        return "not evaluated"
+    if holds is False:
+        return "violated"
+    if _get(check, "vacuous"):
+        return "vacuous"
+    if _get(check, "informative") is False:
+        return "by construction"
+    if not _get(check, "assumptions_met"):
+        return "hypothesis not met"
+    if _get(check, "informative") is None:
+        return "no control"
+    return "informative"
+
+
+def verdict_counts(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> dict[str, int]:
+    """How many checks fall in each verdict class (every class present, zeros included).
+
+    Example:
+        >>> verdict_counts([{"holds": True, "vacuous": False, "informative": True, "assumptions_met": True},
+        ...                 {"holds": True, "vacuous": True}])["informative"]
+        1
+    """
+    counts = dict.fromkeys(VERDICTS, 0)
+    for c in checks:
+        counts[verdict(c)] += 1
+    return counts
+
+
+def headline(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> str:
+    """The one-line summary every report leads with: informative non-vacuous checks first.
+
+    Example:
+        >>> headline([{"holds": True, "vacuous": True}, {"holds": False}])
+        '0 of 2 checks are informative and non-vacuous; 1 vacuous, 0 hold by construction, 1 violated'
+    """
+    checks = list(checks)
+    c = verdict_counts(checks)
+    parts = [f"{c['vacuous']} vacuous", f"{c['by construction']} hold by construction"]
+    parts += [f"{c[k]} {k}" for k in ("hypothesis not met", "no control", "violated", "not evaluated") if c[k]]
+    return f"{c['informative']} of {len(checks)} checks are informative and non-vacuous; " + ", ".join(parts)

@@ -49,10 +49,28 @@ of the *normalised* map: by the Dunkl–Williams inequality in inner-product spa
 the certified product bound of the un-normalised map (``lipschitz_upper``, times
 ``lipschitz_upper_projector`` for the projection) and min‖h‖ the smallest norm over the test
 inputs and their views (an estimate of the minimum over the data). δ is the pixel-L2
-threshold of σ(δ) (``sigma_delta``) and ε the R_ε threshold (``misalignment_eps``). Known
-gaps: the centres are the means of un-augmented training features (the paper averages over
-augmentations), σ uses a greedy clique on a subset (a lower estimate of σ), and R_ε uses M
-sampled views (a lower estimate of the sup). L2 and L1 of the InfoNCE split are measured at
+threshold of σ(δ) (``sigma_delta``) and ε the R_ε threshold (``misalignment_eps``). The
+centres average over augmentations of the training inputs, as in the paper's μ_k. Known
+gaps: σ uses a clique on a subset (exact on small classes, greedy otherwise: a lower estimate
+of σ), and R_ε uses M sampled views (a lower estimate of the sup).
+
+The Lipschitz constant has two sides, and the centre condition is evaluated at both:
+the certified upper bound above (rigorous; it decides ``assumptions_met``) and the measured
+lower estimate of the normalised map itself (``lipschitz_lower_normalized``, the largest
+‖Δf‖/‖Δx‖ found at adversarial pairs). The true L lies between them and ρ_max grows with L,
+so: met at the upper side → met; failed at the lower side → failed whatever L is; otherwise
+the Lipschitz gap decides and the hypothesis is undetermined. ``details["lipschitz"]`` says
+which case holds.
+
+Vacuity. An error rate and a probability are at most 1, and μ_kᵀμ_ℓ ≤ ‖μ_k‖‖μ_ℓ‖ ≤ r² = 1 for
+unit-norm f, so Theorems 1, 2, the corollaries (ceiling 1) and Theorems 3–4 (ceiling r² = 1)
+are vacuous when their bound reaches 1.
+
+The tightest Theorem 1 (``theorem1_tightest``). Theorem 1 is deterministic and holds for
+every ε > 0 and δ ≥ 0 at once (each pair gives its own hypothesis and bound), so the minimum
+of the bound over a grid of (ε, δ) whose hypothesis holds is itself valid, without a
+union-bound correction. The grid is the one ``measure`` stores (``misalignment_rate@eps=…``,
+``sigma@delta_factor=…`` times ``sigma_delta``); the check reports the minimising pair. L2 and L1 of the InfoNCE split are measured at
 temperature 1 (``huang_infonce_L1_unit``/``_L2_unit``), i.e. for unit-norm f as the paper
 states them; the cross-correlation terms are those of Barlow Twins' standardised projection.
 """
@@ -129,14 +147,46 @@ def _lipschitz(t: Mapping[str, float], suffix: str) -> float:
     return lip_h / norm_min if norm_min > 0 else math.inf
 
 
-def _center_assumptions(t: Mapping[str, float], suffix: str) -> tuple[dict, dict]:
+ERROR_CEILING = (1.0, "an error rate is at most 1")
+PROBABILITY_CEILING = (1.0, "a probability is at most 1")
+INNER_CEILING = (1.0, "mu_k^T mu_l <= ||mu_k|| ||mu_l|| <= r^2 = 1 for unit-norm f")
+
+
+def _center_margin(t: Mapping[str, float], suffix: str, lip: float, sigma_: float | None = None, r_eps: float | None = None,
+                   delta_: float | None = None, eps_: float | None = None) -> float:
+    """rhs − lhs of the centre condition at Lipschitz constant ``lip`` (other parameters overridable for the grid)."""
+    _, n = _space(suffix)
+    sig = t["sigma"] if sigma_ is None else sigma_
+    rho = rho_max(sig, t[n["misalignment_rate"]] if r_eps is None else r_eps, t["min_class_probability"], lip,
+                  t["sigma_delta"] if delta_ is None else delta_, t["misalignment_eps"] if eps_ is None else eps_)
+    return center_condition_rhs(rho, t[n["delta_mu"]]) - t[n["center_max_inner"]] if math.isfinite(rho) else -math.inf
+
+
+def _lipschitz_sides(t: Mapping[str, float], terms: Mapping[str, float], suffix: str, upper: float) -> dict:
+    """The centre condition at the certified upper L, the measured lower L and L = 0, and which decides."""
+    lower = terms.get("lipschitz_lower_projection_normalized" if suffix else "lipschitz_lower_normalized")
+    at = {"certified_upper": upper, "measured_lower": None if lower is None else float(lower)}
+    margins = {"at_upper": _center_margin(t, suffix, upper), "at_zero": _center_margin(t, suffix, 0.0)}
+    if lower is not None:
+        margins["at_lower"] = _center_margin(t, suffix, float(lower))
+    if margins["at_upper"] > 0:
+        decides = "met at the certified upper L, so met for the true L"
+    elif margins.get("at_lower", margins["at_zero"]) <= 0:
+        side = "measured lower" if lower is not None else "L = 0 (no lower side measured)"
+        decides = f"fails at the {side}, so fails for the true L: the Lipschitz gap does not decide it" + ("; it fails even at L = 0" if margins["at_zero"] <= 0 else "")
+    else:
+        decides = f"undetermined: met at the measured lower L, fails at the certified upper L; the gap upper/lower = {upper / float(lower):.3g} decides it" if lower else "undetermined"
+    return {**at, "margins": margins, "decides": decides}
+
+
+def _center_assumptions(t: Mapping[str, float], suffix: str, terms: Mapping[str, float] | None = None) -> tuple[dict, dict]:
     _, n = _space(suffix)
     lip = _lipschitz(t, suffix)
     rho = rho_max(t["sigma"], t[n["misalignment_rate"]], t["min_class_probability"], lip, t["sigma_delta"], t["misalignment_eps"])
-    rhs = center_condition_rhs(rho, t[n["delta_mu"]])
-    rho0 = rho_max(t["sigma"], t[n["misalignment_rate"]], t["min_class_probability"], 0.0, t["sigma_delta"], t["misalignment_eps"])
+    rhs = center_condition_rhs(rho, t[n["delta_mu"]]) if math.isfinite(rho) else -math.inf
     cond = assumption(t[n["center_max_inner"]], rhs, strict=True, note=f"rho_max={rho:.4g} with L={lip:.4g}")
-    cond["margin_if_L_were_0"] = center_condition_rhs(rho0, t[n["delta_mu"]]) - t[n["center_max_inner"]]
+    cond["margin_if_L_were_0"] = _center_margin(t, suffix, 0.0)
+    cond["lipschitz"] = _lipschitz_sides(t, terms if terms is not None else t, suffix, lip)
     inputs = {"sigma": t["sigma"], "R_eps": t[n["misalignment_rate"]], "p_min": t["min_class_probability"], "L": lip, "delta": t["sigma_delta"],
               "eps": t["misalignment_eps"], "r": 1.0, "Delta_mu": t[n["delta_mu"]], "mu_inner": t[n["center_max_inner"]], "rho_max": rho}
     return {"center_condition": cond}, inputs
@@ -147,10 +197,46 @@ def theorem1(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
     tag, n = _space(suffix)
     name = "huang2023.theorem1" + tag
     t = require(terms, _theorem1_terms(suffix), name)
-    assumptions, inputs = _center_assumptions(t, suffix)
+    assumptions, inputs = _center_assumptions(t, suffix, terms)
     bound = (1 - t["sigma"]) + t[n["misalignment_rate"]]
-    return make_check(name, THEOREM1, bound, t[n["nearest_center_error"]], "paper", assumptions, inputs,
-                      lipschitz_note="L = certified L_h / min-norm over the test sample (the min over the data is estimated)")
+    return make_check(name, THEOREM1, bound, t[n["nearest_center_error"]], "paper", assumptions, inputs, *ERROR_CEILING,
+                      lipschitz_note="L = certified L_h / min-norm over the test sample (the min over the data is estimated)",
+                      lipschitz=assumptions["center_condition"]["lipschitz"])
+
+
+def _grid(terms: Mapping[str, float], prefix: str) -> dict[float, float]:
+    """{parameter: value} of the rows ``<prefix>=<parameter>``."""
+    out = {}
+    for key, value in terms.items():
+        if key.startswith(prefix + "=") and value is not None:
+            try:
+                out[float(key[len(prefix) + 1 :])] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def theorem1_tightest(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
+    """Theorem 1 at the best (ε, δ) of the measured grid whose centre condition holds [paper; grid here]."""
+    tag, n = _space(suffix)
+    name = "huang2023.theorem1_tightest" + tag
+    t = require(terms, _theorem1_terms(suffix), name)
+    eps_grid = _grid(terms, n["misalignment_rate"] + "@eps") or {t["misalignment_eps"]: t[n["misalignment_rate"]]}
+    sigma_grid = {f * t["sigma_delta"]: v for f, v in _grid(terms, "sigma@delta_factor").items()} or {t["sigma_delta"]: t["sigma"]}
+    lip = _lipschitz(t, suffix)
+    cells = []
+    for e, r_e in sorted(eps_grid.items()):
+        for d, sig in sorted(sigma_grid.items()):
+            cells.append({"eps": e, "delta": d, "R_eps": r_e, "sigma": sig, "bound": (1 - sig) + r_e,
+                          "margin": _center_margin(t, suffix, lip, sigma_=sig, r_eps=r_e, delta_=d, eps_=e)})
+    valid = [c for c in cells if c["margin"] > 0]
+    best = min(valid or cells, key=lambda c: (c["bound"], -c["margin"]))
+    cond = {"met": bool(valid), "lhs": t[n["center_max_inner"]], "rhs": t[n["center_max_inner"]] + best["margin"], "margin": best["margin"], "relation": "<",
+            "note": f"{len(valid)} of {len(cells)} grid points (eps, delta) meet the centre condition" + ("" if valid else "; the best bound over all points is shown")}
+    inputs = {"sigma": best["sigma"], "R_eps": best["R_eps"], "eps": best["eps"], "delta": best["delta"], "L": lip}
+    return make_check(name, THEOREM1, best["bound"], t[n["nearest_center_error"]], "paper", {"center_condition": cond}, inputs, *ERROR_CEILING,
+                      grid=cells, attained_at={"eps": best["eps"], "delta": best["delta"]},
+                      note="minimum over the (eps, delta) grid; Theorem 1 holds for every pair at once, so no union-bound correction")
 
 
 def _eta_sq(t: Mapping[str, float]) -> float:
@@ -182,7 +268,7 @@ def theorem2(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
     if pair is not None:  # Markov on the same pairs: exact on the sample
         extra["pairwise"] = {"R_pair": float(pair), "bound": t[n["alignment"]] / e**2, "holds": float(pair) <= t[n["alignment"]] / e**2 + 1e-12}
     inputs = {"R_eps": t[n["misalignment_rate"]], "L_align": t[n["alignment"]], "eps": e, "c_M": c, "eta": math.sqrt(c) / e}
-    return make_check(name, THEOREM2, bound, t[n["misalignment_rate"]], "paper", {}, inputs, **extra)
+    return make_check(name, THEOREM2, bound, t[n["misalignment_rate"]], "paper", {}, inputs, *PROBABILITY_CEILING, **extra)
 
 
 def _no_class_check(name: str, statement: sp.Basic, t: Mapping[str, float]) -> BoundCheck:
@@ -190,7 +276,7 @@ def _no_class_check(name: str, statement: sp.Basic, t: Mapping[str, float]) -> B
     p = t["min_class_probability"]
     return make_check(name, statement, None, t["center_max_inner_projection"], "reconstructed",
                       {"class_present": assumption(0.0, p, strict=True, note="every class needs samples: min_k p_k > 0")},
-                      {"p_min": p}, reason="min_class_probability = 0: a class has no samples, and the statement divides by p_min²")
+                      {"p_min": p}, *INNER_CEILING, reason="min_class_probability = 0: a class has no samples, and the statement divides by p_min²")
 
 
 def theorem3(terms: Mapping[str, float]) -> BoundCheck:
@@ -206,7 +292,7 @@ def theorem3(terms: Mapping[str, float]) -> BoundCheck:
     required = pp * (max(mu, 1 - e) + math.log1p(math.exp(-abs(mu - (1 - e))))) - l2
     assumptions = {"positive_l2": assumption(0.0, l2, strict=True), "defined": assumption(1 - e, a, strict=True, note="exp((L2+τ)/p²) > e^{1−ε} at τ = 0")}
     return make_check(name, THEOREM3, bound, mu, "reconstructed", assumptions,
-                      {"mu_inner": mu, "L2": l2, "p_min": t["min_class_probability"], "eps": e, "tau": 0.0}, required_tau=required,
+                      {"mu_inner": mu, "L2": l2, "p_min": t["min_class_probability"], "eps": e, "tau": 0.0}, *INNER_CEILING, required_tau=required,
                       reason=None if bound is not None else "log of a non-positive number at τ = 0: the leading term gives no bound")
 
 
@@ -223,13 +309,13 @@ def theorem4(terms: Mapping[str, float]) -> BoundCheck:
     assumptions = {"defined": assumption(0.0, arg, note="L2 + τ' − (d − K)/2 ≥ 0 at τ' = 0")}
     return make_check(name, THEOREM4, bound, mu, "reconstructed", assumptions,
                       {"mu_inner": mu, "L2": l2, "p_min": t["min_class_probability"], "d": t["embedding_dim"], "K": t["num_classes"], "tau": 0.0},
-                      required_tau=required, reason=None if bound is not None else "square root of a negative number at τ' = 0: the leading term gives no bound")
+                      *INNER_CEILING, required_tau=required, reason=None if bound is not None else "square root of a negative number at τ' = 0: the leading term gives no bound")
 
 
 def _corollary(terms: Mapping[str, float], name: str, statement: sp.Basic, l1_term: str, barlow: bool) -> BoundCheck:
     extra_terms = [l1_term, "misalignment_views"] + (["embedding_dim"] if barlow else [])
     t = require(terms, _theorem1_terms("_projection") + extra_terms, name)
-    assumptions, inputs = _center_assumptions(t, "_projection")
+    assumptions, inputs = _center_assumptions(t, "_projection", terms)
     eta = math.sqrt(_eta_sq(t))
     l1 = t[l1_term]
     if barlow:
@@ -241,7 +327,7 @@ def _corollary(terms: Mapping[str, float], name: str, statement: sp.Basic, l1_te
     inputs.update({"L1": l1, "c_M": eta**2 * t["misalignment_eps"] ** 2, "eta": eta})
     if barlow:
         inputs["d"] = t["embedding_dim"]
-    return make_check(name, statement, bound, t["nearest_center_error_projection"], "paper", assumptions, inputs, space=space)
+    return make_check(name, statement, bound, t["nearest_center_error_projection"], "paper", assumptions, inputs, *ERROR_CEILING, space=space)
 
 
 def corollary_infonce(terms: Mapping[str, float]) -> BoundCheck:
@@ -257,6 +343,8 @@ def corollary_barlow(terms: Mapping[str, float]) -> BoundCheck:
 THEOREMS = {
     "huang2023.theorem1": (THEOREM1, "paper", lambda t: theorem1(t)),
     "huang2023.theorem1[projection]": (THEOREM1, "paper", lambda t: theorem1(t, "_projection")),
+    "huang2023.theorem1_tightest": (THEOREM1, "paper", lambda t: theorem1_tightest(t)),
+    "huang2023.theorem1_tightest[projection]": (THEOREM1, "paper", lambda t: theorem1_tightest(t, "_projection")),
     "huang2023.theorem2": (THEOREM2, "paper", lambda t: theorem2(t)),
     "huang2023.theorem2[projection]": (THEOREM2, "paper", lambda t: theorem2(t, "_projection")),
     "huang2023.theorem3": (THEOREM3, "reconstructed", theorem3),
@@ -264,6 +352,10 @@ THEOREMS = {
     "huang2023.corollary_infonce": (COROLLARY_INFONCE, "paper", corollary_infonce),
     "huang2023.corollary_barlow": (COROLLARY_BARLOW, "paper", corollary_barlow),
 }
+#: The controls each check is evaluated on (bounds/common.CONTROLS): random initialisation for
+#: all; shuffled labels where the labels enter (class centres, σ, the error). Theorem 2 reads
+#: no label.
+CONTROLS = {name: ("random_init",) if "theorem2" in name else ("random_init", "shuffled_labels") for name in THEOREMS}
 REQUIRED_TERMS = sorted(
     set(_theorem1_terms("")) | set(_theorem1_terms("_projection"))
     | {"alignment", "alignment_projection", "misalignment_views", "huang_infonce_L1_unit", "huang_infonce_L2_unit", "huang_barlow_L1", "huang_barlow_L2",

@@ -23,12 +23,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from clbounds.bounds import arora2019, cacr, huang2023, robust_cl, ssa_clr, wen2020
-from clbounds.bounds.common import BoundCheck
+from clbounds.bounds.common import BoundCheck, headline, verdict, with_controls
+from clbounds.bounds.evaluate import SINGLE_RUN_MODULES, attach_controls, evaluate_all, split_controls
 
 from .store import RunRecord, Store
-
-SINGLE_RUN_MODULES = (arora2019, huang2023, ssa_clr, robust_cl)
-
 
 def run_terms(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
     """(terms, protocol of each term, names measured under several protocols) of one run.
@@ -54,8 +52,8 @@ def run_terms(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, st
 
 
 def evaluate_terms(terms: dict[str, float]) -> list[BoundCheck]:
-    """Every single-run theorem of every module on one mapping of terms."""
-    return [check for module in SINGLE_RUN_MODULES for check in module.evaluate_all(terms)]
+    """Every single-run theorem on one mapping of terms, with the controls (``bounds.evaluate_all``)."""
+    return evaluate_all(terms)
 
 
 def _annotate(check: BoundCheck, run_id: str, protocols: dict[str, str], ambiguous: list[str], names: Iterable[str]) -> BoundCheck:
@@ -63,7 +61,7 @@ def _annotate(check: BoundCheck, run_id: str, protocols: dict[str, str], ambiguo
     details = dict(check.details, run=run_id, protocols=used)
     if ambiguous:
         details["ambiguous_terms"] = [n for n in ambiguous if n in used]
-    return BoundCheck(check.theorem, check.bound, check.measured, check.holds, check.tightness, check.assumptions_met, check.statement, details)
+    return check.replace(details=details)
 
 
 def evaluate_bounds(record: RunRecord, store: Store) -> list[BoundCheck]:
@@ -107,7 +105,9 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
     paired with the SimCLR run of the same data, encoder, augmentation and seed. Each check is
     stored under every run it involves.
     """
-    terms = {r.id: run_terms(store, r.id)[0] for r in records}
+    all_terms = {r.id: split_controls(run_terms(store, r.id)[0]) for r in records}
+    terms = {run: own for run, (own, _) in all_terms.items()}
+    controls = {run: ctrl for run, (_, ctrl) in all_terms.items()}
     checks: list[tuple[BoundCheck, list[str]]] = []
     sweeps: dict[str, list[RunRecord]] = defaultdict(list)
     for r in records:
@@ -120,19 +120,35 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
         logged = all("min_gradient_norm" in terms[m.id] for m in members)
         rows = [{"width": m.config["encoder"]["width"], "run": m.id,
                  "terms": terms[m.id] | ({"gradient_norm": terms[m.id]["min_gradient_norm"]} if logged else {})} for m in members]
+        # The control: the same slope at the initial weights. If the gradient norm already
+        # falls with width before training, the prediction holds by the initialisation's scale.
+        initial = {m.id: _initial_gradient_norm(store, m.id) for m in members}
+        control_rows = [{"width": m.config["encoder"]["width"], "run": m.id, "terms": {"gradient_norm": initial[m.id]}} for m in members if initial[m.id] is not None]
+        control = {"wen2020.gradient_norm_vs_width": wen2020.gradient_norm_vs_width(control_rows)} if len(control_rows) == len(members) else {}
         for check in wen2020.evaluate_sweep_all(rows):
             check.details["gradient_norm_source"] = "min over training steps of ||grad_(W,V) L||" if logged else "||grad L|| at the final weights (measure step)"
+            if check.theorem in control and check.theorem.endswith("gradient_norm_vs_width"):
+                check = with_controls(check, {"random_init": control[check.theorem]})
             checks.append((check, [m.id for m in members]))
     for c in (r for r in records if r.method == "cacr"):
         partners = [s for s in records if s.method == "simclr" and _same_data(c.config, s.config)]
         for s in partners:
-            check = cacr.evaluate_pair(terms[c.id], terms[s.id])
-            check.details.update(cacr_run=c.id, simclr_run=s.id)
-            checks.append((check, [c.id, s.id]))
+            own = cacr.evaluate_pair_all(terms[c.id], terms[s.id])
+            on_controls = {name: cacr.evaluate_pair_all(terms[c.id] | controls[c.id].get(name, {}), terms[s.id] | controls[s.id].get(name, {}))
+                           for name in ("random_init", "random_embedding") if name in controls[c.id]}
+            for check in attach_controls(own, on_controls):
+                check.details.update(cacr_run=c.id, simclr_run=s.id)
+                checks.append((check, [c.id, s.id]))
     for check, runs in checks:
         for run in runs:
             store.add_bound_checks(run, [check.to_row()])
     return [c for c, _ in checks]
+
+
+def _initial_gradient_norm(store: Store, run_id: str) -> float | None:
+    """‖∇L(W_0, V_0)‖ logged at step 0 of two-network training, if any."""
+    rows = [r for r in store.measurements(run_id) if r["name"] == "train_gradient_norm" and r["protocol"].startswith("step=0 ")]
+    return float(rows[-1]["value"]) if rows else None
 
 
 # ---- report ------------------------------------------------------------------------------
@@ -180,23 +196,56 @@ def _holds_cell(check: BoundCheck) -> str:
     return "yes" if check.holds else "**VIOLATED**"
 
 
+def _vacuous_cell(check: BoundCheck) -> str:
+    ceiling = check.details.get("ceiling")
+    if ceiling is None:
+        return "no ceiling"
+    if check.vacuous is None:
+        return f"– (ceiling {_num(ceiling['value'])})"
+    return f"{'**VACUOUS**' if check.vacuous else 'no'} (ceiling {_num(ceiling['value'])})"
+
+
+def _controls_cell(check: BoundCheck) -> str:
+    controls = check.details.get("controls") or {}
+    if not controls:
+        return "–"
+    parts = []
+    for name, c in controls.items():
+        if c.get("holds") is None:
+            parts.append(f"{name}: n/a")
+        else:
+            rel = "≤" if c["holds"] else ">"
+            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({_num(c.get('measured'))} {rel} {_num(c.get('bound'))})")
+    return "; ".join(parts)
+
+
 def format_bound_table(checks: Sequence[BoundCheck]) -> str:
-    """A Markdown table of the checks, then every violated bound as a finding with its numbers.
+    """A headline, a Markdown table of the checks, then every violated bound as a finding.
+
+    Every row shows both sides (bound and measured), whether the bound is vacuous (at or above
+    the ceiling of the measured quantity), the same check on the controls, and the verdict.
 
     Example:
         >>> import sympy as sp
         >>> from clbounds.bounds.common import make_check
         >>> x = sp.Symbol("x")
-        >>> print(format_bound_table([make_check("demo", sp.Le(x, 1), 1.0, 2.0, "paper")]).splitlines()[2])
-        | demo | paper | 1 | 2 | **VIOLATED** | 0.5 | met |
+        >>> print(format_bound_table([make_check("demo", sp.Le(x, 1), 1.0, 2.0, "paper")]).splitlines()[4])
+        | demo | paper | 1 | 2 | **VIOLATED** | 0.5 | no ceiling | – | violated | met |
     """
-    lines = ["| theorem | label | bound | measured | holds | tightness | assumptions |", "|---|---|---|---|---|---|---|"]
+    lines = [f"Headline: {headline(checks)}.", "",
+             "| theorem | label | bound | measured | holds | tightness | vacuous | on the controls | verdict | assumptions |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
-        lines.append(f"| {c.theorem} | {c.label} | {_num(c.bound)} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_assumption_cell(c)} |")
+        lines.append(f"| {c.theorem} | {c.label} | {_num(c.bound)} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_vacuous_cell(c)} | {_controls_cell(c)} | {verdict(c)} | {_assumption_cell(c)} |")
     violated = [c for c in checks if c.holds is False]
     if violated:
         lines += ["", "Findings (a measurement violates the bound):"]
         for c in violated:
             cond = "with its assumptions met" if c.assumptions_met else f"assumptions not met ({_assumption_cell(c)}), so the theorem does not apply"
             lines.append(f"- {c.theorem} [{c.label}]: measured {c.measured:.6g} > bound {c.bound:.6g} (excess {c.measured - c.bound:.4g}), {cond}; inputs {json.dumps(c.details.get('inputs', {}), default=str)}")
+    lipschitz = [c for c in checks if c.details.get("lipschitz")]
+    if lipschitz:
+        lines += ["", "Theorem 1's Lipschitz constant, both sides (the centre condition at each):"]
+        for c in lipschitz:
+            lip = c.details["lipschitz"]
+            lines.append(f"- {c.theorem}: certified upper L = {_num(lip['certified_upper'])}, measured lower L = {_num(lip['measured_lower'])}; {lip['decides']}")
     return "\n".join(lines)

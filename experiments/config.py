@@ -53,12 +53,30 @@ class DataConfig:
 
 
 @dataclass
+class ExternalConfig:
+    """An encoder trained elsewhere (``clbounds import``, or the Python API): where it came
+    from and how to rebuild it. Read only when ``encoder.arch`` is ``external``."""
+
+    format: Literal["", "python", "torchvision", "solo-learn", "lightly", "timm"] = ""  # python: measured through the API, no checkpoint kept
+    arch: Literal["", "resnet18", "resnet50"] = ""  # torchvision-layout ResNet
+    cifar_stem: bool = False  # 3x3 stride-1 first conv and no max-pool (the CIFAR variant)
+    stem_padding: int = field(default=1, metadata=_range(ge=0))  # padding of the CIFAR stem's conv (solo-learn uses 2)
+    projector: str = ""  # the projection head, e.g. "L512-2048,B2048,R,L2048-128" ("" = none: the projection is the features)
+    mean: str = ""  # per-channel normalisation the encoder was trained with, e.g. "0.485,0.456,0.406"
+    std: str = ""
+    loss: Literal["", "simclr", "barlow_twins"] = ""  # the training loss, when known (sharpness terms need it)
+    source: str = ""  # the checkpoint file as given
+    sha256: str = ""  # of that file
+
+
+@dataclass
 class EncoderConfig:
-    arch: Literal["mlp", "convnet", "resnet18"] = "convnet"
+    arch: Literal["mlp", "convnet", "resnet18", "external"] = "convnet"
     width: float = field(default=1.0, metadata=_range(gt=0))
     proj_hidden: int = field(default=512, metadata=_range(ge=1))
     proj_dim: int = field(default=128, metadata=_range(ge=1))
     dual_bn: bool = False  # benign and adversarial BatchNorm branches (robust CL, PAPERS §1)
+    external: ExternalConfig = field(default_factory=ExternalConfig)
 
 
 @dataclass
@@ -68,7 +86,7 @@ class MethodConfig:
     Each key is read only by the methods named in its comment; the others ignore it.
     """
 
-    name: Literal["simclr", "barlow_twins", "ssa_clr", "cacr", "robust_cl", "rocl", "two_network"] = "simclr"
+    name: Literal["simclr", "barlow_twins", "ssa_clr", "cacr", "robust_cl", "rocl", "two_network", "external"] = "simclr"  # external: imported, not trained here
     temperature: float = field(default=0.5, metadata=_range(gt=0))  # InfoNCE τ: all but barlow_twins, cacr
     lambd: float = field(default=5e-3, metadata=_range(ge=0))  # Barlow Twins off-diagonal weight
     # SAM / ASAM (ssa_clr: on the loss; robust_cl: on the benign loss only)
@@ -123,7 +141,7 @@ class MeasureConfig:
     batch_size: int = field(default=128, metadata=_range(ge=2))  # InfoNCE batch for loss terms
     views: int = field(default=8, metadata=_range(ge=2))  # M augmentations for R_ε and d_A
     eps: float = field(default=0.5, metadata=_range(gt=0))  # R_ε threshold, normalised features
-    delta: float | None = field(default=None, metadata=_range(gt=0))  # σ(δ) pixel-L2 threshold; None: median same-class d_A
+    delta: float | None = field(default=None, metadata=_range(gt=0))  # σ(δ) pixel-L2 threshold; None: the dataset's reference δ (measure.reference_delta)
     sigma_per_class: int = field(default=40, metadata=_range(ge=2))  # inputs per class for d_A and σ(δ)
     rho: float = field(default=0.05, metadata=_range(gt=0))  # sharpness radius
     sharpness_steps: int = field(default=5, metadata=_range(ge=1))
@@ -134,6 +152,8 @@ class MeasureConfig:
     attack_eps: float = field(default=8 / 255, metadata=_range(gt=0))
     attack_alpha: float = field(default=0.8 / 255, metadata=_range(gt=0))
     attack_steps: int = field(default=20, metadata=_range(ge=1))
+    center_views: int = field(default=4, metadata=_range(ge=1))  # augmented views per training input for Huang's class centres
+    controls: bool = True  # also measure the terms on the controls (random init, shuffled labels, random embeddings)
 
 
 @dataclass
@@ -164,6 +184,8 @@ class Config:
         d = self.to_dict()
         for key in ("name", "device", "compile", "eval", "measure"):
             d.pop(key)
+        if d["encoder"]["arch"] != "external":  # ids of runs trained here stay what they were before imports existed
+            d["encoder"].pop("external")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -244,6 +266,11 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         cfg.augment = parse_augment(cfg.augment)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if (cfg.method.name == "external") != (cfg.encoder.arch == "external"):
+        raise ConfigError(f"method.name={cfg.method.name!r} with encoder.arch={cfg.encoder.arch!r}: 'external' is for encoders brought in with `clbounds import` "
+                          "or the Python API, and needs both")
+    if cfg.encoder.arch == "external" and not cfg.encoder.external.format:
+        raise ConfigError("encoder.arch='external' needs encoder.external.format (torchvision, solo-learn, lightly, timm or python)")
     if cfg.optim.warmup_epochs >= cfg.optim.epochs and cfg.optim.warmup_epochs > 0:
         raise ConfigError(f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be smaller than optim.epochs={cfg.optim.epochs}")
     return cfg

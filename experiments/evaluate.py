@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from .checkpoint import load_weights
-from .config import config_from_dict
+from .config import EvalConfig, config_from_dict
+from .data import ImageDataset
 from .probes import extract_features, knn_predict, linear_probe, nearest_center_accuracy
 from .store import RunRecord, Store
 from .train import build_encoder, load_run_data, resolve_device
@@ -21,6 +22,25 @@ def load_encoder(record: RunRecord, image_shape: tuple[int, int, int], random_in
     return model
 
 
+def probe_rows(model: torch.nn.Module, data: ImageDataset, e: EvalConfig, weights: str) -> list[tuple[str, float, str]]:
+    """kNN, linear and nearest-centre accuracy of ``model``'s frozen features on ``data``,
+    with protocols naming k, t, the probe's steps and weight decay, and ``weights``."""
+    f_tr = extract_features(model, data.x_train)
+    f_te = extract_features(model, data.x_test)
+    k = data.num_classes
+    knn = knn_predict(f_tr, data.y_train, f_te, k, k=e.knn_k, t=e.knn_t)
+    knn_acc = (knn == data.y_test).float().mean().item()
+    lin = linear_probe(f_tr, data.y_train, f_te, data.y_test, k, steps=e.linear_steps, weight_decay=e.linear_weight_decay)
+    nc_acc = nearest_center_accuracy(f_tr, data.y_train, f_te, data.y_test, k)
+    lin_protocol = f"linear offline lbfgs steps={e.linear_steps} wd={e.linear_weight_decay:g} {weights} test"
+    return [
+        ("knn_accuracy", knn_acc, f"knn k={e.knn_k} t={e.knn_t:g} cosine-weighted offline {weights} test"),
+        ("linear_accuracy", lin["accuracy"], lin_protocol),
+        ("linear_cross_entropy", lin["cross_entropy"], lin_protocol),
+        ("nearest_center_accuracy", nc_acc, f"nearest-centre normalised offline {weights} test"),
+    ]
+
+
 def evaluate(record: RunRecord, store: Store, random_init: bool = False) -> list[tuple[str, float, str]]:
     """Runs the offline probes on ``record`` and stores (name, value, protocol) rows.
 
@@ -31,22 +51,6 @@ def evaluate(record: RunRecord, store: Store, random_init: bool = False) -> list
     device = resolve_device(cfg.device)
     data = load_run_data(cfg).to(device)
     model = load_encoder(record, data.image_shape, random_init).to(device)
-    f_tr = extract_features(model, data.x_train)
-    f_te = extract_features(model, data.x_test)
-    e, k = cfg.eval, data.num_classes
-    weights = "random-init" if random_init else "final-epoch"
-
-    knn = knn_predict(f_tr, data.y_train, f_te, k, k=e.knn_k, t=e.knn_t)
-    knn_acc = (knn == data.y_test).float().mean().item()
-    lin = linear_probe(f_tr, data.y_train, f_te, data.y_test, k, steps=e.linear_steps, weight_decay=e.linear_weight_decay)
-    nc_acc = nearest_center_accuracy(f_tr, data.y_train, f_te, data.y_test, k)
-
-    lin_protocol = f"linear offline lbfgs steps={e.linear_steps} wd={e.linear_weight_decay:g} {weights} test"
-    rows = [
-        ("knn_accuracy", knn_acc, f"knn k={e.knn_k} t={e.knn_t:g} cosine-weighted offline {weights} test"),
-        ("linear_accuracy", lin["accuracy"], lin_protocol),
-        ("linear_cross_entropy", lin["cross_entropy"], lin_protocol),
-        ("nearest_center_accuracy", nc_acc, f"nearest-centre normalised offline {weights} test"),
-    ]
+    rows = probe_rows(model, data, cfg.eval, "random-init" if random_init else "final-epoch")
     store.add_measurements(record.id, rows)
     return rows

@@ -56,9 +56,13 @@ CREATE TABLE IF NOT EXISTS bound_checks (
     assumptions_met INTEGER,
     details TEXT NOT NULL,
     created REAL NOT NULL,
+    vacuous INTEGER,
+    informative INTEGER,
     PRIMARY KEY (run, theorem)
 );
 """
+# Columns added after the first release: a store written before them gains them on open.
+_ADDED_COLUMNS = {"bound_checks": {"vacuous": "INTEGER", "informative": "INTEGER"}}
 
 
 def _real(value: Any) -> float | None:
@@ -104,6 +108,11 @@ class Store:
         self.db_path = self.root / "clbounds.sqlite"
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -185,24 +194,27 @@ class Store:
 
     def add_bound_checks(self, run_id: str, checks: list[dict[str, Any]]) -> None:
         """Stores bound checks: dicts with theorem, bound, measured, holds, tightness,
-        assumptions_met and optionally details (any JSON-able mapping, e.g. which assumption
-        failed and by how much). A check of the same theorem is replaced."""
+        assumptions_met, vacuous, informative and optionally details (any JSON-able mapping,
+        e.g. which assumption failed and by how much). A check of the same theorem is replaced."""
         now = time.time()
         rows = [
-            (run_id, c["theorem"], _real(c.get("bound")), _real(c.get("measured")), _flag(c.get("holds")), _real(c.get("tightness")), _flag(c.get("assumptions_met")), json.dumps(c.get("details", {}), default=str), now)
+            (run_id, c["theorem"], _real(c.get("bound")), _real(c.get("measured")), _flag(c.get("holds")), _real(c.get("tightness")), _flag(c.get("assumptions_met")),
+             json.dumps(c.get("details", {}), default=str), now, _flag(c.get("vacuous")), _flag(c.get("informative")))
             for c in checks
         ]
-        self._write("INSERT OR REPLACE INTO bound_checks VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        self._write("INSERT OR REPLACE INTO bound_checks (run, theorem, bound, measured, holds, tightness, assumptions_met, details, created, vacuous, informative) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def bound_checks(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT run, theorem, bound, measured, holds, tightness, assumptions_met, details FROM bound_checks", ()
+        sql, args = "SELECT run, theorem, bound, measured, holds, tightness, assumptions_met, vacuous, informative, details FROM bound_checks", ()
         if run_id is not None:
             sql, args = sql + " WHERE run=?", (run_id,)
         with self._connect() as db:
             rows = [dict(r) for r in db.execute(sql + " ORDER BY run, theorem", args).fetchall()]
         for r in rows:
             r["holds"] = None if r["holds"] is None else bool(r["holds"])
-            r["assumptions_met"] = None if r["assumptions_met"] is None else bool(r["assumptions_met"])
+            for flag in ("assumptions_met", "vacuous", "informative"):
+                r[flag] = None if r[flag] is None else bool(r[flag])
             r["details"] = json.loads(r["details"])
         return rows
 

@@ -33,7 +33,7 @@ from clbounds.theory.optimization import relative_weight_movement
 
 from .augment import Augment, fourier_amplitude_mix
 from .checkpoint import load_training_state, save_training_state, save_weights
-from .config import Config, dump_config
+from .config import ConfigError, Config, dump_config
 from .data import CHANNEL_STATS, ImageDataset, load_dataset
 from .encoders import Encoder
 from .methods import (
@@ -74,9 +74,14 @@ def load_run_data(cfg: Config) -> ImageDataset:
 
 
 def build_encoder(cfg: Config, image_shape: tuple[int, int, int]) -> Encoder:
-    """The encoder the config describes (dual BatchNorm, Gaussian initialisation for two_network)."""
-    mean, std = CHANNEL_STATS[cfg.data.name]
+    """The encoder the config describes (dual BatchNorm, Gaussian initialisation for two_network;
+    an imported encoder's architecture from ``encoder.external``)."""
     e = cfg.encoder
+    if e.arch == "external":
+        from .external import build_external
+
+        return build_external(e.external)
+    mean, std = CHANNEL_STATS[cfg.data.name]
     model = Encoder(e.arch, image_shape, width=e.width, proj_hidden=e.proj_hidden, proj_dim=e.proj_dim, mean=mean, std=std, dual_bn=e.dual_bn)
     return gaussian_init_(model) if cfg.method.name == "two_network" else model
 
@@ -117,6 +122,8 @@ def _dynamics_protocol(cfg: Config, batch_size: int, n: int) -> str:
 
 def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     """Trains (or resumes, or skips) the run that ``cfg`` defines, and returns its record."""
+    if cfg.method.name == "external":
+        raise ConfigError("method 'external' marks an encoder trained elsewhere (`clbounds import`); it cannot be trained here")
     run_id = cfg.run_id()
     run_dir = store.run_dir(run_id)
     weights_path, state_path = run_dir / "encoder.safetensors", run_dir / "state.safetensors"

@@ -21,19 +21,28 @@ def _only(df: pd.DataFrame, runs: Sequence[str] | None) -> pd.DataFrame:
     return df if runs is None else df[df["run"].isin(list(runs))]
 
 
-def measurements(store_root: str | Path, runs: Sequence[str] | None = None) -> pd.DataFrame:
-    """Long table: run, name, value, protocol, created (unix time of the write)."""
+def measurements(store_root: str | Path, runs: Sequence[str] | None = None, controls: bool = False) -> pd.DataFrame:
+    """Long table: run, name, value, protocol, created (unix time of the write).
+
+    The rows measured on a control (``<control>/<term>``, experiments/measure.py) are left out
+    unless ``controls``: figures and correlations are about the trained encoders.
+    """
     with _connect(store_root) as db:
         df = pd.read_sql_query("SELECT run, name, value, protocol, created FROM measurements", db)
+    if not controls:
+        df = df[~df["name"].str.contains("/", regex=False)]
     return _only(df, runs).reset_index(drop=True)
 
 
 def bound_checks(store_root: str | Path, runs: Sequence[str] | None = None) -> pd.DataFrame:
-    """Long table: run, theorem, bound, measured, holds, tightness, assumptions_met, details (dict)."""
+    """Long table: run, theorem, bound, measured, holds, tightness, assumptions_met, vacuous,
+    informative, details (dict)."""
     with _connect(store_root) as db:
-        df = pd.read_sql_query("SELECT run, theorem, bound, measured, holds, tightness, assumptions_met, details FROM bound_checks", db)
+        have = {r[1] for r in db.execute("PRAGMA table_info(bound_checks)")}
+        flags = ", vacuous, informative" if {"vacuous", "informative"} <= have else ", NULL AS vacuous, NULL AS informative"  # a store from before the flags
+        df = pd.read_sql_query(f"SELECT run, theorem, bound, measured, holds, tightness, assumptions_met{flags}, details FROM bound_checks", db)
     df["details"] = df["details"].map(json.loads)
-    for col in ("holds", "assumptions_met"):
+    for col in ("holds", "assumptions_met", "vacuous", "informative"):
         df[col] = df[col].map(lambda v: None if pd.isna(v) else bool(v))
     return _only(df, runs).reset_index(drop=True)
 

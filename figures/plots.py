@@ -77,21 +77,33 @@ def terms_vs_target(df: pd.DataFrame, terms: Sequence[str], target: str, target_
 
 
 def bound_tightness(checks: pd.DataFrame, out_dir: Path, name: str, caption: str) -> Figure:
-    """Bound (y) against the measured quantity (x), log axes, with y = x: a bound holds above the line."""
+    """Bound (y) against the measured quantity (x), log axes, with y = x: a bound holds above the line.
+
+    Colour: the paper (bounds/ module); marker: the verdict (bounds.common.verdict), so vacuous
+    and by-construction checks are told apart from informative ones; violations are drawn
+    large, in red, on top.
+    """
+    from clbounds.bounds.common import VERDICTS, verdict
+
     house_style()
     ok = checks.dropna(subset=["bound", "measured"])
     ok = ok[(ok["bound"] > 0) & (ok["measured"] > 0)]
-    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    fig, ax = plt.subplots(figsize=(7.0, 5.0))
     if not ok.empty:
-        style = ok["holds"].map({True: "holds", False: "violated"}).fillna("n/a")
-        sns.scatterplot(data=ok.assign(result=style), x="measured", y="bound", hue="theorem", style="result", style_order=["holds", "violated", "n/a"], s=70, ax=ax)
+        ok = ok.assign(paper=ok["theorem"].str.split(".").str[0], verdict=[verdict(r) for r in ok.to_dict("records")])
+        markers = dict(zip(VERDICTS, ["o", "s", "D", "v", "P", "X", "."]))
+        order = [v for v in VERDICTS if v in set(ok["verdict"])]
+        sns.scatterplot(data=ok, x="measured", y="bound", hue="paper", style="verdict", style_order=order, markers={v: markers[v] for v in order}, s=60, alpha=0.85, ax=ax)
+        bad = ok[ok["holds"] == False]  # noqa: E712
+        if not bad.empty:
+            ax.scatter(bad["measured"], bad["bound"], s=220, marker="X", color="red", edgecolor="black", zorder=5, label="violated")
         lo = min(ok["measured"].min(), ok["bound"].min()) / 2
         hi = max(ok["measured"].max(), ok["bound"].max()) * 2
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="bound = measured")
         ax.set_xlim(lo, hi), ax.set_ylim(lo, hi)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), title="paper / verdict", title_fontsize=8)
     ax.set_xscale("log"), ax.set_yscale("log")
-    ax.set_xlabel("measured quantity (error or loss, as the theorem states)")
+    ax.set_xlabel("measured quantity (error, probability, inner product or loss, as the theorem states)")
     ax.set_ylabel("bound")
     ax.set_title("Bound against measurement (above the line: holds)")
     return Figure(name, _save(fig, out_dir, name), caption)

@@ -82,13 +82,26 @@ def build_report(
     statements: Sequence[Statement] = (),
     findings: Sequence[str] = (),
     commands: Sequence[str] = (),
+    bound_headline: str = "",
+    theorem_table: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """Writes ``report.md`` and ``report.html`` into ``out_dir`` and returns their paths."""
+    """Writes ``report.md`` and ``report.html`` into ``out_dir`` and returns their paths.
+
+    ``bound_headline`` leads the bounds section (informative non-vacuous checks counted apart
+    from vacuous and by-construction ones); ``theorem_table`` is the one-row-per-theorem
+    summary shown before the per-run table.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     md = [f"# {title}\n", intro + "\n"]
     if commands:
         md += ["## Regenerate\n", "```bash", *commands, "```\n"]
-    md += ["## Bounds\n", _markdown_table(bound_table)]
+    md += ["## Bounds\n"]
+    if bound_headline:
+        md += [f"**{bound_headline}.** A check is *vacuous* when its bound is at or above the trivial ceiling of the quantity it bounds, "
+               "and holds *by construction* when it also holds on every control without learned structure (random initialisation, shuffled labels, random embeddings).\n"]
+    if theorem_table is not None:
+        md += ["### By theorem\n", _markdown_table(theorem_table), "### Every run\n"]
+    md += [_markdown_table(bound_table)]
     if findings:
         md += ["### Findings\n", *[f"- {f}" for f in findings], ""]
     md += ["## Rank correlation of each term with error\n", _markdown_table(correlation_table)]
@@ -108,7 +121,15 @@ def build_report(
     body = [f"<h1>{e(title)}</h1>", f"<p>{e(intro)}</p>"]
     if commands:
         body += ["<h2>Regenerate</h2>", f"<pre>{e(chr(10).join(commands))}</pre>"]
-    body += ["<h2>Bounds</h2>", bound_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="t")]
+    body += ["<h2>Bounds</h2>"]
+    if bound_headline:
+        body += [f"<p><b>{e(bound_headline)}.</b> A check is <i>vacuous</i> when its bound is at or above the trivial ceiling of the quantity it bounds, "
+                 "and holds <i>by construction</i> when it also holds on every control without learned structure.</p>"]
+    if theorem_table is not None:
+        body += ["<h3>By theorem</h3>", theorem_table.to_html(index=False, na_rep="", border=0, classes="t")]
+    body += ["<details><summary>Every run</summary>" if theorem_table is not None else "",
+             bound_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="t"),
+             "</details>" if theorem_table is not None else ""]
     if findings:
         body += ["<h3>Findings</h3><ul>", *[f"<li>{e(f)}</li>" for f in findings], "</ul>"]
     body += ["<h2>Rank correlation of each term with error</h2>", correlation_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:+.3f}", border=0, classes="t")]

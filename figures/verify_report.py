@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from clbounds.bounds.common import VERDICTS, headline, verdict, verdict_counts
+
 from . import frames
 from .correlation import correlation_table
 from .plots import Figure, bound_tightness, terms_vs_target
@@ -45,10 +47,33 @@ def with_errors(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _controls_text(details: dict) -> str:
+    controls = details.get("controls") if isinstance(details, dict) else None
+    if not controls:
+        return ""
+    parts = []
+    for name, c in controls.items():
+        if c.get("holds") is None:
+            parts.append(f"{name}: n/a")
+        else:
+            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({c['measured']:.3g} {'≤' if c['holds'] else '>'} {c['bound']:.3g})")
+    return "; ".join(parts)
+
+
+def _vacuous_text(row: pd.Series) -> str:
+    ceiling = row["details"].get("ceiling") if isinstance(row["details"], dict) else None
+    if ceiling is None:
+        return "no ceiling"
+    flag = row["vacuous"]
+    return ("VACUOUS" if flag else "no" if flag is False else "–") + f" (ceiling {ceiling['value']:.3g})"
+
+
 def bound_summary(checks: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """One row per (run, theorem): bound, measured, holds, tightness, which assumptions failed."""
+    """One row per (run, theorem): both sides, holds, tightness, vacuity against the ceiling,
+    the same check on the controls, the verdict and which assumptions failed."""
+    cols = ["run", "theorem", "label", "bound", "measured", "holds", "tightness", "vacuous", "on the controls", "verdict", "assumptions"]
     if checks.empty:
-        return pd.DataFrame(columns=["run", "theorem", "label", "bound", "measured", "holds", "tightness", "assumptions"])
+        return pd.DataFrame(columns=cols)
 
     def failed(details: dict) -> str:
         assumptions = details.get("assumptions", {}) if isinstance(details, dict) else {}
@@ -61,8 +86,25 @@ def bound_summary(checks: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
         run=checks["run"].map(lambda r: labels.get(r, r)),
         label=checks["details"].map(lambda d: d.get("label", "") if isinstance(d, dict) else ""),
         assumptions=checks["details"].map(failed),
+        verdict=[verdict(row) for row in checks.to_dict("records")],
     )
-    return out[["run", "theorem", "label", "bound", "measured", "holds", "tightness", "assumptions"]].sort_values(["theorem", "run"]).reset_index(drop=True)
+    out["vacuous"] = out.apply(_vacuous_text, axis=1)
+    out["on the controls"] = out["details"].map(_controls_text)
+    return out[cols].sort_values(["theorem", "run"]).reset_index(drop=True)
+
+
+def theorem_summary(checks: pd.DataFrame) -> pd.DataFrame:
+    """One row per theorem over the runs: how many runs fall in each verdict class, and the tightness range."""
+    rows = []
+    for theorem, group in checks.groupby("theorem", sort=True):
+        records = group.to_dict("records")
+        counts = verdict_counts(records)
+        tight = group["tightness"].dropna()
+        label = next((d.get("label", "") for d in group["details"] if isinstance(d, dict)), "")
+        rows.append({"theorem": theorem, "label": label, "runs": len(group), "holds": int((group["holds"] == True).sum()),  # noqa: E712
+                     **{k: counts[k] for k in VERDICTS},
+                     "tightness": f"{tight.min():.3g} – {tight.max():.3g}" if len(tight) else ""})
+    return pd.DataFrame(rows)
 
 
 def findings(checks: pd.DataFrame, labels: dict[str, str]) -> list[str]:
@@ -113,7 +155,9 @@ def make_report(
     intro = (f"{who}. Hyperparameter axes that vary: {', '.join(a.replace('config.', '') for a in axes) or 'none'}. "
              f"Downstream error is 1 - kNN accuracy ({knn_protocol}); robust error is 1 - robust accuracy ({robust_protocol}). "
              "Kendall tau is over all runs; psi[axis] is the granulated tau of Jiang et al. (2020) over groups where only that axis varies, Psi their mean.")
-    md, html = build_report(out_dir, title, intro, bound_summary(checks, labels), corr.round(4), figures, statements, findings(checks, labels), commands)
+    records = checks.to_dict("records") if not checks.empty else []
+    md, html = build_report(out_dir, title, intro, bound_summary(checks, labels), corr.round(4), figures, statements, findings(checks, labels), commands,
+                            bound_headline=headline(records), theorem_table=theorem_summary(checks) if records else None)
     df.drop(columns=[c for c in df.columns if c.startswith("config.") and df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(out_dir / "runs.csv", index=False)
     corr.to_csv(out_dir / "correlations.csv", index=False)
     return md, html, figures

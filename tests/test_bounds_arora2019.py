@@ -93,7 +93,8 @@ def test_collision_assumption_failure_is_reported_with_its_margin():
 
 def test_missing_terms_and_evaluate_all():
     checks = arora2019.evaluate_all(_terms_one(0.9, 0.5, 0.25))
-    assert [c.theorem for c in checks] == ["arora2019.one_negative", "arora2019.m_negative"]
+    assert [c.theorem for c in checks] == ["arora2019.one_negative", "arora2019.m_negative", "arora2019.one_negative_practical"]
     assert checks[0].holds and checks[1].details["missing_terms"] == arora2019.TERMS_M
+    assert checks[2].details["missing_terms"] == ["arora_unsupervised_loss_practical"]
     m = arora2019.m_negative({**_terms_m(2.0, 1.0, 0.5, 0.3), "arora_unsupervised_loss_M_stderr": 0.01, "arora_mean_classifier_loss_M_stderr": 0.02})
     assert m.details["monte_carlo_stderr"] == pytest.approx(math.hypot(0.02, 0.02)) and m.details["slack_in_stderr"] > 0

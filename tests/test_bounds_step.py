@@ -8,7 +8,8 @@ import pytest
 import sympy as sp
 
 from clbounds.bounds import arora2019, huang2023, robust_cl, ssa_clr
-from clbounds.experiments.bounds_step import evaluate_bounds, evaluate_sweep_bounds, format_bound_table, run_terms, theorem_registry, theorem_statements
+from clbounds.bounds.common import verdict
+from clbounds.experiments.bounds_step import evaluate_bounds, evaluate_sweep_bounds, evaluate_terms, format_bound_table, run_terms, theorem_registry, theorem_statements
 from clbounds.experiments.config import config_from_dict
 from clbounds.experiments.measure import measure
 from clbounds.experiments.store import Store
@@ -112,10 +113,42 @@ def test_cacr_run_is_paired_with_simclr_on_the_same_data(store):
     raw["method"] = {"name": "cacr"}
     store.upsert_run("cacr", config_from_dict(raw).to_dict(), status="done")
     store.add_measurements("cacr", [("alignment", 0.3, "t"), ("mi_query_negative", 0.01, "t")])
-    (check,) = evaluate_sweep_bounds(store.runs(), store)
+    check, *claims = evaluate_sweep_bounds(store.runs(), store)
     assert check.theorem == "cacr.claims" and check.holds and not check.assumptions_met  # the weight claim was not measured
     assert check.details["cacr_run"] == "cacr" and check.details["simclr_run"] == "simclr"
-    assert store.bound_checks("cacr")[0]["theorem"] == "cacr.claims"
+    assert [c.theorem for c in claims] == ["cacr.alignment", "cacr.mutual_information", "cacr.hard_negative_weights"]
+    assert {c["theorem"] for c in store.bound_checks("cacr")} == {"cacr.claims", "cacr.alignment", "cacr.mutual_information", "cacr.hard_negative_weights"}
+
+
+def test_cacr_claims_on_the_controls_separate_learned_from_by_construction(store):
+    """At random init both runs have the same weights (one seed), so 'CACR aligns better' fails
+    there: informative. The weight-distance correlation is just as negative on random
+    embeddings: by construction. An MI difference within KSG's resolution is not a verdict."""
+    _fake_run(store, "simclr", {"alignment": 0.5, "mi_query_negative": 0.05, "mi_resolution": 3.0, "random_init/alignment": 0.9, "random_init/mi_query_negative": 0.0})
+    raw = tiny_raw()
+    raw["method"] = {"name": "cacr"}
+    store.upsert_run("cacr", config_from_dict(raw).to_dict(), status="done")
+    store.add_measurements("cacr", [("alignment", 0.3, "t"), ("mi_query_negative", 0.01, "t"), ("mi_resolution", 3.0, "t"), ("cacr_weight_distance_corr", -0.9, "t"),
+                                    ("random_init/alignment", 0.9, "c"), ("random_init/mi_query_negative", 0.0, "c"), ("random_init/cacr_weight_distance_corr", -0.95, "c"),
+                                    ("random_embedding/cacr_weight_distance_corr", -0.95, "c")])
+    checks = {c.theorem: c for c in evaluate_sweep_bounds(store.runs(), store)}
+    alignment, weights, mi = checks["cacr.alignment"], checks["cacr.hard_negative_weights"], checks["cacr.mutual_information"]
+    assert alignment.holds and alignment.informative is True and alignment.details["controls"]["random_init"]["holds"] is False
+    assert weights.holds and weights.informative is False and verdict(weights) == "by construction"
+    assert set(weights.details["controls"]) == {"random_init", "random_embedding"}
+    assert mi.holds is None and "not measurable at this size" in mi.details["reason"]
+
+
+def test_single_run_checks_are_evaluated_on_the_controls(store):
+    """Arora's one-negative bound on the sample is Jensen: it holds on the controls too."""
+    own = {"arora_unsupervised_loss": 1.0, "arora_mean_classifier_loss": 0.4, "arora_collision": 0.1, "loss_temperature": 0.5}
+    controls = {f"{c}/{k}": v for c in ("random_init", "shuffled_labels") for k, v in {"arora_unsupervised_loss": 0.9, "arora_mean_classifier_loss": 0.7}.items()}
+    check = next(c for c in evaluate_terms(own | controls) if c.theorem == "arora2019.one_negative")
+    assert check.holds and check.informative is False and verdict(check) == "by construction"
+    assert check.details["controls"]["shuffled_labels"]["measured"] == 0.7
+    # A control row for a term the check does not read leaves the check without that control.
+    other = next(c for c in evaluate_terms(own | {"random_init/sigma": 0.1}) if c.theorem == "arora2019.one_negative")
+    assert other.informative is None and "controls" not in other.details
 
 
 def test_every_statement_is_rendered_for_the_report():

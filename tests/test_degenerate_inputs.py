@@ -318,6 +318,17 @@ CASES: list[Case] = [
     # One class: all M = 2 negatives collide, J = 2 surely, so γ = log(1 + 2).
     Case("arora.collision_floor", "single class", lambda: arora.collision_floor(torch.ones(1, dtype=F64), 2), Equals(math.log(3))),
     Case("arora.collision_floor", "empty class", lambda: arora.collision_floor(torch.tensor([0.5, 0.0, 0.5], dtype=F64), 1), Equals(0.5 * LOG2)),
+    Case("arora.unsupervised_loss_practical", "all-equal", lambda: arora.unsupervised_loss_practical(same(), same(), same()), Equals(LOG2)),
+    Case("arora.unsupervised_loss_practical", "zero-norm", lambda: arora.unsupervised_loss_practical(zeros(), zeros(), zeros()), Equals(LOG2)),
+    Case("arora.unsupervised_loss_practical", "N=0", lambda: arora.unsupervised_loss_practical(rand(0), rand(0), rand(0)), Raises("at least one input")),
+    Case("arora.unsupervised_loss_practical", "shapes differ", lambda: arora.unsupervised_loss_practical(rand(), rand(3), rand()), Raises("one shape")),
+    Case("information.conditional_negatives", "all-equal", lambda: information.conditional_negatives(same(), same(), 0.9), FINITE),
+    Case("information.conditional_negatives", "zero-norm", lambda: information.conditional_negatives(zeros(), zeros(), 0.9), FINITE),
+    Case("information.conditional_negatives", "N=1", lambda: information.conditional_negatives(rand(1), rand(1), 0.9), Raises("B >= 2")),
+    Case("information.conditional_negatives", "negative tau", lambda: information.conditional_negatives(rand(), rand(), -1.0), Raises("tau_neg must be >= 0")),
+    Case("information.gaussian_mi", "independent", lambda: information.gaussian_mi(0.0, 5), Equals(0.0)),
+    Case("information.gaussian_mi", "rho = 1", lambda: information.gaussian_mi(1.0, 5), Raises("rho must be in")),
+    Case("information.knn_mi_calibration", "N=1", lambda: information.knn_mi_calibration(1, 4), Raises("need n > k")),
     Case("arora.unsupervised_loss_exact", "all-equal", lambda: arora.unsupervised_loss_exact(same(), Y_ALT), Equals(LOG2)),
     Case("arora.unsupervised_loss_exact", "zero-norm", lambda: arora.unsupervised_loss_exact(zeros(), Y_ALT), Equals(LOG2)),
     Case("arora.unsupervised_loss_exact", "single class", lambda: arora.unsupervised_loss_exact(rand(), Y_ONE), Raises("at least 2 classes")),
@@ -416,6 +427,9 @@ BOUND_CASES: list[Case] = [
     Case("arora2019.one_negative", "single class (collision 1)", lambda: arora2019.one_negative(_arora(arora_collision=1.0)), Check(_UNDEFINED)),
     Case("arora2019.m_negative", "single class (collision 1)", lambda: arora2019.m_negative({**_arora(arora_collision_M=1.0), "arora_unsupervised_loss_M_stderr": 0.0, "arora_mean_classifier_loss_M_stderr": 0.0}), Check(_UNDEFINED)),
     Case("arora2019.m_negative", "zero standard errors", lambda: arora2019.m_negative({**_arora(), "arora_unsupervised_loss_M_stderr": 0.0, "arora_mean_classifier_loss_M_stderr": 0.0}), Check({"holds": True})),
+    Case("arora2019.one_negative_practical", "single class (collision 1)", lambda: arora2019.one_negative_practical({**_arora(arora_collision=1.0), "arora_unsupervised_loss_practical": 1.0}), Check(_UNDEFINED)),
+    Case("arora2019.loss_ceiling", "no temperature", lambda: arora2019.loss_ceiling({}, 1)[0] is None, Equals(True)),
+    Case("arora2019.loss_ceiling", "zero temperature", lambda: arora2019.loss_ceiling({"loss_temperature": 0.0}, 1)[0] is None, Equals(True)),
     Case("arora2019.arora_bound", "collision 1", lambda: arora2019.arora_bound(1.0, 1.0, LOG2), Raises("collision probability")),
     Case("arora2019.evaluate", "missing terms", lambda: arora2019.evaluate({}), Raises("needs term", common.MissingTermError)),
     Case("arora2019.evaluate_all", "missing terms", lambda: arora2019.evaluate_all({}), Check(_UNDEFINED)),
@@ -427,6 +441,8 @@ BOUND_CASES: list[Case] = [
     Case("huang2023.theorem1", "zero-norm features", lambda: huang2023.theorem1(_huang(feature_norm_min=0.0)), Check({"assumptions_met": False})),
     Case("huang2023.theorem1", "zero-norm projection", lambda: huang2023.theorem1(_huang(projection_norm_min=0.0), "_projection"), Check({"assumptions_met": False})),
     Case("huang2023.theorem1", "measured = 0", lambda: huang2023.theorem1(_huang(nearest_center_error=0.0)), Check({"holds": True, "tightness": None})),
+    Case("huang2023.theorem1_tightest", "empty class", lambda: huang2023.theorem1_tightest(_huang(min_class_probability=0.0)), Check({"assumptions_met": False})),
+    Case("huang2023.theorem1_tightest", "zero-norm features, no grid", lambda: huang2023.theorem1_tightest(_huang(feature_norm_min=0.0)), Check({"assumptions_met": False})),
     Case("huang2023.theorem2", "eps = 0", lambda: huang2023.theorem2(_huang(misalignment_eps=0.0)), Raises("misalignment_eps must be > 0")),
     Case("huang2023.theorem2", "one view", lambda: huang2023.theorem2(_huang(misalignment_views=1)), Raises("M >= 2")),
     Case("huang2023.theorem2", "identical views", lambda: huang2023.theorem2(_huang(misalignment_rate=0.0, alignment=0.0)), Check({"bound": 0.0, "holds": True, "tightness": None})),
@@ -452,6 +468,7 @@ BOUND_CASES: list[Case] = [
     Case("ssa_clr.evaluate_all", "missing terms", lambda: ssa_clr.evaluate_all({}), Check(_UNDEFINED)),
     # robust_cl: all terms 0 (a constant model: no gap, no loss)
     Case("robust_cl.lipschitz_transfer", "all zero", lambda: robust_cl.lipschitz_transfer(_ROBUST_ZERO), Check({"bound": 0.0, "holds": True, "tightness": None})),
+    Case("robust_cl.lipschitz_transfer_error", "all zero, every input robust", lambda: robust_cl.lipschitz_transfer_error({**_ROBUST_ZERO, "robust_accuracy": 1.0}), Check({"bound": 0.0, "holds": True, "tightness": None})),
     Case("robust_cl.adversarial_infonce", "all zero", lambda: robust_cl.adversarial_infonce(_ROBUST_ZERO), Check({"bound": 0.0, "holds": True, "tightness": None})),
     Case("robust_cl.evaluate", "missing terms", lambda: robust_cl.evaluate({}), Raises("needs term", common.MissingTermError)),
     Case("robust_cl.evaluate_all", "missing terms", lambda: robust_cl.evaluate_all({}), Check(_UNDEFINED)),
@@ -467,6 +484,11 @@ BOUND_CASES: list[Case] = [
     Case("wen2020.evaluate_sweep_all", "no rows", lambda: wen2020.evaluate_sweep_all([]), Check(_UNDEFINED)),
     # cacr
     Case("cacr.evaluate_pair", "nothing measured", lambda: cacr.evaluate_pair({}, {}), Check({"holds": None, "assumptions_met": False})),
+    Case("cacr.evaluate_pair_all", "nothing measured", lambda: cacr.evaluate_pair_all({}, {}), Check({"holds": None, "assumptions_met": False})),
+    Case("cacr.evaluate_pair_all", "equal runs", lambda: cacr.evaluate_pair_all({"alignment": 0.0, "mi_query_negative": 0.0, "cacr_weight_distance_corr": 0.0}, {"alignment": 0.0, "mi_query_negative": 0.0}), Check({"holds": False})),
+    Case("common.with_controls", "no control evaluated", lambda: common.with_controls(common.make_check("t", huang2023.THEOREM1, 1.0, 0.5, "paper"), {"random_init": common.make_check("t", huang2023.THEOREM1, None, None, "paper")}), Check({"informative": None})),
+    Case("common.make_check", "bound at the ceiling", lambda: common.make_check("t", huang2023.THEOREM1, 1.0, 0.5, "paper", ceiling=1.0), Check({"vacuous": True})),
+    Case("common.make_check", "no bound, with a ceiling", lambda: common.make_check("t", huang2023.THEOREM1, None, 0.5, "paper", ceiling=1.0, reason="undefined"), Check({"vacuous": None})),
     Case("cacr.evaluate_pair", "equal runs", lambda: cacr.evaluate_pair({"alignment": 0.0, "mi_query_negative": 0.0, "cacr_weight_distance_corr": 0.0}, {"alignment": 0.0, "mi_query_negative": 0.0}), Check({"holds": False})),
 ]
 
@@ -476,6 +498,10 @@ BOUND_EXEMPT = {
     "common.MissingTermError": "the error type that the missing-terms rows expect",
     "common.missing_check": "builds the check of missing terms; reached through every evaluate_all row",
     "common.evaluate_registry": "runs a registry; reached through every evaluate_all row",
+    "common.control_summary": "copies a check's numbers; reached through every with_controls row",
+    "common.verdict": "labels a check's flags; every verdict class on every flag combination is tested in test_bounds_common.py",
+    "common.verdict_counts": "counts verdict labels; tested in test_bounds_common.py",
+    "common.headline": "formats verdict_counts; tested in test_bounds_common.py",
 }
 
 

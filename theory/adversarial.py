@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -217,7 +219,8 @@ def robust_accuracy(
     norm: str = "linf",
     batch_size: int = 256,
     generator: torch.Generator | None = None,
-) -> dict[str, float]:
+    return_adversarial: bool = False,
+) -> dict[str, Any]:
     r"""Clean and PGD-robust accuracy and robust cross-entropy (PAPERS.md §1, evaluation).
 
     Default is the §1 protocol, PGD-20 L∞ with ε = 8/255 and step 0.8/255. x itself lies in
@@ -227,7 +230,9 @@ def robust_accuracy(
 
     Returns:
         dict with ``clean_accuracy``, ``robust_accuracy`` (fractions in [0, 1]),
-        ``clean_cross_entropy``, ``robust_cross_entropy`` (means, nats) and ``n``.
+        ``clean_cross_entropy``, ``robust_cross_entropy`` (means, nats) and ``n``; with
+        ``return_adversarial`` also ``adversarial``, the PGD points (a tensor like x), so a
+        caller can measure something else at the very points that decided the accuracy.
 
     Example:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
@@ -242,10 +247,12 @@ def robust_accuracy(
         raise ValueError(f"x and y must be non-empty with one batch size, got {x.shape[0]} and {y.shape[0]}")
     # Per-batch sums stay on the device (counts as int64, CEs in the logits' dtype) and are
     # read once at the end, instead of four host syncs per batch.
-    counts, ces = [], []
+    counts, ces, points = [], [], []
     for start in range(0, x.shape[0], batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         x_adv = pgd(model, xb, yb, eps, alpha, steps, norm=norm, generator=generator)
+        if return_adversarial:
+            points.append(x_adv)
         with _frozen(model), torch.no_grad():
             logits, logits_adv = model(xb), model(x_adv)
         ce = F.cross_entropy(logits, yb, reduction="none")
@@ -262,13 +269,16 @@ def robust_accuracy(
         clean_ce += ce_sum
         robust_ce += ce_adv_sum
     n = x.shape[0]
-    return {
+    out: dict[str, Any] = {
         "clean_accuracy": clean_correct / n,
         "robust_accuracy": robust_correct / n,
         "clean_cross_entropy": clean_ce / n,
         "robust_cross_entropy": robust_ce / n,
         "n": n,
     }
+    if return_adversarial:
+        out["adversarial"] = torch.cat(points)
+    return out
 
 
 class NearestCenterClassifier(nn.Module):

@@ -51,6 +51,7 @@ __all__ = [
     "collision_probability",
     "collision_floor",
     "unsupervised_loss_exact",
+    "unsupervised_loss_practical",
     "unsupervised_loss",
     "mean_classifier_loss_exact",
     "mean_classifier_loss",
@@ -182,6 +183,37 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
             block = F.softplus(g[s : s + rows, None, :] - g_pos[s : s + rows, :, None])  # [b, n_c, N]
             total = total + block.mean(dim=(1, 2)).sum()
     return total / n
+
+
+def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative: Tensor) -> Tensor:
+    r"""L_un with one negative and *practical* positives, exactly on the sample:
+
+        L_un^prac = (1/N) Σ_i (1/N) Σ_j log(1 + e^{f_iᵀf⁻_j − f_iᵀf⁺_i}),
+
+    the anchor f_i uniform over the sample, its positive f⁺_i another augmentation of the
+    same input (not an independent draw of its class, as Arora et al.'s theorem requires) and
+    the negative an independent draw f⁻_j of the sample (j = i included). This is the
+    one-negative loss that contrastive training minimises; Arora's bound with it in place of
+    L_un is not a theorem, and where it fails the gap is the shift SSA-CLR's argument adds.
+
+    Args:
+        f_anchor, f_positive, f_negative: [N, D] embeddings, row i of the first two from one input.
+
+    Returns:
+        Scalar tensor in float64.
+
+    Example:
+        >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
+        >>> round(unsupervised_loss_practical(f, f, f).item(), 6)  # (log 2 + log(1+e^{-1}))/2
+        0.503204
+    """
+    if f_anchor.ndim != 2 or f_anchor.shape != f_positive.shape or f_anchor.shape != f_negative.shape:
+        raise ValueError(f"expected three [N, D] embeddings of one shape, got {tuple(f_anchor.shape)}, {tuple(f_positive.shape)}, {tuple(f_negative.shape)}")
+    if f_anchor.shape[0] == 0:
+        raise ValueError("unsupervised_loss_practical needs at least one input")
+    a, p, q = f_anchor.double(), f_positive.double(), f_negative.double()
+    pos = (a * p).sum(1, keepdim=True)  # [N, 1]
+    return F.softplus(a @ q.T - pos).mean()
 
 
 def _class_members(labels: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:

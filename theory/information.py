@@ -17,7 +17,7 @@ import torch
 
 from clbounds.theory.losses import info_nce
 
-__all__ = ["infonce_mi_lower_bound", "knn_mutual_information"]
+__all__ = ["infonce_mi_lower_bound", "knn_mutual_information", "conditional_negatives", "gaussian_mi", "knn_mi_calibration"]
 
 # Largest number of entries of one pairwise distance block (float64: 32 MiB).
 _BLOCK_ENTRIES = 1 << 22
@@ -113,3 +113,76 @@ def knn_mutual_information(x: torch.Tensor, y: torch.Tensor, k: int = 3) -> torc
         psi_sum = psi_sum + (torch.digamma(n_x + 1) + torch.digamma(n_y + 1)).sum()
     psi_k_n = torch.digamma(x.new_tensor([float(k), float(n)])).sum()
     return psi_k_n - psi_sum / n
+
+
+def conditional_negatives(z_query: torch.Tensor, z_key: torch.Tensor, tau_neg: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""For each query i, one negative j ≠ i drawn as CACR's repulsion weights draw it (PAPERS.md §4):
+
+        π⁻(j | i) = softmax_{j≠i}(−τ⁻·‖z_q,i − z_k,j‖²),
+
+    the conditional distribution w⁻_ij of :func:`theory.losses.cacr`. Closer keys are likelier.
+
+    Args:
+        z_query, z_key: [B, D] embeddings (CACR normalises them first), B ≥ 2.
+        tau_neg: τ⁻ ≥ 0 (0: uniform over the other keys, SimCLR's independent negatives).
+        generator: for the draw.
+
+    Returns:
+        [B] int64 indices of the drawn keys.
+
+    Example:
+        >>> q = torch.tensor([[0., 0.], [1., 0.], [1.1, 0.]])
+        >>> conditional_negatives(q, q, tau_neg=100.0, generator=torch.Generator().manual_seed(0)).tolist()
+        [1, 2, 1]
+    """
+    if z_query.ndim != 2 or z_query.shape != z_key.shape or z_query.shape[0] < 2:
+        raise ValueError(f"z_query and z_key must be [B, D] with B >= 2 and one shape, got {tuple(z_query.shape)} and {tuple(z_key.shape)}")
+    if not tau_neg >= 0:
+        raise ValueError(f"tau_neg must be >= 0, got {tau_neg}")
+    logits = -tau_neg * torch.cdist(z_query.double(), z_key.double()).pow(2)
+    logits.fill_diagonal_(-math.inf)  # j ≠ i: the own key is the positive
+    probs = torch.softmax(logits, dim=1)
+    dev = generator.device if generator is not None else torch.device("cpu")
+    return torch.multinomial(probs.to(dev), 1, generator=generator).flatten().to(z_query.device)
+
+
+def gaussian_mi(rho: float, dim: int) -> float:
+    r"""I(X; Y) in nats of X, Y ∈ R^dim with i.i.d. coordinate pairs of correlation ρ:
+    −(dim/2)·log(1 − ρ²), the known truth the KSG estimator is calibrated on.
+
+    Example:
+        >>> round(gaussian_mi(0.5, 2), 6)
+        0.287682
+    """
+    if not -1 < rho < 1:
+        raise ValueError(f"rho must be in (-1, 1), got {rho}")
+    return -0.5 * dim * math.log1p(-rho * rho)
+
+
+def knn_mi_calibration(n: int, dim: int, true_mi: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0), k: int = 3,
+                       generator: torch.Generator | None = None) -> list[dict[str, float]]:
+    r"""The KSG estimate (:func:`knn_mutual_information`) at a known MI, at the sample size and
+    dimension of a measurement: N paired samples of correlated Gaussians in R^dim whose
+    coordinate correlation gives each ``true_mi`` (:func:`gaussian_mi`).
+
+    Returns one ``{"true": I, "estimate": Î, "error": Î − I}`` per value. The largest |error|
+    is the resolution of the estimator at (N, dim): a difference between two estimates smaller
+    than it cannot be told from the estimator's bias. KSG is biased low at high MI in high
+    dimension, e.g. in 64 dimensions at N = 256 it reads about 0.3 nats at a truth of 9.
+
+    Example:
+        >>> rows = knn_mi_calibration(400, 1, (0.0, 1.0), generator=torch.Generator().manual_seed(0))
+        >>> [abs(r["error"]) < 0.15 for r in rows]
+        [True, True]
+    """
+    if n < k + 1 or dim < 1:
+        raise ValueError(f"need n > k and dim >= 1, got n={n}, dim={dim}, k={k}")
+    out = []
+    for mi in true_mi:
+        rho = math.sqrt(-math.expm1(-2 * mi / dim))  # invert gaussian_mi
+        x = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+        e = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+        y = rho * x + math.sqrt(1 - rho * rho) * e
+        est = float(knn_mutual_information(x, y, k=k))
+        out.append({"true": float(mi), "estimate": est, "error": est - float(mi)})
+    return out
