@@ -230,13 +230,15 @@ def theorem1_tightest(terms: Mapping[str, float], suffix: str = "") -> BoundChec
             cells.append({"eps": e, "delta": d, "R_eps": r_e, "sigma": sig, "bound": (1 - sig) + r_e,
                           "margin": _center_margin(t, suffix, lip, sigma_=sig, r_eps=r_e, delta_=d, eps_=e)})
     valid = [c for c in cells if c["margin"] > 0]
-    best = min(valid or cells, key=lambda c: (c["bound"], -c["margin"]))
+    # With no valid pair the theorem bounds nothing: report the pair closest to its hypothesis.
+    best = min(valid, key=lambda c: (c["bound"], -c["margin"])) if valid else max(cells, key=lambda c: c["margin"])
     cond = {"met": bool(valid), "lhs": t[n["center_max_inner"]], "rhs": t[n["center_max_inner"]] + best["margin"], "margin": best["margin"], "relation": "<",
-            "note": f"{len(valid)} of {len(cells)} grid points (eps, delta) meet the centre condition" + ("" if valid else "; the best bound over all points is shown")}
+            "note": f"{len(valid)} of {len(cells)} grid points (eps, delta) meet the centre condition" + ("" if valid else "; the largest margin is shown")}
     inputs = {"sigma": best["sigma"], "R_eps": best["R_eps"], "eps": best["eps"], "delta": best["delta"], "L": lip}
-    return make_check(name, THEOREM1, best["bound"], t[n["nearest_center_error"]], "paper", {"center_condition": cond}, inputs, *ERROR_CEILING,
+    extra = {} if valid else {"reason": f"no (eps, delta) of the grid meets the centre condition (largest margin {best['margin']:.4g} at eps={best['eps']:g}, delta={best['delta']:.4g}): the theorem gives no bound"}
+    return make_check(name, THEOREM1, best["bound"] if valid else None, t[n["nearest_center_error"]], "paper", {"center_condition": cond}, inputs, *ERROR_CEILING,
                       grid=cells, attained_at={"eps": best["eps"], "delta": best["delta"]},
-                      note="minimum over the (eps, delta) grid; Theorem 1 holds for every pair at once, so no union-bound correction")
+                      note="minimum over the (eps, delta) grid; Theorem 1 holds for every pair at once, so no union-bound correction", **extra)
 
 
 def _eta_sq(t: Mapping[str, float]) -> float:

@@ -29,7 +29,7 @@ estimate of JS).
 
 Piece 3: sharpness and sample size (``ssa_clr.pac_bayes``), the Foret et al. 2021 (SAM)
 route with explicit constants. Units: n disjoint random batches of the training set, each with
-its two augmented views (``pac_bayes_units``; at most 64 are used, which is valid since any
+its two augmented views (``pac_bayes_units``; at most ``measure.pac_bayes_units`` are used, which is valid since any
 i.i.d. subset of the training data is a PAC-Bayes sample), are i.i.d., and the unit loss lies
 in [lo, hi], R = hi − lo.
 Prior P = N(θ₀, σ²I_k) (θ₀ the initialisation, fixed by the seed before any data), posterior
@@ -49,6 +49,12 @@ ascent, an estimate from *below* of the true max (so the bound is not certified)
 measured side is ``ssl_loss_heldout``, the same loss on held-out test batches (an unbiased
 estimate of L^prac). For reference ``details`` also gives Foret et al.'s displayed term
 R·√((k ln(1 + ‖θ‖²/ρ²·(1 + √(ln n/k))²) + 4 ln(n/δ))/(n − 1)) without its Õ(1).
+
+The tightest piece 3 (``ssa_clr.pac_bayes_tightest``). ρ is free: it sets both the radius of
+the sharp loss and the prior variance σ² = ρ²/(k + 2√(k ln n) + 2 ln n). Over a grid of G radii
+(``ssl_sharp_loss_train@rho_factor=…``, the factors times ``sharpness_rho``), each bound is
+taken at confidence δ/G, so by the union bound all G hold at once with probability ≥ 1 − δ and
+their minimum is a valid bound at 1 − δ. The check reports the minimising ρ.
 
 Piece 4: the assembly (``ssa_clr.assembled``): pieces 1 and 3 with the measured gap,
 
@@ -190,6 +196,30 @@ def pac_bayes(terms: Mapping[str, float]) -> BoundCheck:
                       note="the rho-ball max is found by projected ascent: an estimate from below, so the bound is not certified", **extra)
 
 
+def pac_bayes_tightest(terms: Mapping[str, float]) -> BoundCheck:
+    """Piece 3 at the best ρ of the measured grid, every grid point at δ/G (union bound) [reconstructed]."""
+    t, _, assumptions = _pac_bayes_parts(terms, "ssa_clr.pac_bayes_tightest")
+    grid = {1.0: t["ssl_sharp_loss_train"]}
+    prefix = "ssl_sharp_loss_train@rho_factor="
+    grid |= {float(k[len(prefix):]): float(v) for k, v in terms.items() if k.startswith(prefix) and v is not None}
+    g = len(grid)
+    cells = []
+    for factor, sharp in sorted(grid.items()):
+        rho_ = t["sharpness_rho"] * factor
+        if t["pac_bayes_units"] >= 2 and t["num_parameters"] >= 1 and rho_ > 0:
+            c = pac_bayes_complexity(t["ssl_loss_range"], t["pac_bayes_units"], t["num_parameters"], t["weight_distance"], rho_, DELTA / g)
+            cells.append({"rho": rho_, "sharp_loss": sharp, "complexity": c["complexity"], "bound": sharp + c["complexity"]})
+    best = min(cells, key=lambda c: c["bound"]) if cells else None
+    ceiling = terms.get("ssl_loss_max")
+    inputs = {"n": t["pac_bayes_units"], "k": t["num_parameters"], "w_dist": t["weight_distance"], "G": g, "delta": DELTA}
+    if best is not None:
+        inputs |= {"rho": best["rho"], "L_sharp": best["sharp_loss"]}
+    return make_check("ssa_clr.pac_bayes_tightest", PAC_BAYES, best["bound"] if best else None, t["ssl_loss_heldout"], "reconstructed", assumptions, inputs,
+                      None if ceiling is None else float(ceiling), "hi = log(1 + M e^(2/tau)), the largest NT-Xent on normalised embeddings",
+                      grid=cells, attained_at={"rho": best["rho"]} if best else None, union_bound=f"each of the {g} radii at delta/{g} = {DELTA / g:.4g}",
+                      **({} if best else {"reason": _NO_COMPLEXITY}))
+
+
 def assembled(terms: Mapping[str, float]) -> BoundCheck:
     """Piece 4: L_sup^{μ,B−1} ≤ (L̂_ρ + C_PB + gap − γ)/(1 − τ) [reconstructed]."""
     t, c, assumptions = _pac_bayes_parts(terms, "ssa_clr.assembled")
@@ -211,6 +241,7 @@ THEOREMS = {
     "ssa_clr.ideal_arora": (IDEAL_ARORA, "reconstructed", ideal_arora),
     "ssa_clr.shift_tv": (SHIFT_TV, "reconstructed", shift_tv),
     "ssa_clr.pac_bayes": (PAC_BAYES, "reconstructed", pac_bayes),
+    "ssa_clr.pac_bayes_tightest": (PAC_BAYES, "reconstructed", pac_bayes_tightest),
     "ssa_clr.assembled": (ASSEMBLED, "reconstructed", assembled),
 }
 CONTROLS = {name: ("random_init",) for name in THEOREMS}

@@ -75,11 +75,7 @@ def _load_model_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path
     unexpected = sorted(set(tensors) - set(own))
     shapes = [f"{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in tensors and tensors[k].shape != v.shape]
     if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}{'…' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}")
+        parts = [f"missing {len(missing)} {missing[:3]}{'…' if len(missing) > 3 else ''}", f"unexpected {len(unexpected)} {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}"]
         if shapes:
             parts.append(f"shape mismatch {shapes[:2]}")
         raise CheckpointError(f"checkpoint {path} does not match this architecture: {'; '.join(parts)}")

@@ -55,7 +55,9 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
     if unknown:
         raise ConfigError(f"unknown term group(s) {', '.join(unknown)}; choose from {', '.join(TERM_GROUPS)}")
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})")
-    _print_rows(measure(record, store, terms))
+    rows = measure(record, store, terms, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if rows:
+        _print_rows(rows)
 
 
 def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
@@ -83,6 +85,42 @@ def cmd_reproduce(args: argparse.Namespace, store: Store) -> None:
     print(f"report: {reproduce(args.target, store, args.preset)}")
 
 
+def cmd_report(args: argparse.Namespace, store: Store) -> None:
+    from clbounds.figures.verify_report import make_report
+
+    from .bounds_step import evaluate_bounds, evaluate_sweep_bounds, theorem_statements
+
+    records = [store.find_run(r) for r in args.runs] if args.runs else [r for r in store.runs() if r.status == "done"]
+    measured = [r for r in records if store.measurements(r.id)]
+    if not measured:
+        raise ConfigError(f"no measured runs to report in {store.root}; run `clbounds measure RUN` first")
+    for record in measured:  # the checks of the current terms
+        evaluate_bounds(record, store)
+    evaluate_sweep_bounds(measured, store)
+    out = args.out or store.root / "report"
+    labels = {r.id: r.name or r.id for r in measured}
+    command = "clbounds report " + " ".join(args.runs)
+    md, html, _ = make_report(store.root, [r.id for r in measured], labels, out, f"clbounds report ({len(measured)} runs)", [command.strip()], theorem_statements())
+    print(f"report: {html}\n        {md}")
+
+
+def cmd_import(args: argparse.Namespace, store: Store) -> None:
+    from .import_checkpoint import import_checkpoint
+
+    try:
+        record, notes = import_checkpoint(args.checkpoint, store, args.format, args.arch, norm=args.norm, mean=args.mean, std=args.std, loss=args.loss or "",
+                                          data=args.data, image_size=args.image_size, name=args.name, overrides=args.overrides)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; nothing was registered") from None
+    ext = record.config["encoder"]["external"]
+    print(f"run {record.id} ({args.format} {args.arch}, {'CIFAR' if ext['cifar_stem'] else 'ImageNet'} stem, projector {ext['projector'] or 'none'}): imported  {record.path}")
+    print(f"  normalisation mean {ext['mean']} std {ext['std']}{' (' + notes['normalisation'] + ', the format default)' if 'normalisation' in notes and not args.norm else ''}; "
+          f"data {record.config['data']['name']}; sha256 {ext['sha256']}")
+    if notes.get("dropped"):
+        dropped = notes["dropped"]
+        print(f"  not used: {len(dropped)} tensors ({', '.join(dropped[:4])}{'…' if len(dropped) > 4 else ''})")
+
+
 def cmd_runs(args: argparse.Namespace, store: Store) -> None:
     runs = store.runs()
     if args.json:
@@ -104,7 +142,7 @@ def cmd_export(args: argparse.Namespace, store: Store) -> None:
         writer.writerows(rows)
         if checks:
             print()
-            fields = ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met"]
+            fields = ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative"]
             writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(checks)
@@ -151,6 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help="quick (embedded data) or paper (CIFAR on a GPU), or a preset YAML")
     p.set_defaults(func=cmd_reproduce)
 
+    p = sub.add_parser("import", help="register an encoder trained elsewhere as a run (torchvision, solo-learn, lightly, timm)",
+                       description="Register an encoder trained elsewhere as a run: eval, measure, bounds and export then work on it. "
+                                   "Formats: torchvision (a plain ResNet state dict), timm (a hub or training checkpoint of resnet18/resnet50), "
+                                   "solo-learn (a Lightning .ckpt: backbone. and projector.), lightly (a Lightning .ckpt: backbone. and projection_head.layers.). "
+                                   "Nothing is unpickled but tensors and plain containers.")
+    p.add_argument("checkpoint", type=Path, help="the checkpoint file (.pt, .pth, .ckpt, .bin or .safetensors)")
+    p.add_argument("--format", required=True, choices=["torchvision", "solo-learn", "lightly", "timm"], help="the library whose layout the file has")
+    p.add_argument("--arch", required=True, choices=["resnet18", "resnet50"], help="the backbone (torchvision layout; the stem is read from conv1)")
+    p.add_argument("--norm", choices=["imagenet", "cifar10", "cifar100", "stl10", "none"], help="the input normalisation the encoder was trained with "
+                   "(default: the format's usual one, ImageNet statistics for torchvision, timm and lightly, CIFAR-10's for a solo-learn CIFAR checkpoint)")
+    p.add_argument("--mean", help="per-channel mean instead of --norm, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", help="per-channel std instead of --norm, e.g. 0.229,0.224,0.225")
+    p.add_argument("--loss", choices=["simclr", "barlow_twins"], help="the loss it was trained with, when known (the sharpness terms need it)")
+    p.add_argument("--data", default="synthetic", choices=["synthetic", "digits", "cifar10", "cifar100", "stl10"], help="the data eval and measure use (default synthetic)")
+    p.add_argument("--image-size", type=int, default=32, help="image side for synthetic and digits (default 32)")
+    p.add_argument("--name", help="a label for the run")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the data, eval and measure settings, e.g. data.n_train=1000 eval.knn_k=20")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("report", help="the report (bounds, terms against error, figures) of chosen runs, or of every measured run")
+    p.add_argument("runs", nargs="*", help="run ids (unique prefixes); default every done run that has measurements")
+    p.add_argument("--out", type=Path, help="report folder (default <store>/report)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
@@ -164,7 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides given after an option (`import ckpt --format f data.n_train=100`) are
+    # left over by argparse, which matched the positionals before the options
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         store = Store(args.store)
         args.func(args, store)

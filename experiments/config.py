@@ -61,6 +61,7 @@ class ExternalConfig:
     arch: Literal["", "resnet18", "resnet50"] = ""  # torchvision-layout ResNet
     cifar_stem: bool = False  # 3x3 stride-1 first conv and no max-pool (the CIFAR variant)
     stem_padding: int = field(default=1, metadata=_range(ge=0))  # padding of the CIFAR stem's conv (solo-learn uses 2)
+    stem_relu: bool = True  # False: no ReLU after the stem's BN (lightly's CIFAR benchmark backbone, a Sequential of its ResNet's children)
     projector: str = ""  # the projection head, e.g. "L512-2048,B2048,R,L2048-128" ("" = none: the projection is the features)
     mean: str = ""  # per-channel normalisation the encoder was trained with, e.g. "0.485,0.456,0.406"
     std: str = ""
@@ -153,6 +154,7 @@ class MeasureConfig:
     attack_alpha: float = field(default=0.8 / 255, metadata=_range(gt=0))
     attack_steps: int = field(default=20, metadata=_range(ge=1))
     center_views: int = field(default=4, metadata=_range(ge=1))  # augmented views per training input for Huang's class centres
+    pac_bayes_units: int = field(default=64, metadata=_range(ge=2))  # most disjoint train batches (i.i.d. units) of the PAC-Bayes terms
     controls: bool = True  # also measure the terms on the controls (random init, shuffled labels, random embeddings)
 
 

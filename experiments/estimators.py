@@ -41,7 +41,7 @@ from .store import Store
 
 #: Settled budgets found by this module on `quick-simclr-synthetic` (docs/estimators.md); the
 #: `cpu` preset uses them and measure's protocols name a budget below them.
-SETTLED = {"sigma_per_class": 30, "views": 16, "trace_samples": 16, "hessian_iters": 15, "sharpness_batches": 4, "mi_samples": 512}
+SETTLED = {"sigma_per_class": 8, "views": 16, "trace_samples": 4, "hessian_iters": 4, "sharpness_batches": 4, "mi_samples": 512}
 
 
 @dataclasses.dataclass
@@ -109,11 +109,11 @@ def _sweeps(ctx, views: torch.Tensor, log: Callable[[str], None]) -> list[Sweep]
     batches = [(views[0, i * 128 : (i + 1) * 128], views[1, i * 128 : (i + 1) * 128]) for i in range(views.shape[1] // 128)]
     model = ctx.model.train()
     try:
-        s = Sweep("Hessian trace (Hutchinson)", "Rademacher probes", "trace_samples", (1, 2, 4, 8, 16, 32), 0.10, relative=True)
+        s = Sweep("Hessian trace (Hutchinson, 1 batch of 128 view pairs)", "Rademacher probes", "trace_samples", (1, 2, 4, 8, 16, 32), 0.10, relative=True)
         s.values = [sharpness.hessian_trace(model, ctx.ssl_loss, batches[:1], samples=p, generator=ctx.generator(3)) for p in s.ladder]
         out.append(s)
         log(f"  trace: {s.values}")
-        s = Sweep("Hessian lambda_max (Lanczos)", "iterations", "hessian_iters", (2, 4, 6, 10, 15, 20, 30), 0.02, relative=True)
+        s = Sweep("Hessian lambda_max (Lanczos, 1 batch of 128 view pairs)", "iterations", "hessian_iters", (2, 4, 6, 10, 15, 20, 30), 0.02, relative=True)
         s.values = [sharpness.hessian_top_eigenvalue(model, ctx.ssl_loss, batches[:1], iters=it, generator=ctx.generator(2)) for it in s.ladder]
         out.append(s)
         log(f"  lanczos: {s.values}")

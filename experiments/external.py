@@ -99,6 +99,8 @@ class TorchvisionResNet(nn.Module):
         cifar_stem: a 3×3 stride-1 ``conv1`` and no max-pool, as solo-learn and most CIFAR
             recipes use, instead of the ImageNet 7×7 stride-2 conv and 3×3 max-pool.
         stem_padding: padding of the CIFAR ``conv1`` (solo-learn's is 2; 1 elsewhere).
+        stem_relu: the ReLU after ``bn1``; lightly's CIFAR benchmark backbone has none (it is an
+            ``nn.Sequential`` of its ResNet's children, whose stem ReLU was a function call).
 
     Example:
         >>> net = TorchvisionResNet("resnet18", cifar_stem=True)
@@ -106,7 +108,7 @@ class TorchvisionResNet(nn.Module):
         (torch.Size([2, 512]), True)
     """
 
-    def __init__(self, arch: str = "resnet18", cifar_stem: bool = False, stem_padding: int = 1) -> None:
+    def __init__(self, arch: str = "resnet18", cifar_stem: bool = False, stem_padding: int = 1, stem_relu: bool = True) -> None:
         super().__init__()
         if arch not in RESNET_LAYERS:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(RESNET_LAYERS)}")
@@ -118,7 +120,7 @@ class TorchvisionResNet(nn.Module):
             self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu: nn.Module = nn.ReLU(inplace=True) if stem_relu else nn.Identity()
         cin = 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), counts)):
             stride = 1 if i == 0 else 2
@@ -250,7 +252,7 @@ def build_external(ext) -> ExternalEncoder:
     """The encoder an ``encoder.external`` config section describes (weights not loaded)."""
     if ext.format == "python":
         raise ValueError("this run was measured through the Python API: its model is not stored, so it cannot be rebuilt; measure it again with clbounds.measure")
-    backbone = TorchvisionResNet(ext.arch, cifar_stem=ext.cifar_stem, stem_padding=ext.stem_padding)
+    backbone = TorchvisionResNet(ext.arch, cifar_stem=ext.cifar_stem, stem_padding=ext.stem_padding, stem_relu=ext.stem_relu)
     mean = parse_floats(ext.mean, "mean") if ext.mean else None
     std = parse_floats(ext.std, "std") if ext.std else None
     return ExternalEncoder(backbone, build_projector(ext.projector), mean, std)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,6 +205,8 @@ def geometry_terms(ctx: Context) -> list[Row]:
     rows: list[Row] = [
         ("class_collision", _f(p.pow(2).sum()), "tau_col = sum_k p_k^2, train labels"),
         ("min_class_probability", _f(p.min()), "min_k p_k, train labels"),
+        ("misalignment_eps", m.eps, "eps of R_eps (measure.eps), on normalised embeddings"),
+        ("misalignment_views", float(m.views), "M views per input for R_eps"),
     ]
     n_train = ctx.data.x_train.shape[0]
     y_train = ctx.data.y_train.repeat(m.center_views)
@@ -241,6 +244,9 @@ DELTA_GRID = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 REFERENCE_AUGMENT, REFERENCE_COLOR, REFERENCE_PER_CLASS, REFERENCE_SEED = "abcde", 0.5, 40, 12345
 
 
+_REFERENCE_CACHE: dict[str, tuple[float, str]] = {}  # the runs of one grid share their data: δ once per process
+
+
 def reference_delta(cfg: Config, data: ImageDataset, device: torch.device, augment_spec: str = REFERENCE_AUGMENT) -> tuple[float, str]:
     """The δ of σ(δ) when ``measure.delta`` is not set, and how it was found.
 
@@ -258,6 +264,15 @@ def reference_delta(cfg: Config, data: ImageDataset, device: torch.device, augme
     σ(δ) must recover ``main_fraction`` at, which ``tests/test_verdicts.py`` checks).
     """
     m, k = cfg.measure, data.num_classes
+    fingerprint = [data.name, list(data.x_train.shape), float(data.x_train.reshape(-1)[:4096].float().sum()), int(data.y_train[:4096].sum())]
+    key = json.dumps([dataclasses.asdict(cfg.data), cfg.seed, m.views, augment_spec, fingerprint, k], sort_keys=True, default=str)
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE[key] = _reference_delta(m, data, device, augment_spec)
+    return _REFERENCE_CACHE[key]
+
+
+def _reference_delta(m, data: ImageDataset, device: torch.device, augment_spec: str) -> tuple[float, str]:
+    k = data.num_classes
     g = torch.Generator().manual_seed(REFERENCE_SEED)
     augment = Augment(augment_spec, image_size=data.image_shape[-1], color_strength=REFERENCE_COLOR)
     ref = f"reference augmentation {augment_spec} colour {REFERENCE_COLOR:g}, M={m.views} views, seed {REFERENCE_SEED}"
@@ -579,20 +594,17 @@ def cacr_weight_terms(ctx: Context) -> list[Row]:
 # ---- inputs of the bounds/ modules (clbounds bounds) --------------------------------------
 
 
-# PAC-Bayes units (batches) used at most: the bound holds for any i.i.d. subset of the training
-# data (with n = the units used), and this keeps the cost bounded on CIFAR-sized sets.
-_PAC_BAYES_MAX_UNITS = 64
-
-
 def _view_pair_batches(ctx: Context, x: torch.Tensor, batch_size: int, salt: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Disjoint random batches of ``x`` (at most ``_PAC_BAYES_MAX_UNITS``), two augmented views each, as uint8 images.
+    """Disjoint random batches of ``x`` (at most ``measure.pac_bayes_units``: the PAC-Bayes bound
+    holds for any i.i.d. subset of the training data, with n = the units used, and this keeps
+    the cost bounded on CIFAR-sized sets), two augmented views each, as uint8 images.
 
     Made once per context family (shared with the controls, in ``ctx.cache``)."""
     key = ("view_pair_batches", x.data_ptr(), tuple(x.shape), batch_size, salt)
     if key not in ctx.cache:
         g = ctx.generator(salt)
         perm = torch.randperm(x.shape[0], generator=g).to(x.device)
-        units = min(x.shape[0] // batch_size, _PAC_BAYES_MAX_UNITS)
+        units = min(x.shape[0] // batch_size, ctx.cfg.measure.pac_bayes_units)
         ctx.cache[key] = [(_to_uint8(ctx.augment(x[idx], g)), _to_uint8(ctx.augment(x[idx], g))) for idx in (perm[i * batch_size : (i + 1) * batch_size] for i in range(units))]
     return ctx.cache[key]
 
@@ -639,6 +651,10 @@ def arora_terms(ctx: Context) -> list[Row]:
     ]
 
 
+#: Radii of the ρ-sharp loss besides measure.rho, as multiples of it (the PAC-Bayes grid over ρ).
+RHO_GRID = (0.5, 1.0, 2.0)
+
+
 def bounds_terms(ctx: Context) -> list[Row]:
     """The inputs of the bounds/ modules that the other groups do not measure.
 
@@ -649,12 +665,12 @@ def bounds_terms(ctx: Context) -> list[Row]:
       independent generator samples), negatives independent draws of it, μ_c its class
       means; 1 negative (exact), M = K negatives and the NT-Xent structure (B − 1 negative
       classes, each twice) by Monte Carlo.
-    - Huang et al. (PAPERS §5): the ε and M of R_ε, the pairwise misalignment rate, the
+    - Huang et al. (PAPERS §5): the pairwise misalignment rate, the
       smallest feature/projection norms (for the Lipschitz constant of the normalised map),
       the certified Lipschitz bound of the projector, the InfoNCE split at temperature 1
       (unit-norm f, as the paper states it), d and K.
     - SSA-CLR (PAPERS §2): NT-Xent (practical pairs, eval mode) on disjoint random train
-      batches of the measure batch size (at most 64, the i.i.d. units of the PAC-Bayes bound),
+      batches of the measure batch size (at most measure.pac_bayes_units, the i.i.d. units of the PAC-Bayes bound),
       its ρ-sharp maximum (projected ascent), the same loss on held-out test batches, its
       range, k, ‖θ‖, ‖θ − θ₀‖, n.
     - Robust CL (PAPERS §1): the JS proxy between benign and adversarial projections under the
@@ -667,7 +683,6 @@ def bounds_terms(ctx: Context) -> list[Row]:
     rows = arora_terms(ctx)
 
     # Huang et al. 2023
-    rows += [("misalignment_eps", m.eps, "eps of R_eps (measure.eps), on normalised embeddings"), ("misalignment_views", float(m.views), "M views per input for R_eps")]
     for suffix, embed in (("", ctx.features), ("_projection", ctx.normalized_projections)):
         dist = (embed(ctx.views[0]) - embed(ctx.views[1])).norm(dim=1)
         rows.append(("misalignment_rate_pairwise" + suffix, _f((dist > m.eps).double().mean()), f"P[||f(x1)-f(x2)|| > eps], eps={m.eps:g}, views 1 and 2, {ctx.split}"))
@@ -704,6 +719,8 @@ def bounds_terms(ctx: Context) -> list[Row]:
         loss_train = sum(_f(nt_xent(model, bt)) for bt in train_batches) / len(train_batches)
         loss_test = sum(_f(nt_xent(model, bt)) for bt in test_batches) / len(test_batches)
     sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho, steps=m.sharpness_steps, generator=ctx.generator(25))
+    # The ρ-sharp loss on a grid of radii, for the tightest PAC-Bayes bound over ρ (bounds/ssa_clr.py).
+    sharp_grid = {f: sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25)) for f in RHO_GRID if f != 1}
     model.eval()
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     init = dict(ctx.init_model.named_parameters())
@@ -714,10 +731,12 @@ def bounds_terms(ctx: Context) -> list[Row]:
     rows += [
         ("ssl_loss_train", loss_train, f"{proto}, {len(train_batches)} train batches"),
         ("ssl_sharp_loss_train", loss_train + sharp, f"max over ||eps|| <= rho={m.rho:g} by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches"),
+        *[(f"ssl_sharp_loss_train@rho_factor={f:g}", loss_train + v, f"max over ||eps|| <= rho={m.rho * f:g} ({f:g} x measure.rho, grid) by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches")
+          for f, v in sharp_grid.items()],
         ("ssl_loss_heldout", loss_test, f"{proto}, {len(test_batches)} test batches"),
         ("ssl_loss_range", high - low, f"hi - lo of the per-anchor NT-Xent, M=2B-2={2 * b - 2}, tau={tau:g}"),
         ("ssl_loss_max", high, f"hi = log(1+M e^(2/tau)), the largest per-anchor NT-Xent on normalised embeddings, M=2B-2={2 * b - 2}, tau={tau:g}"),
-        ("pac_bayes_units", float(len(train_batches)), f"n = min(floor(n_train / {b}), {_PAC_BAYES_MAX_UNITS}) disjoint random train batches, the i.i.d. units"),
+        ("pac_bayes_units", float(len(train_batches)), f"n = min(floor(n_train / {b}), {m.pac_bayes_units}) disjoint random train batches, the i.i.d. units"),
         ("n_train", float(ctx.data.x_train.shape[0]), "training set size"),
         ("num_parameters", float(theta.numel()), "k, trainable parameters of backbone and projection head"),
         ("weight_norm", _f(theta.norm()), "||theta||, trainable parameters, final epoch"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -60,28 +61,36 @@ class GridResult:
     message: str = ""
 
 
-def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, progress: bool) -> str:
-    """Train (or skip), evaluate and measure one run; returns its id. Runs in any process."""
+def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, progress: bool) -> tuple[str, dict[str, float]]:
+    """Train (or skip), evaluate and measure one run; returns its id and the wall seconds of
+    each step it ran. Runs in any process."""
     from .bounds_step import evaluate_bounds
     from .evaluate import evaluate
     from .measure import measure
     from .train import train
 
     store = Store(store_root)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
     record: RunRecord = train(cfg, store, progress=progress)
+    seconds["train"] = time.perf_counter() - t
     # The run id leaves eval and measure out, so a stored run may have been evaluated and
     # measured under other settings: use this item's, and redo a step whose settings differ.
     record = dataclasses.replace(record, config=cfg.to_dict())
     done = _measured_with(store, record.id)
     if done.get("eval") != record.config["eval"]:
+        t = time.perf_counter()
         evaluate(record, store)
         _record_settings(store, record.id, "eval", record.config["eval"])
+        seconds["eval"] = time.perf_counter() - t
     if terms is not None or done.get("measure") != record.config["measure"]:
+        t = time.perf_counter()
         measure(record, store, list(terms) if terms is not None else None)
         if terms is None:  # every group measured under these settings
             _record_settings(store, record.id, "measure", record.config["measure"])
+        seconds["measure"] = time.perf_counter() - t
     evaluate_bounds(record, store)
-    return record.id
+    return record.id, seconds
 
 
 def _measured_with(store: Store, run_id: str) -> dict[str, Any]:
@@ -102,23 +111,33 @@ def _record_settings(store: Store, run_id: str, section: str, settings: dict[str
 
 
 def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None = None, terms: Sequence[str] | None = None, progress: bool = False, log: Callable[[str], None] = print) -> list[GridResult]:
-    """Runs every grid item; a run that fails (e.g. diverges) is reported and the sweep goes on."""
+    """Runs every grid item; a run that fails (e.g. diverges) is reported and the sweep goes on.
+
+    Each item is logged as it finishes (inline: one after another), with the seconds of the
+    steps it ran (train, eval, measure; a stored step is skipped and not listed)."""
+    inline = executor is None or isinstance(executor, InlineExecutor)
     executor = executor or InlineExecutor()
-    futures = [(item, executor.submit(run_pipeline, item.config, str(store.root), terms, progress)) for item in items]
+
+    def submit(item: GridItem) -> Future:
+        return executor.submit(run_pipeline, item.config, str(store.root), terms, progress)
+
+    # Inline, each item runs when its result is asked for, so progress shows as it happens.
+    futures = [(item, None if inline else submit(item)) for item in items]
     results = []
-    for item, future in futures:
+    for i, (item, future) in enumerate(futures):
         run_id = item.config.run_id()
         try:
-            future.result()
+            _, seconds = (future or submit(item)).result()
             results.append(GridResult(item.label, run_id, "done"))
-            log(f"  {item.label:<28} {run_id}  done")
+            steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v >= 0.5) or "stored"
+            log(f"  [{i + 1}/{len(items)}] {item.label:<28} {run_id}  done ({steps})")
         except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
             message = f"{type(err).__name__}: {err}"
             record = store.get_run(run_id)
             if record is not None and record.status != "failed":
                 store.set_status(run_id, "failed", message)
             results.append(GridResult(item.label, run_id, "failed", message))
-            log(f"  {item.label:<28} {run_id}  FAILED: {message}")
+            log(f"  [{i + 1}/{len(items)}] {item.label:<28} {run_id}  FAILED: {message}")
             if "--debug" in sys.argv:
                 traceback.print_exc()
     return results

@@ -462,6 +462,8 @@ BOUND_CASES: list[Case] = [
     Case("ssa_clr.pac_bayes", "one unit", lambda: ssa_clr.pac_bayes(_ssa(pac_bayes_units=1)), Check(_UNDEFINED)),
     Case("ssa_clr.pac_bayes", "rho = 0", lambda: ssa_clr.pac_bayes(_ssa(sharpness_rho=0.0)), Check({"bound": None, "holds": None})),
     Case("ssa_clr.pac_bayes", "measured = 0", lambda: ssa_clr.pac_bayes(_ssa(ssl_loss_heldout=0.0)), Check({"holds": True, "tightness": None})),
+    Case("ssa_clr.pac_bayes_tightest", "one unit", lambda: ssa_clr.pac_bayes_tightest(_ssa(pac_bayes_units=1)), Check(_UNDEFINED)),
+    Case("ssa_clr.pac_bayes_tightest", "measured = 0, a grid", lambda: ssa_clr.pac_bayes_tightest(_ssa(ssl_loss_heldout=0.0) | {"ssl_sharp_loss_train@rho_factor=2": 4.1}), Check({"holds": True, "tightness": None})),
     Case("ssa_clr.assembled", "rho = 0", lambda: ssa_clr.assembled(_ssa(sharpness_rho=0.0)), Check({"bound": None, "holds": None})),
     Case("ssa_clr.assembled", "single class (collision 1)", lambda: ssa_clr.assembled(_ssa(arora_collision_ntxent=1.0)), Check(_UNDEFINED)),
     Case("ssa_clr.evaluate", "no units", lambda: ssa_clr.evaluate(_ssa(pac_bayes_units=0)), Check(_UNDEFINED)),
