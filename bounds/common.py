@@ -260,9 +260,10 @@ def control_summary(check: BoundCheck) -> dict[str, Any]:
 def with_controls(check: BoundCheck, controls: Mapping[str, BoundCheck]) -> BoundCheck:
     """``check`` with ``informative`` set from the same check on each control.
 
-    A control whose check was not evaluated (missing terms, undefined bound) does not count.
-    ``informative`` is False when the check holds on every evaluated control (it holds by
-    construction), True when it fails on at least one, None when none was evaluated.
+    A control whose check was not evaluated (missing terms, undefined bound), or that holds
+    only because its bound is vacuous there while the run's own bound is not, does not count. ``informative`` is False when the
+    check holds on every counted control (it holds by construction), True when it fails on at
+    least one (it could have failed), None when no control counts.
 
     Example:
         >>> x = sp.Symbol("x")
@@ -271,7 +272,9 @@ def with_controls(check: BoundCheck, controls: Mapping[str, BoundCheck]) -> Boun
         >>> with_controls(trained, {"random_init": control}).informative
         False
     """
-    evaluated = {name: c for name, c in controls.items() if c.holds is not None}
+    # A control whose own bound is vacuous holds trivially: it tests a non-vacuous check of
+    # nothing, so it does not count then (a check vacuous itself is compared like for like).
+    evaluated = {name: c for name, c in controls.items() if c.holds is False or (c.holds is True and (not c.vacuous or bool(check.vacuous)))}
     informative = None if not evaluated else any(c.holds is False for c in evaluated.values())
     details = dict(check.details)
     details["controls"] = {name: control_summary(c) for name, c in controls.items()}
@@ -289,11 +292,11 @@ def _get(check: Any, name: str) -> Any:
 def verdict(check: BoundCheck | Mapping[str, Any]) -> str:
     """One of :data:`VERDICTS` for a check (a :class:`BoundCheck` or a stored row).
 
-    - "violated": the measurement exceeds the bound (a finding; see ``assumptions_met``);
+    - "violated": the measurement exceeds the bound with the hypotheses met (a finding);
     - "vacuous": it holds, but the bound is at or above the trivial ceiling;
     - "by construction": it holds, non-vacuously, and also holds on every control;
-    - "hypothesis not met": it holds and is not vacuous, but the theorem's hypotheses fail
-      on the measured terms, so the theorem does not apply;
+    - "hypothesis not met": the theorem's hypotheses fail on the measured terms, so it does
+      not apply (whether or not the inequality held, and unless it is vacuous anyway);
     - "no control": it holds and is not vacuous, and no control was evaluated;
     - "informative": it holds, is not vacuous, the hypotheses hold, and it fails on a control;
     - "not evaluated": no bound (missing terms, undefined statement).
@@ -306,7 +309,8 @@ def verdict(check: BoundCheck | Mapping[str, Any]) -> str:
     if holds is None:
         return "not evaluated"
     if holds is False:
-        return "violated"
+        # A failed hypothesis means the theorem does not apply: not a finding against it.
+        return "violated" if _get(check, "assumptions_met") else "hypothesis not met"
     if _get(check, "vacuous"):
         return "vacuous"
     if _get(check, "informative") is False:

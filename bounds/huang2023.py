@@ -166,6 +166,11 @@ def _lipschitz_sides(t: Mapping[str, float], terms: Mapping[str, float], suffix:
     """The centre condition at the certified upper L, the measured lower L and L = 0, and which decides."""
     lower = terms.get("lipschitz_lower_projection_normalized" if suffix else "lipschitz_lower_normalized")
     at = {"certified_upper": upper, "measured_lower": None if lower is None else float(lower)}
+    if lower is not None and float(lower) > upper:
+        # The "upper" side divides by a minimum norm estimated on the sample, so it can fall
+        # below a measured lower estimate: then the lower one is the larger side.
+        at["note"] = f"the measured lower L {float(lower):.4g} exceeds the upper side {upper:.4g} (its min-norm is a sample estimate): using the lower as the upper side"
+        upper = float(lower)
     margins = {"at_upper": _center_margin(t, suffix, upper), "at_zero": _center_margin(t, suffix, 0.0)}
     if lower is not None:
         margins["at_lower"] = _center_margin(t, suffix, float(lower))
@@ -221,8 +226,8 @@ def theorem1_tightest(terms: Mapping[str, float], suffix: str = "") -> BoundChec
     tag, n = _space(suffix)
     name = "huang2023.theorem1_tightest" + tag
     t = require(terms, _theorem1_terms(suffix), name)
-    eps_grid = _grid(terms, n["misalignment_rate"] + "@eps") or {t["misalignment_eps"]: t[n["misalignment_rate"]]}
-    sigma_grid = {f * t["sigma_delta"]: v for f, v in _grid(terms, "sigma@delta_factor").items()} or {t["sigma_delta"]: t["sigma"]}
+    eps_grid = _grid(terms, n["misalignment_rate"] + "@eps") | {t["misalignment_eps"]: t[n["misalignment_rate"]]}  # the measured point always in
+    sigma_grid = {f * t["sigma_delta"]: v for f, v in _grid(terms, "sigma@delta_factor").items()} | {t["sigma_delta"]: t["sigma"]}
     lip = _lipschitz(t, suffix)
     cells = []
     for e, r_e in sorted(eps_grid.items()):

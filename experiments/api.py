@@ -20,6 +20,7 @@ by definition of the theorems that use them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +71,7 @@ def as_dataset(data: str | ImageDataset | Mapping[str, torch.Tensor] | Sequence[
             raise ValueError(f"unknown dataset {data!r}; give tensors or one of {', '.join(DATASETS)}")
         return load_dataset(data, **load)
     if isinstance(data, ImageDataset):
-        return data
+        return dataclasses.replace(data)  # a copy: moving it to a device must not move the caller's
     if isinstance(data, Mapping):
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
         if missing:
@@ -140,12 +141,19 @@ def _device(device: str | torch.device | None, model: nn.Module) -> torch.device
     return p.device if p is not None else torch.device("cpu")
 
 
+def _fingerprint(model: nn.Module) -> list[float]:
+    """A cheap summary of the weights: two models that differ in any tensor differ here almost surely."""
+    with torch.no_grad():
+        return [round(float(t.double().sum()), 10) for t in model.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+
+
 def _register(store: str | Path | Store, run: str, cfg: Config, data: ImageDataset, model: nn.Module) -> tuple[Store, str]:
-    """A store row for a foreign encoder measured in Python (no checkpoint is kept)."""
+    """A store row for a foreign encoder measured in Python (no checkpoint is kept). The run id
+    hashes the name, the weights, the data and every setting, so two models never share one."""
     store = store if isinstance(store, Store) else Store(store)
     shape = tuple(data.x_train.shape[1:])
-    key = json.dumps({"run": run, "model": type(model).__qualname__, "data": data.name, "shape": shape, "n": [data.x_train.shape[0], data.x_test.shape[0]],
-                      "seed": cfg.seed, "augment": cfg.augment}, sort_keys=True)
+    key = json.dumps({"run": run, "model": type(model).__qualname__, "weights": _fingerprint(model), "data": data.name, "shape": shape,
+                      "n": [data.x_train.shape[0], data.x_test.shape[0]], "config": cfg.to_dict()}, sort_keys=True, default=str)
     run_id = "py" + hashlib.sha1(key.encode()).hexdigest()[:8]
     config = cfg.to_dict()
     config["name"] = run
@@ -175,7 +183,8 @@ def measure(
     """Every empirical term of the theorems for any encoder, as ``clbounds measure`` computes them.
 
     Args:
-        model: [0, 1] images → features; wrapped, never modified (it is put in eval mode).
+        model: [0, 1] images → features; wrapped, its weights never changed (it is put in
+            eval mode, and moved to ``device`` when one is given).
         data: a dataset name (``data_options`` go to ``load_dataset``) or tensors.
         terms: term groups (default all; ``clbounds measure --help`` lists them).
         projector: features → projection; ``None`` uses the features as the projection.

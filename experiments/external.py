@@ -260,13 +260,15 @@ def build_external(ext) -> ExternalEncoder:
 
 def reinitialized(model: nn.Module, seed: int) -> nn.Module:
     """A copy of ``model`` with every layer's ``reset_parameters()`` run under ``seed``: the
-    random-initialisation control of a model whose original initialisation is unknown."""
-    torch.manual_seed(seed)
+    random-initialisation control of a model whose original initialisation is unknown. The
+    global random state is left as it was."""
     fresh = copy.deepcopy(model)
-    for module in fresh.modules():
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
     return fresh

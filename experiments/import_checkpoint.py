@@ -16,7 +16,7 @@ The layouts, from each library's source:
 | torchvision | a plain state dict (``.pth``/``.pt``/``.safetensors``) | ``conv1.weight``, ``layer1.0.conv1.weight``, …; ``fc.*`` dropped |
 | timm | a plain state dict (hub ``pytorch_model.bin``/``model.safetensors``), or a training checkpoint with ``state_dict`` | as torchvision (resnet18/50; not the deep-stem ``-d`` variants) |
 | solo-learn | Lightning ``.ckpt``: ``state_dict`` | ``backbone.*`` (torchvision names; CIFAR stem 3×3 stride 1 *padding 2*, no max-pool), ``projector.{i}.*``; ``classifier``, ``momentum_*``, ``predictor`` dropped |
-| lightly | Lightning ``.ckpt``: ``state_dict`` (or a plain one) | ``backbone.conv1.weight``… (a torchvision ResNet, the ImageNet benchmarks) or ``backbone.0.weight``… (the CIFAR-10 benchmark: an ``nn.Sequential`` of lightly's ResNet's children: no stem ReLU, ``shortcut`` for ``downsample``); ``projection_head.layers.{i}.*`` |
+| lightly | Lightning ``.ckpt``: ``state_dict`` (or a plain one) | ``backbone.conv1.weight``… (a torchvision ResNet, the ImageNet benchmarks), ``backbone.0.weight``, ``backbone.2.0.conv1.weight``… (the CIFAR-10 benchmark: an ``nn.Sequential`` of lightly's ResNet's children: no stem ReLU, ``shortcut`` for ``downsample``) or ``backbone.4.0.conv1.weight``… (an ``nn.Sequential`` of a torchvision ResNet's children, as lightly's examples build it); ``projection_head.layers.{i}.*`` |
 
 DDP (``module.``) and ``torch.compile`` (``_orig_mod.``) prefixes are stripped. The stem is
 read from ``conv1.weight``: 7×7 is the ImageNet stem, 3×3 the CIFAR one. Normalisation: the
@@ -27,6 +27,7 @@ solo-learn CIFAR checkpoint), unless ``--norm`` or ``--mean/--std`` say otherwis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import pickle
 import re
@@ -67,8 +68,9 @@ def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({err})") from None
+    safe = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; older ones load without the allowlist
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):  # timm's training checkpoints keep their args
+        with safe([argparse.Namespace]) if safe is not None else contextlib.nullcontext():  # timm's training checkpoints keep their args
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -101,21 +103,28 @@ def _under(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Te
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+# lightly's CIFAR-10 benchmark: Sequential(*children of lightly's ResNetGenerator) (no stem ReLU or
+# max-pool among them, 'shortcut' branches); lightly's examples: Sequential(*children of a
+# torchvision ResNet)[:-1] (conv1, bn1, relu, maxpool, layer1-4, avgpool).
 _LIGHTLY_SEQUENTIAL = {"0": "conv1", "1": "bn1", "2": "layer1", "3": "layer2", "4": "layer3", "5": "layer4"}
+_TORCHVISION_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 
 
 def _lightly_backbone(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
     """lightly's backbone as torchvision names, and whether it has the stem ReLU."""
     backbone = _under(state, "backbone.")
-    if "conv1.weight" in backbone:  # a torchvision ResNet (the ImageNet benchmarks)
-        return backbone, True
+    if "conv1.weight" in backbone:  # a torchvision ResNet (the ImageNet benchmarks); fc is Identity there
+        return {k: v for k, v in backbone.items() if not k.startswith("fc.")}, True
+    heads = {k.partition(".")[0] for k in backbone}
+    torchvision_children = "7" in heads or ("2" not in heads and "4" in heads)
+    names, stem_relu = (_TORCHVISION_CHILDREN, True) if torchvision_children else (_LIGHTLY_SEQUENTIAL, False)
     renamed = {}
-    for key, value in backbone.items():  # the CIFAR-10 benchmark: Sequential(*children of lightly's ResNet)
+    for key, value in backbone.items():
         head, _, rest = key.partition(".")
-        if head not in _LIGHTLY_SEQUENTIAL:
+        if head not in names:
             raise CheckpointError(f"lightly backbone key backbone.{key} is neither a torchvision ResNet's nor lightly's ResNetGenerator's")
-        renamed[f"{_LIGHTLY_SEQUENTIAL[head]}.{rest}".replace(".shortcut.", ".downsample.")] = value
-    return renamed, False
+        renamed[f"{names[head]}.{rest}".replace(".shortcut.", ".downsample.")] = value
+    return renamed, stem_relu
 
 
 def split_layout(state: Mapping[str, torch.Tensor], fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str, dict[str, Any]]:
@@ -206,7 +215,11 @@ def _build_and_load(cfg: Config, backbone_sd: Mapping[str, torch.Tensor], projec
 
     model = build_external(cfg.encoder.external)
     tensors = {f"backbone.{k}": v for k, v in backbone_sd.items()} | {f"projector.{k}": v for k, v in projector_sd.items()}
-    tensors |= {k: v for k, v in model.state_dict().items() if k.startswith("normalize.")}
+    own = model.state_dict()
+    tensors |= {k: v for k, v in own.items() if k.startswith("normalize.")}
+    # Files saved before BatchNorm counted its batches (torchvision's V1 hub weights) have no
+    # num_batches_tracked; torch's own loader accepts them, and it changes no forward pass.
+    tensors |= {k: torch.zeros_like(v) for k, v in own.items() if k.endswith("num_batches_tracked") and k not in tensors and k.rsplit(".", 1)[0] + ".running_mean" in tensors}
     try:
         _load_model_tensors(model, tensors, path)
     except CheckpointError as err:

@@ -189,6 +189,10 @@ class Store:
         now = time.time()
         self._write("INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?)", [(run_id, n, float(v), p, now) for n, v, p in rows])
 
+    def delete_measurements(self, run_id: str, name_like: str) -> None:
+        """Deletes the run's measurements whose name matches the SQL LIKE pattern ``name_like``."""
+        self._write("DELETE FROM measurements WHERE run=? AND name LIKE ?", [(run_id, name_like)])
+
     def add_measurement(self, run_id: str, name: str, value: float, protocol: str) -> None:
         self.add_measurements(run_id, [(name, value, protocol)])
 

@@ -80,8 +80,8 @@ def bound_tightness(checks: pd.DataFrame, out_dir: Path, name: str, caption: str
     """Bound (y) against the measured quantity (x), log axes, with y = x: a bound holds above the line.
 
     Colour: the paper (bounds/ module); marker: the verdict (bounds.common.verdict), so vacuous
-    and by-construction checks are told apart from informative ones; violations are drawn
-    large, in red, on top.
+    and by-construction checks are told apart from informative ones; violations with the
+    hypotheses met (findings) are drawn large, in red, on top.
     """
     from clbounds.bounds.common import VERDICTS, verdict
 
@@ -94,9 +94,9 @@ def bound_tightness(checks: pd.DataFrame, out_dir: Path, name: str, caption: str
         markers = dict(zip(VERDICTS, ["o", "s", "D", "v", "P", "X", "."]))
         order = [v for v in VERDICTS if v in set(ok["verdict"])]
         sns.scatterplot(data=ok, x="measured", y="bound", hue="paper", style="verdict", style_order=order, markers={v: markers[v] for v in order}, s=60, alpha=0.85, ax=ax)
-        bad = ok[ok["holds"] == False]  # noqa: E712
+        bad = ok[ok["verdict"] == "violated"]  # a finding: hypotheses met, bound below the measurement
         if not bad.empty:
-            ax.scatter(bad["measured"], bad["bound"], s=220, marker="X", color="red", edgecolor="black", zorder=5, label="violated")
+            ax.scatter(bad["measured"], bad["bound"], s=220, marker="X", color="red", edgecolor="black", zorder=5, label="violated, hypotheses met")
         lo = min(ok["measured"].min(), ok["bound"].min()) / 2
         hi = max(ok["measured"].max(), ok["bound"].max()) * 2
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="bound = measured")

@@ -56,7 +56,8 @@ def _controls_text(details: dict) -> str:
         if c.get("holds") is None:
             parts.append(f"{name}: n/a")
         else:
-            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({c['measured']:.3g} {'≤' if c['holds'] else '>'} {c['bound']:.3g})")
+            num = lambda v: "–" if v is None else f"{v:.3g}"  # noqa: E731 - an infinite bound is stored as None
+            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({num(c.get('measured'))} {'≤' if c['holds'] else '>'} {num(c.get('bound'))})")
     return "; ".join(parts)
 
 

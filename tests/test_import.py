@@ -213,13 +213,31 @@ def test_a_crafted_pickle_is_refused_and_never_run(tmp_path, capsys):
     global _MARKER
     _MARKER = str(tmp_path / "pwned")
     path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"state_dict": {"conv1.weight": _RunsCode()}}))
+    path.write_bytes(pickle.dumps({"state_dict": {"conv1.weight": _RunsCode()}}, protocol=2))
     assert main(["--store", str(tmp_path / "s"), "import", str(path), "--format", "torchvision", "--arch", "resnet18"]) == 1
     err = capsys.readouterr().err
     assert "refused" in err and "nothing in it was run" in err and not Path(_MARKER).exists()
     torch.save({"conv1.weight": torch.zeros(1), "hook": _RunsCode()}, tmp_path / "evil2.pt")
     assert main(["--store", str(tmp_path / "s"), "import", str(tmp_path / "evil2.pt"), "--format", "torchvision", "--arch", "resnet18"]) == 1
     assert not Path(_MARKER).exists()
+
+
+def test_other_layouts_lightly_examples_and_legacy_torchvision_files(tmp_path):
+    """lightly's examples: Sequential(*children of a torchvision ResNet)[:-1] (indices 0, 1, 4-7;
+    relu and maxpool at 2, 3); torchvision's V1 hub files: no num_batches_tracked."""
+    sd = _weights(cifar=False, seed=6)
+    index = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    state = {f"backbone.{index[k.partition('.')[0]]}.{k.partition('.')[2]}": v for k, v in sd.items() if k.partition(".")[0] in index}
+    torch.save({"state_dict": state}, tmp_path / "lightly-example.ckpt")
+    assert _import(tmp_path / "a", tmp_path / "lightly-example.ckpt", "lightly") == 0
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    model = load_encoder(Store(tmp_path / "a").runs()[0], (3, 16, 16)).eval()
+    mean, std = NORM_PRESETS["imagenet"]
+    assert torch.allclose(extract_features(model, x), reference_features(sd, x, mean, std, cifar=False), atol=1e-4, rtol=1e-4)
+
+    legacy = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    torch.save(legacy, tmp_path / "resnet18-legacy.pth")
+    assert _import(tmp_path / "b", tmp_path / "resnet18-legacy.pth", "torchvision") == 0
 
 
 def test_safetensors_checkpoints_import(tmp_path):
