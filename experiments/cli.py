@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError
 from .config import ConfigError, load_config
+from .errors import CheckpointError
 from .store import Store, default_store_root
 
 
@@ -44,16 +45,29 @@ def cmd_eval(args: argparse.Namespace, store: Store) -> None:
     _print_rows(evaluate(record, store, random_init=args.random_init))
 
 
+#: The term groups of ``clbounds measure`` (experiments/measure.py TERM_GROUPS; a test keeps the
+#: two equal), here so that `--help` lists them without importing torch.
+TERM_GROUP_NAMES = ("losses", "geometry", "sigma", "lipschitz", "sharpness", "shift", "adversarial", "optimization", "information", "cacr_weights", "bounds")
+
+
 def cmd_measure(args: argparse.Namespace, store: Store) -> None:
-    from .measure import TERM_GROUPS, measure
+    import dataclasses
+
+    from .config import apply_overrides, config_from_dict
+    from .measure import measure
 
     record = store.find_run(args.run)
     if record.status != "done":
         raise ConfigError(f"run {record.id} is {record.status}, not done; finish it with `clbounds train` first")
     terms = args.terms or None
-    unknown = sorted(set(terms or []) - set(TERM_GROUPS))
+    unknown = sorted(set(terms or []) - set(TERM_GROUP_NAMES))
     if unknown:
-        raise ConfigError(f"unknown term group(s) {', '.join(unknown)}; choose from {', '.join(TERM_GROUPS)}")
+        raise ConfigError(f"unknown term group(s) {', '.join(unknown)}; choose from {', '.join(TERM_GROUP_NAMES)}")
+    if args.overrides:  # measure settings only: the trained run stays what it is; the protocols record them
+        outside = [o for o in args.overrides if not o.startswith("measure.")]
+        if outside:
+            raise ConfigError(f"override {outside[0]!r}: measure takes measure.<key>=value overrides only (e.g. measure.eps=0.8); retrain for anything else")
+        record = dataclasses.replace(record, config=config_from_dict(apply_overrides(record.config, args.overrides)).to_dict())
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})")
     rows = measure(record, store, terms, log=lambda line: print(line, file=sys.stderr, flush=True))
     if rows:
@@ -61,13 +75,19 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
+    from clbounds.bounds.common import verdict
+
     from .bounds_step import evaluate_bounds, format_bound_table
 
     record = store.find_run(args.run)
     if not store.measurements(record.id):
         raise ConfigError(f"run {record.id} has no measurements; run `clbounds measure {record.id}` first")
+    checks = evaluate_bounds(record, store)
+    if args.json:
+        print(json.dumps([c.to_row() | {"run": record.id, "verdict": verdict(c)} for c in checks], indent=2, default=str))
+        return
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})\n")
-    print(format_bound_table(evaluate_bounds(record, store)))
+    print(format_bound_table(checks))
 
 
 def cmd_verify(args: argparse.Namespace, store: Store) -> None:
@@ -82,7 +102,7 @@ def cmd_verify(args: argparse.Namespace, store: Store) -> None:
 def cmd_reproduce(args: argparse.Namespace, store: Store) -> None:
     from .reproduce import reproduce
 
-    print(f"report: {reproduce(args.target, store, args.preset)}")
+    print(f"report: {reproduce(args.target, store, args.preset, seeds=args.seeds)}")
 
 
 def cmd_report(args: argparse.Namespace, store: Store) -> None:
@@ -134,26 +154,58 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> None:
         print(f"{r.id:<11} {r.name[:28]:<28} {r.method:<13} {r.dataset:<10} {r.encoder:<9} {r.status:<8} {r.path}" + (f"  ({r.message})" if r.message else ""))
 
 
+MEASUREMENT_FIELDS = ["run", "name", "value", "protocol", "created"]
+CHECK_FIELDS = ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "verdict"]
+
+
+def _check_rows(store: Store) -> list[dict]:
+    from clbounds.bounds.common import verdict
+
+    return [c | {"verdict": verdict(c)} for c in store.bound_checks()]
+
+
 def cmd_export(args: argparse.Namespace, store: Store) -> None:
-    rows, checks = store.measurements(), store.bound_checks()
-    if args.csv:  # two CSV tables, one after the other, each with its header
-        writer = csv.DictWriter(sys.stdout, fieldnames=["run", "name", "value", "protocol", "created"])
-        writer.writeheader()
-        writer.writerows(rows)
-        if checks:
-            print()
-            fields = ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative"]
-            writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(checks)
-    else:
-        print(json.dumps({"measurements": rows, "bound_checks": checks}, indent=2))
+    """One tidy table per call (``--what``), or both as files in ``--out``; CSV or JSON."""
+    tables = {"measurements": (store.measurements, MEASUREMENT_FIELDS), "bounds": (lambda: _check_rows(store), CHECK_FIELDS)}
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, (rows, fields) in tables.items():
+            path = args.out / f"{name}.{'json' if args.json else 'csv'}"
+            with open(path, "w", newline="") as f:
+                _write_table(f, rows(), fields, args.json)
+            print(path)
+        return
+    rows, fields = tables[args.what]
+    _write_table(sys.stdout, rows(), fields, args.json)
+
+
+def _write_table(out, rows: list[dict], fields: list[str], as_json: bool) -> None:
+    if as_json:
+        json.dump(rows, out, indent=2, default=str)
+        out.write("\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from clbounds import __version__
+
     parser = argparse.ArgumentParser(prog="clbounds", description="Train contrastive encoders, measure the terms of their theorems, and check the bounds.")
-    parser.add_argument("--store", type=Path, default=None, help=f"run store folder (default: $CLBOUNDS_HOME or ./runs; now {default_store_root()})")
-    sub = parser.add_subparsers(dest="command", required=True)
+    store_help = f"run store folder (default: $CLBOUNDS_HOME or ./runs; now {default_store_root()})"
+    parser.add_argument("--store", type=Path, default=None, help=store_help)
+    parser.add_argument("--version", action="version", version=f"clbounds {__version__}")
+    # Global options are accepted after the subcommand too (`clbounds runs --store X`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", type=Path, default=argparse.SUPPRESS, help=store_help)
+    _sub = parser.add_subparsers(dest="command", required=True)
+
+    class _Sub:
+        def add_parser(self, name: str, **kwargs):
+            return _sub.add_parser(name, parents=[common], **kwargs)
+
+    sub = _Sub()
 
     p = sub.add_parser("train", help="train one run (resumes an unfinished run, skips a finished one)")
     p.add_argument("config", help="a YAML path or a bundled config name, e.g. quick-simclr-synthetic")
@@ -169,11 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("measure", help="compute the empirical terms of the theorems")
     p.add_argument("run", help="run id (a unique prefix is enough)")
-    p.add_argument("--terms", nargs="+", metavar="GROUP", help="term groups (default: all): losses geometry sigma lipschitz sharpness shift adversarial optimization information")
+    p.add_argument("--terms", nargs="+", metavar="GROUP", help=f"term groups (default: all): {' '.join(TERM_GROUP_NAMES)}")
+    p.add_argument("overrides", nargs="*", metavar="measure.key=value", help="measure settings for this measurement, e.g. measure.eps=0.8 measure.views=16 (recorded in every protocol)")
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("bounds", help="evaluate every applicable theorem on a measured run")
     p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("--json", action="store_true", help="the checks as JSON (every field, the verdict included)")
     p.set_defaults(func=cmd_bounds)
 
     p = sub.add_parser("verify", help="the main job: train a preset's grid, measure, bound, plot and report")
@@ -187,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="one paper figure or table")
     p.add_argument("target", choices=list(TARGETS), help="; ".join(f"{k}: {t.description}" for k, t in TARGETS.items()))
     p.add_argument("--preset", default="quick", help="quick (embedded data) or paper (CIFAR on a GPU), or a preset YAML")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default 5: the claims are paired tests across seeds)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("import", help="register an encoder trained elsewhere as a run (torchvision, solo-learn, lightly, timm)",
@@ -217,10 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("export", help="every measurement with its protocol")
+    p = sub.add_parser("export", help="every measurement with its protocol, or every bound check: one tidy table per call")
+    p.add_argument("--what", choices=["measurements", "bounds"], default="measurements", help="which table (default measurements)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--json", action="store_true", help="JSON (default)")
-    group.add_argument("--csv", action="store_true")
+    group.add_argument("--csv", action="store_true", help="CSV (default)")
+    group.add_argument("--json", action="store_true", help="JSON: a list of rows")
+    p.add_argument("--out", type=Path, help="write both tables as files into this folder instead")
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -237,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = Store(args.store)
         args.func(args, store)
+    except BrokenPipeError:  # `clbounds export | head`: the reader left; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ConfigError, KeyError) as err:
         print(f"clbounds: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2

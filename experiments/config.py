@@ -147,6 +147,7 @@ class MeasureConfig:
     rho: float = field(default=0.05, metadata=_range(gt=0))  # sharpness radius
     sharpness_steps: int = field(default=5, metadata=_range(ge=1))
     sharpness_batches: int = field(default=1, metadata=_range(ge=1))
+    sharpness_m: int = field(default=32, metadata=_range(ge=2))  # sub-batch size of m-sharpness
     noise_sigma: float = field(default=0.01, metadata=_range(gt=0))  # average-case sharpness
     hessian_iters: int = field(default=10, metadata=_range(ge=2))
     trace_samples: int = field(default=8, metadata=_range(ge=1))  # Hutchinson probes

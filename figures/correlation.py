@@ -51,13 +51,45 @@ def granulated_kendall(df: pd.DataFrame, term: str, target: str, axes: Sequence[
     return out
 
 
-def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[str], axes: Sequence[str]) -> pd.DataFrame:
-    """One row per (term, target): n runs, Kendall τ over all runs, ψ per axis and Ψ."""
+LOSS = "info_nce"  # the loss a term must add to: NT-Xent on the test pairs, one formula for every run
+
+
+def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[str], axes: Sequence[str], loss: str = LOSS, n_boot: int = 500) -> pd.DataFrame:
+    """One row per (term, target) over the runs:
+
+    - n runs, Kendall τ-b with its bootstrap 95% interval over runs and its p-value (exact
+      without ties), and ψ per axis and Ψ (granulated τ, Jiang et al. 2020);
+    - τ given the loss: Kendall's partial τ of the term and the error given ``loss`` (NT-Xent),
+      with its bootstrap interval; "beyond loss" is yes when that interval excludes 0, i.e. the
+      term ranks the error in a way the loss does not (Jiang et al.'s question of a measure's
+      value given others);
+    - worst sign agreement: over the axes, the smallest fraction of pairs of runs differing in
+      that axis where the term and the error move together (Dziugaite et al. 2020's robust view).
+    """
+    from . import statistics as st
+
     rows = []
     for target in targets:
         for term in terms:
             if term not in df or target not in df:
                 continue
-            sub = df[[term, target, *axes]].dropna(subset=[term, target])
-            rows.append({"term": term, "target": target, "n": len(sub), "kendall_tau": kendall_tau(sub[term], sub[target]), **granulated_kendall(sub, term, target, axes)})
+            keep = [term, target, *axes, *(["config.seed"] if "config.seed" in df else []), *([loss] if loss in df and loss != term else [])]
+            sub = df[list(dict.fromkeys(keep))].dropna(subset=[term, target])
+            k = st.kendall(sub[term], sub[target], n_boot=n_boot)
+            row = {"term": term, "target": target, "n": len(sub), "kendall_tau": kendall_tau(sub[term], sub[target]), "tau 95% CI": _ci(k["ci"]), "p": k["p"]}
+            if loss in sub and term != loss:
+                pk = st.partial_kendall(sub[term], sub[target], sub[loss], n_boot=n_boot)
+                row["tau given loss"] = pk["tau"]
+                row["given-loss 95% CI"] = _ci(pk["ci"])
+                lo, hi = pk["ci"]
+                row["beyond loss"] = "" if not np.isfinite(lo) else ("yes" if lo > 0 or hi < 0 else "no")
+            agree = st.sign_agreement(sub, term, target, axes) if axes else {}
+            row["worst sign agreement"] = agree.get("worst", float("nan"))
+            row.update(granulated_kendall(sub, term, target, axes))
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    lo, hi = ci
+    return f"[{lo:+.2f}, {hi:+.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""

@@ -19,7 +19,7 @@ TERMS = [
     "info_nce", "huang_infonce_L1", "huang_infonce_L2", "alignment", "uniformity", "misalignment_rate",
     "center_max_inner", "center_min_distance", "delta_mu", "intra_class_spread", "sigma",
     "center_max_inner_projection", "misalignment_rate_projection", "alignment_projection",
-    "lipschitz_lower", "lipschitz_upper", "sharpness", "sharpness_sam", "sharpness_asam", "sharpness_average",
+    "lipschitz_lower", "lipschitz_upper", "sharpness", "sharpness_sam", "sharpness_asam", "sharpness_m", "sharpness_average",
     "hessian_lambda_max", "hessian_trace", "shift_loss_gap", "shift_mmd2", "shift_sliced_wasserstein",
     "shift_cosine_gap", "shift_js", "representation_gap", "adversarial_info_nce", "gradient_norm",
     "weight_movement", "mi_query_negative",
@@ -153,9 +153,15 @@ def make_report(
     terms = [t for t in TERMS if t in df]
     targets = [t for t in ("knn_error", "robust_error") if t in df]
     corr = correlation_table(df, terms, targets, axes)
+    one_seed = len(seeds) <= 1
     intro = (f"{who}. Hyperparameter axes that vary: {', '.join(a.replace('config.', '') for a in axes) or 'none'}. "
              f"Downstream error is 1 - kNN accuracy ({knn_protocol}); robust error is 1 - robust accuracy ({robust_protocol}). "
-             "Kendall tau is over all runs; psi[axis] is the granulated tau of Jiang et al. (2020) over groups where only that axis varies, Psi their mean.")
+             "Kendall tau is over all runs, with a bootstrap 95% interval over runs and its p-value (exact without ties); 'tau given loss' is Kendall's partial tau "
+             "given the NT-Xent loss (info_nce), and 'beyond loss' says whether its interval excludes 0; 'worst sign agreement' is the smallest fraction, over the axes, "
+             "of pairs of runs differing in that axis where the term and the error move together (Dziugaite et al. 2020); psi[axis] is the granulated tau of "
+             "Jiang et al. (2020) over groups where only that axis varies, Psi their mean."
+             + (" One seed per setting: this grid resolves nothing. No comparison between two runs is tested, and a correlation over so few runs "
+                "is shown with its interval only to say how little it pins down; the cpu preset runs 5 seeds." if one_seed else ""))
     records = checks.to_dict("records") if not checks.empty else []
     md, html = build_report(out_dir, title, intro, bound_summary(checks, labels), corr.round(4), figures, statements, findings(checks, labels), commands,
                             bound_headline=headline(records), theorem_table=theorem_summary(checks) if records else None)

@@ -64,3 +64,70 @@ def test_fuzzed_arguments_never_trace_back(tmp_path_factory, argv):
         except SystemExit as exit_:  # argparse usage errors
             code = exit_.code
     assert code in (0, 1, 2)
+
+
+def test_cli_conventions_version_global_options_tidy_export_and_a_closed_pipe(tmp_path, capsys):
+    import io
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from clbounds.experiments.store import Store
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("clbounds ")
+    store = Store(tmp_path / "s")
+    store.upsert_run("r1", {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}, status="done")
+    store.add_measurements("r1", [(f"term{i}", float(i), "p, with a comma") for i in range(3000)])
+    store.add_bound_checks("r1", [{"theorem": "t", "bound": 1.0, "measured": 0.5, "holds": True, "tightness": 2.0, "assumptions_met": True, "vacuous": True, "informative": None}])
+    assert main(["runs", "--store", str(tmp_path / "s")]) == 0 and "r1" in capsys.readouterr().out  # --store after the subcommand
+    assert main(["--store", str(tmp_path / "s"), "export", "--what", "bounds", "--csv"]) == 0
+    checks = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(checks.columns) == ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "verdict"]
+    assert checks.loc[0, "verdict"] == "vacuous"
+    assert main(["--store", str(tmp_path / "s"), "export"]) == 0
+    assert len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == 3000  # one table per call: read_csv parses it
+    assert main(["--store", str(tmp_path / "s"), "export", "--json", "--out", str(tmp_path / "out")]) == 0
+    assert len(json.loads((tmp_path / "out" / "measurements.json").read_text())) == 3000 and (tmp_path / "out" / "bounds.json").is_file()
+    # `clbounds export --csv | head -1` exits 0, with nothing on stderr
+    proc = subprocess.run(f"'{sys.executable}' -m clbounds.experiments.cli --store '{tmp_path / 's'}' export --csv | head -1; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "run,name,value,protocol,created" and "Error" not in proc.stderr, proc.stderr
+
+
+def test_help_lists_every_term_group_and_imports_no_torch():
+    import subprocess
+    import sys
+
+    from clbounds.experiments.cli import TERM_GROUP_NAMES
+    from clbounds.experiments.measure import TERM_GROUPS
+
+    assert TERM_GROUP_NAMES == tuple(TERM_GROUPS)
+    code = "import sys; from clbounds.experiments.cli import build_parser; build_parser().format_help(); assert 'torch' not in sys.modules, 'torch imported'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_measure_takes_measure_overrides_only(tmp_path, capsys):
+    from clbounds.experiments.store import Store
+
+    store = Store(tmp_path / "s")
+    store.upsert_run("r1", {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}, status="done")
+    assert main(["--store", str(tmp_path / "s"), "measure", "r1", "optim.lr=0.1"]) == 2
+    assert "measure.<key>=value overrides only" in capsys.readouterr().err
+
+
+def test_bounds_json(tmp_path, capsys):
+    from clbounds.experiments.store import Store
+
+    from conftest import huang_terms
+
+    store = Store(tmp_path / "s")
+    store.upsert_run("r1", {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}, status="done")
+    store.add_measurements("r1", [(k, float(v), "p") for k, v in huang_terms().items()])
+    assert main(["--store", str(tmp_path / "s"), "bounds", "r1", "--json"]) == 0
+    checks = json.loads(capsys.readouterr().out)
+    t1 = next(c for c in checks if c["theorem"] == "huang2023.theorem1")
+    assert {"bound", "measured", "vacuous", "informative", "verdict", "details"} <= set(t1) and t1["run"] == "r1"

@@ -248,6 +248,9 @@ CASES: list[Case] = [
     Case("geometry.nearest_center_error", "zero-norm", lambda: geometry.nearest_center_error(zeros(), Y_ALT, zeros(2)), Equals(0.5)),
     Case("geometry.nearest_center_error", "N=0", lambda: geometry.nearest_center_error(zeros(0), Y_ALT[:0], same(2)), Raises("non-empty labels")),
     # sharpness: a loss with zero gradient and zero Hessian has no sharpness and no curvature
+    Case("sharpness.m_sharpness", "zero gradient, m=2", lambda: sharpness.m_sharpness(linear_model(), constant_loss, [X2], rho=0.1, m=2), Equals(0.0)),
+    Case("sharpness.m_sharpness", "m above the batch size", lambda: sharpness.m_sharpness(linear_model(), constant_loss, [X2], rho=0.1, m=9), Raises("no sub-batch")),
+    Case("sharpness.m_sharpness", "m = 0", lambda: sharpness.m_sharpness(linear_model(), constant_loss, [X2], rho=0.1, m=0), Raises("m must be >= 1")),
     Case("sharpness.sharpness", "zero gradient, SAM", lambda: sharpness.sharpness(linear_model(), constant_loss, [X2], rho=0.1), Equals(0.0)),
     Case("sharpness.sharpness", "zero gradient, 3 steps", lambda: sharpness.sharpness(linear_model(), constant_loss, [X2], rho=0.1, steps=3), Equals(0.0)),
     Case("sharpness.sharpness", "zero gradient, ASAM", lambda: sharpness.sharpness(linear_model(), constant_loss, [X2], rho=0.1, steps=3, adaptive=True), Equals(0.0)),

@@ -66,3 +66,28 @@ def test_presets_validate_and_bad_presets_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="optim.lr=-1.0 is out of range"):
         grid_items(load_preset(bad))
     assert main(["--store", str(tmp_path / "s"), "verify", "--preset", "nope"]) == 2
+
+
+@pytest.mark.slow
+def test_verify_resumes_a_half_finished_grid(tmp_path, tiny_preset, monkeypatch):
+    """Interrupted during its second run, verify trains only what is missing when run again."""
+    store = Store(tmp_path / "store")
+    real = train_mod.load_run_data
+    started = []
+
+    def interrupt_second(cfg):
+        started.append(cfg.run_id())
+        if len(started) == 2:
+            raise KeyboardInterrupt
+        return real(cfg)
+
+    monkeypatch.setattr(train_mod, "load_run_data", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        verify(str(tiny_preset), store, log=lambda s: None)
+    assert [r.status for r in store.runs()] == ["done", "running"]
+    first = started[0]
+    started.clear()
+    monkeypatch.setattr(train_mod, "load_run_data", lambda cfg: started.append(cfg.run_id()) or real(cfg))
+    verify(str(tiny_preset), store, log=lambda s: None)
+    assert first not in started and len(started) == 2  # the finished run is kept; the other two train
+    assert [r.status for r in store.runs()] == ["done"] * 3

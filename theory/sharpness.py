@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["sharpness", "average_sharpness", "hessian_top_eigenvalue", "hessian_trace"]
+__all__ = ["sharpness", "m_sharpness", "average_sharpness", "hessian_top_eigenvalue", "hessian_trace"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -285,6 +285,48 @@ def sharpness(
             w = w + alpha * gw / norm
             w = w * torch.clamp(rho / w.norm(), max=1.0)
         return best
+
+
+def m_sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Iterable[Any],
+    rho: float,
+    m: int,
+    steps: int = 1,
+    adaptive: bool = False,
+    generator: torch.Generator | None = None,
+) -> float:
+    r"""m-sharpness (Foret et al. 2021 §4; Andriushchenko et al. 2023): the mean over
+    sub-batches of m samples of each sub-batch's own sharpness,
+
+        S_ρ^m = E_{S ⊂ batch, |S| = m} max_{‖ε‖≤ρ} L_S(θ+ε) − L_S(θ),
+
+    each by :func:`sharpness` (its ``steps``, ``adaptive``). Every batch is a tuple (or list) of
+    tensors that share their first dimension; it is cut into consecutive chunks of m (a last
+    chunk of fewer is dropped). Each sub-batch gets its own worst-case ε, so S_ρ^m ≥ S_ρ on
+    the whole batch for one-step SAM on a loss linear in θ, and m = the batch size is S_ρ.
+
+    Example:
+        >>> model = torch.nn.Linear(3, 1, bias=False)
+        >>> x = torch.randn(8, 3)
+        >>> loss_fn = lambda mdl, b: mdl(b[0]).mean()     # linear in θ: S = ρ·‖mean of x‖ per (sub-)batch
+        >>> whole, single = sharpness(model, loss_fn, [(x,)], 0.1), m_sharpness(model, loss_fn, [(x,)], 0.1, m=1)
+        >>> round(whole, 5) == round(0.1 * x.mean(0).norm().item(), 5), round(single, 5) == round(0.1 * x.norm(dim=1).mean().item(), 5)
+        (True, True)
+    """
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    subs = []
+    for batch in _as_list(batches):
+        parts = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        n = parts[0].shape[0]
+        if any(p.shape[0] != n for p in parts):
+            raise ValueError("every tensor of a batch must share its first dimension for m-sharpness")
+        subs += [type(batch)(p[i : i + m] for p in parts) if isinstance(batch, (tuple, list)) else batch[i : i + m] for i in range(0, n - m + 1, m)]
+    if not subs:
+        raise ValueError(f"no sub-batch of m={m} samples: every batch is smaller")
+    return sum(sharpness(model, loss_fn, [s], rho, steps=steps, adaptive=adaptive, generator=generator) for s in subs) / len(subs)
 
 
 def average_sharpness(

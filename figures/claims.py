@@ -1,0 +1,120 @@
+"""A paper's claims as paired tests across seeds, with a three-way verdict each.
+
+A claim says one variant's value is larger (or smaller) than another's: "SAM lowers the
+sharpness", "robust CL is more robust than SimCLR". Variants of a target share their seeds,
+and one seed fixes the data, the initial weights and the test inputs, so the two values of a
+seed are paired. Each claim is tested by the paired t-test on the per-seed differences,
+one-sided in the claimed direction and in the opposite one; Holm's correction runs over both
+directions of every claim of the target; the verdict is "reproduced", "contradicted" or "not
+resolved at n seeds" (:mod:`.statistics`). Each claim also reports the difference with its
+bootstrap interval, the effect size d_z and the smallest difference the design could have
+detected with 80% power.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import statistics as st
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``a`` is ``direction`` ("greater" or "less") than ``b`` in ``column`` (after ``transform``)."""
+
+    text: str
+    column: str
+    a: str
+    b: str
+    direction: str = "greater"
+    transform: Callable[[float], float] | None = None
+
+
+def paired_values(df: pd.DataFrame, key: str, claim: Claim, seed_col: str = "config.seed") -> tuple[list[float], list[float], list[int]]:
+    """The values of ``a`` and ``b`` on the seeds both have."""
+    sub = df[df[key].isin([claim.a, claim.b])].dropna(subset=[claim.column])
+    wide = sub.pivot_table(index=seed_col, columns=key, values=claim.column, aggfunc="mean")
+    if claim.a not in wide or claim.b not in wide:
+        return [], [], []
+    wide = wide[[claim.a, claim.b]].dropna()
+    f = claim.transform or (lambda v: v)
+    return [f(v) for v in wide[claim.a]], [f(v) for v in wide[claim.b]], [int(s) for s in wide.index]
+
+
+def test_claims(df: pd.DataFrame, key: str, claims: Sequence[Claim], alpha: float = st.ALPHA) -> pd.DataFrame:
+    """One row per claim: n seeds, the two means, the difference a − b with its interval, d_z,
+    the Holm-adjusted one-sided p-value in the claimed direction, the minimum detectable
+    difference and the verdict."""
+    results = []
+    for c in claims:
+        a, b, seeds = paired_values(df, key, c)
+        r = st.compare(a, b, c.direction, alpha) if seeds else {"n": 0, "p_claimed": None, "p_opposite": None, "mean_difference": math.nan, "ci": (math.nan, math.nan),
+                                                                 "d_z": None, "mdd": math.nan, "verdict": "not testable"}
+        r.update(claim=c, mean_a=sum(a) / len(a) if a else math.nan, mean_b=sum(b) / len(b) if b else math.nan)
+        results.append(r)
+    tested = [r for r in results if r["n"]]
+    adjusted = iter(st.adjust(tested, alpha))
+    rows = []
+    for r in results:
+        if r["n"]:
+            r = next(adjusted)
+        c: Claim = r["claim"]
+        rows.append({
+            "claim": c.text, "seeds": r["n"], "a vs b": f"{r['mean_a']:.4g} vs {r['mean_b']:.4g}",
+            "difference [95% CI]": f"{r['mean_difference']:+.4g} [{r['ci'][0]:+.4g}, {r['ci'][1]:+.4g}]" if r["n"] else "",
+            "d_z": r["d_z"], "p (one-sided, Holm)": r.get("p_claimed_holm"), "detectable difference": r["mdd"], "verdict": r["verdict"],
+        })
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame, what: str = "claims") -> str:
+    """'k of n claims reproduced, …' with the method named."""
+    if table.empty:
+        return f"No {what} could be tested."
+    verdicts = table["verdict"].tolist()
+    reproduced = sum(v == "reproduced" for v in verdicts)
+    contradicted = sum(v == "contradicted" for v in verdicts)
+    unresolved = [v for v in verdicts if v.startswith("not resolved")]
+    seeds = sorted({int(s) for s in table["seeds"] if s})
+    n_all = len(verdicts)
+    head = ("Reproduced" if reproduced == n_all else "Contradicted" if contradicted == n_all else "Not resolved" if reproduced == contradicted == 0
+            else "Partly reproduced" if contradicted == 0 else "Partly contradicted" if reproduced == 0 else "Mixed")
+    n = "/".join(map(str, seeds)) or "0"
+    return (f"{head}: {reproduced} of {len(verdicts)} {what} reproduced, {contradicted} contradicted, {len(unresolved)} not resolved at {n} seed{'s' if seeds != [1] else ''} "
+            f"(paired t-test on the per-seed differences, one-sided in each direction, Holm over the target's {2 * len(verdicts)} one-sided tests, alpha = {st.ALPHA:g}"
+            f"{'; one seed resolves nothing' if seeds == [1] else ''}).")
+
+
+def claims_sentence(table: pd.DataFrame) -> str:
+    """Each claim with its verdict and numbers, for the report's prose."""
+    parts = []
+    for r in table.to_dict("records"):
+        d = r["difference [95% CI]"]
+        parts.append(f"{r['claim']} ({r['a vs b']}): {r['verdict']}" + (f", difference {d}, detectable {r['detectable difference']:.3g}" if d else ""))
+    return "; ".join(parts)
+
+
+def mean_table(df: pd.DataFrame, key: str, columns: dict[str, str], order: Sequence[str], accuracy: Sequence[str] = (), n_test: int | None = None) -> pd.DataFrame:
+    """Per variant: seeds and "mean [low, high]" of each column, the 95% interval by bootstrap
+    over seeds, and for the ``accuracy`` columns over seeds and test inputs (``n_test``)."""
+    rows = []
+    for variant in [o for o in order if o in set(df[key])] + [v for v in df[key].unique() if v not in order]:
+        g = df[df[key] == variant]
+        row = {key: variant, "seeds": len(g)}
+        for col, label in columns.items():
+            if col not in g or g[col].isna().all():
+                row[label] = ""
+                continue
+            values = g[col].dropna().tolist()
+            m, lo, hi = st.accuracy_ci(values, n_test) if col in accuracy and n_test else st.bootstrap_ci(values)
+            row[label] = f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+INTERVAL_NOTE = ("Intervals: 95% percentile bootstrap over seeds; for accuracies over seeds and test inputs (each resampled seed's accuracy redrawn "
+                 "as Binomial(n_test, accuracy)/n_test). With one seed an interval covers the test inputs only, or is a point.")

@@ -1,0 +1,312 @@
+"""Statistics a reviewer accepts: intervals, paired tests with multiple-comparison control,
+three-way verdicts with the design's power, and rank correlations with their uncertainty and
+their value beyond the training loss. Numbers in, numbers out (numpy and scipy only).
+
+- :func:`bootstrap_ci`: a mean over seeds with a percentile bootstrap interval over seeds;
+  :func:`accuracy_ci` adds the test inputs (a binomial draw per resampled seed: each input is
+  right or wrong), a two-level bootstrap over seeds and test inputs.
+- :func:`paired_test`: variants compared on the same seeds (and so the same data and test
+  inputs): the paired t-test on the per-seed differences, the effect size d_z, and a bootstrap
+  interval of the mean difference. :func:`holm` controls the family-wise error over a
+  target's comparisons (Holm 1979).
+- :func:`three_way`: "reproduced", "contradicted" or "not resolved at n seeds", decided by a
+  one-sided test in each direction at a stated level, never by comparing point estimates;
+  :func:`minimum_detectable_difference` is the smallest true difference the design would have
+  detected with 80% power, from the seed-to-seed spread.
+- :func:`kendall`: Kendall τ-b with its exact p-value (no ties, n ≤ 50; the normal
+  approximation otherwise) and a bootstrap interval over runs; :func:`partial_kendall`: τ of a
+  term and the error given the training loss (does the term add anything beyond the loss?);
+  :func:`sign_agreement`: Dziugaite et al.'s robust view, the worst case over environments
+  (pairs of runs that differ in one axis) of how often the term and the error move together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+LEVEL = 0.95  # two-sided confidence of every interval
+ALPHA = 0.05  # level of every test (after Holm's correction where a target makes several)
+N_BOOT = 4000
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def bootstrap_ci(values: Sequence[float], level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0,
+                 stat: Callable[[np.ndarray], float] = np.mean) -> tuple[float, float, float]:
+    """(statistic, low, high): the percentile bootstrap interval of ``stat`` over ``values``.
+
+    With one value the interval is the value itself (nothing to resample): callers say "one seed".
+
+    Example:
+        >>> m, lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+        >>> m, lo <= m <= hi
+        (2.5, True)
+    """
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    point = float(stat(x))
+    if x.size == 1:
+        return (point, point, point)
+    idx = _rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    boots = np.apply_along_axis(stat, 1, x[idx]) if stat is not np.mean else x[idx].mean(axis=1)
+    a = (1 - level) / 2
+    return (point, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
+
+
+def accuracy_ci(accuracies: Sequence[float], n_test: int, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high) of an accuracy over seeds, by a two-level bootstrap over seeds and
+    test inputs: resample the seeds, then draw each resampled seed's accuracy as
+    Binomial(n_test, its accuracy)/n_test (the test inputs, each right or wrong, resampled).
+
+    Example:
+        >>> m, lo, hi = accuracy_ci([0.9], n_test=100)
+        >>> round(m, 3), lo < 0.9 < hi   # one seed: the interval is the test-input part alone
+        (0.9, True)
+    """
+    x = np.asarray([v for v in accuracies if v is not None and np.isfinite(v)], dtype=float)
+    if x.size == 0 or n_test < 1:
+        return (math.nan, math.nan, math.nan)
+    rng = _rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    draws = rng.binomial(n_test, np.clip(x[idx], 0, 1)) / n_test
+    boots = draws.mean(axis=1)
+    a = (1 - level) / 2
+    return (float(x.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL, seed: int = 0) -> dict[str, Any]:
+    """A against B on the same seeds: the per-seed differences d = a − b.
+
+    Returns n, the mean difference with its bootstrap interval, the effect size
+    d_z = mean(d)/sd(d), and the paired t-test's one-sided p-values ``p_greater`` (A > B) and
+    ``p_less`` (A < B) and two-sided ``p`` (scipy.stats.ttest_rel). With fewer than 2 pairs, or
+    no spread in d, the test is undefined (p None).
+
+    Example:
+        >>> r = paired_test([0.9, 0.8, 0.85, 0.95, 0.9], [0.7, 0.65, 0.7, 0.8, 0.72])
+        >>> r["p_greater"] < 0.01, r["mean_difference"] > 0
+        (True, True)
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples need one length, got {x.size} and {y.size}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    d = x[keep] - y[keep]
+    out: dict[str, Any] = {"n": int(d.size), "mean_difference": float(d.mean()) if d.size else math.nan}
+    m, lo, hi = bootstrap_ci(d, level, seed=seed)
+    out["ci"] = (lo, hi)
+    sd = float(d.std(ddof=1)) if d.size > 1 else math.nan
+    out["sd_difference"] = sd
+    if d.size < 2 or not sd > 0:
+        out.update(d_z=None, t=None, p=None, p_greater=None, p_less=None)
+        return out
+    t = stats.ttest_rel(x[keep], y[keep])
+    out.update(d_z=float(d.mean() / sd), t=float(t.statistic), p=float(t.pvalue),
+               p_greater=float(stats.ttest_rel(x[keep], y[keep], alternative="greater").pvalue),
+               p_less=float(stats.ttest_rel(x[keep], y[keep], alternative="less").pvalue))
+    return out
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None): the k-th smallest of m is
+    multiplied by m − k + 1, then made monotone and capped at 1.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    present = [(p, i) for i, p in enumerate(pvalues) if p is not None]
+    m = len(present)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for k, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - k) * p))
+        out[i] = round(running, 15)
+    return out
+
+
+def minimum_detectable_difference(sd_difference: float, n: int, alpha: float = ALPHA, power: float = 0.8, one_sided: bool = True) -> float:
+    """The smallest true mean difference a paired t-test of n seeds detects with ``power``:
+    (t_{1−α} + t_{power}) · sd/√n on n − 1 degrees of freedom (α/2 two-sided).
+
+    Example:
+        >>> round(minimum_detectable_difference(1.0, 5), 3)
+        1.374
+    """
+    if n < 2 or not np.isfinite(sd_difference):
+        return math.nan
+    df = n - 1
+    q = stats.t.ppf(1 - (alpha if one_sided else alpha / 2), df) + stats.t.ppf(power, df)
+    return float(q * sd_difference / math.sqrt(n))
+
+
+def three_way(p_claimed: float | None, p_opposite: float | None, n: int, alpha: float = ALPHA) -> str:
+    """"reproduced" when the claimed direction is significant at ``alpha`` (after any
+    correction, which the caller applies), "contradicted" when the opposite one is, else
+    "not resolved at n seeds".
+
+    Example:
+        >>> three_way(0.01, 0.99, 5), three_way(0.2, 0.8, 5)
+        ('reproduced', 'not resolved at 5 seeds')
+    """
+    if p_claimed is not None and p_claimed < alpha:
+        return "reproduced"
+    if p_opposite is not None and p_opposite < alpha:
+        return "contradicted"
+    return f"not resolved at {n} seed{'s' if n != 1 else ''}"
+
+
+def compare(a: Sequence[float], b: Sequence[float], claim: str = "greater", alpha: float = ALPHA) -> dict[str, Any]:
+    """:func:`paired_test` plus the minimum detectable difference and the uncorrected
+    three-way verdict for the claim "A greater than B" (``claim="greater"``) or "A less than B"."""
+    r = paired_test(a, b)
+    claimed, opposite = ("p_greater", "p_less") if claim == "greater" else ("p_less", "p_greater")
+    r["claim"] = claim
+    r["p_claimed"], r["p_opposite"] = r[claimed], r[opposite]
+    r["mdd"] = minimum_detectable_difference(r["sd_difference"], r["n"], alpha)
+    r["verdict"] = three_way(r["p_claimed"], r["p_opposite"], r["n"], alpha)
+    return r
+
+
+def adjust(comparisons: Sequence[dict[str, Any]], alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Holm over a target's comparisons: each gets ``p_claimed_holm``/``p_opposite_holm``
+    and its verdict again at the corrected level. Both directions of every comparison are
+    in one family (2m hypotheses), so the family-wise error stays at ``alpha``."""
+    ps = [c.get("p_claimed") for c in comparisons] + [c.get("p_opposite") for c in comparisons]
+    adj = holm(ps)
+    m = len(comparisons)
+    out = []
+    for i, c in enumerate(comparisons):
+        c = dict(c, p_claimed_holm=adj[i], p_opposite_holm=adj[m + i])
+        c["verdict"] = three_way(c["p_claimed_holm"], c["p_opposite_holm"], c["n"], alpha)
+        out.append(c)
+    return out
+
+
+# ---- rank correlations ---------------------------------------------------------------------
+
+
+def _clean(*cols: Sequence[float]) -> list[np.ndarray]:
+    arrs = [np.asarray(c, dtype=float) for c in cols]
+    keep = np.all([np.isfinite(a) for a in arrs], axis=0)
+    return [a[keep] for a in arrs]
+
+
+def _tau_b_many(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Kendall τ-b of (a[idx_k], b[idx_k]) for every row k of ``idx`` at once, from the signs of
+    all pair differences (a tie contributes 0 to the numerator and to its side's count)."""
+    i, j = np.triu_indices(idx.shape[1], 1)
+    A, B = a[idx], b[idx]
+    sa, sb = np.sign(A[:, i] - A[:, j]), np.sign(B[:, i] - B[:, j])
+    den = np.sqrt((sa * sa).sum(1) * (sb * sb).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (sa * sb).sum(1) / den, np.nan)
+
+
+def kendall(x: Sequence[float], y: Sequence[float], level: float = LEVEL, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Kendall τ-b with its two-sided p-value (exact when there are no ties and n ≤ 50, the
+    normal approximation otherwise; scipy.stats.kendalltau) and a bootstrap interval over runs.
+
+    Example:
+        >>> r = kendall([1, 2, 3, 4, 5, 6], [2, 1, 4, 3, 6, 5])
+        >>> round(r["tau"], 3), r["method"]
+        (0.6, 'exact')
+    """
+    a, b = _clean(x, y)
+    n = a.size
+    out: dict[str, Any] = {"n": n, "tau": math.nan, "p": math.nan, "ci": (math.nan, math.nan), "method": ""}
+    if n < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return out
+    ties = len(np.unique(a)) < n or len(np.unique(b)) < n
+    method = "exact" if not ties and n <= 50 else "asymptotic"
+    r = stats.kendalltau(a, b, method=method)
+    out.update(tau=float(r.statistic), p=float(r.pvalue), method=method)
+    boots = _tau_b_many(a, b, _rng(seed).integers(0, n, size=(n_boot, n)))
+    boots = boots[np.isfinite(boots)]
+    if boots.size:
+        q = (1 - level) / 2
+        out["ci"] = (float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q)))
+    return out
+
+
+def _partial_tau(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+    t_ab, t_ac, t_bc = (stats.kendalltau(u, v).statistic for u, v in ((a, b), (a, c), (b, c)))
+    denom = math.sqrt(max(0.0, (1 - t_ac**2) * (1 - t_bc**2)))
+    return float((t_ab - t_ac * t_bc) / denom) if denom > 0 else math.nan
+
+
+def partial_kendall(x: Sequence[float], y: Sequence[float], z: Sequence[float], level: float = LEVEL, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Kendall's partial τ of x and y given z (Kendall 1942): (τ_xy − τ_xz τ_yz)/√((1−τ_xz²)(1−τ_yz²)),
+    with a bootstrap interval over runs. With z the training loss, an interval away from 0 says
+    the term ranks the error beyond what the loss already does.
+
+    Example:
+        >>> r = partial_kendall([1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7], [3, 1, 2, 7, 5, 6, 4])
+        >>> r["tau"] > 0.9
+        True
+    """
+    a, b, c = _clean(x, y, z)
+    n = a.size
+    out: dict[str, Any] = {"n": n, "tau": math.nan, "ci": (math.nan, math.nan)}
+    if n < 4 or min(np.ptp(a), np.ptp(b), np.ptp(c)) == 0:
+        return out
+    out["tau"] = _partial_tau(a, b, c)
+    idx = _rng(seed).integers(0, n, size=(n_boot, n))
+    t_ab, t_ac, t_bc = _tau_b_many(a, b, idx), _tau_b_many(a, c, idx), _tau_b_many(b, c, idx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = np.sqrt(np.clip((1 - t_ac**2) * (1 - t_bc**2), 0, None))
+        boots = np.where(den > 0, (t_ab - t_ac * t_bc) / den, np.nan)
+    boots = boots[np.isfinite(boots)]
+    if boots.size:
+        q = (1 - level) / 2
+        out["ci"] = (float(np.quantile(boots, q)), float(np.quantile(boots, 1 - q)))
+    return out
+
+
+def sign_agreement(df: pd.DataFrame, term: str, target: str, axes: Sequence[str]) -> dict[str, Any]:
+    """Dziugaite et al. (2020)'s robust view of a measure: each *environment* is a pair of runs
+    that differ in exactly one axis (the seed may differ too: seeds are paired by sharing one);
+    in it, does the term move in the same direction as the error? Per axis the fraction of
+    agreeing pairs; the robust score is the worst axis (the minimum), not the average.
+
+    Returns {"agreement[<axis>]": fraction, "pairs[<axis>]": count, "worst": min, "worst_axis"}.
+
+    Example:
+        >>> df = pd.DataFrame({"a": [0, 1, 0, 1], "b": [0, 0, 1, 1], "t": [1, 2, 3, 4], "e": [1, 2, 4, 3]})
+        >>> r = sign_agreement(df, "t", "e", ["a", "b"])
+        >>> r["agreement[a]"], r["agreement[b]"], r["worst"]
+        (0.5, 1.0, 0.5)
+    """
+    out: dict[str, Any] = {}
+    sub = df.dropna(subset=[term, target]).reset_index(drop=True)
+    key = [*axes, "config.seed"] if "config.seed" in sub else list(axes)
+    for axis in axes:
+        others = [k for k in key if k != axis]
+        agree, total = 0, 0
+        groups = sub.groupby(others, dropna=False) if others else [(None, sub)]
+        for _, g in groups:
+            rows = g.to_dict("records")
+            for i in range(len(rows)):
+                for j in range(i + 1, len(rows)):
+                    if rows[i][axis] == rows[j][axis]:
+                        continue
+                    dt, de = rows[i][term] - rows[j][term], rows[i][target] - rows[j][target]
+                    if dt == 0 or de == 0:
+                        continue
+                    total += 1
+                    agree += int((dt > 0) == (de > 0))
+        out[f"agreement[{axis}]"] = agree / total if total else math.nan
+        out[f"pairs[{axis}]"] = total
+    defined = {a: out[f"agreement[{a}]"] for a in axes if np.isfinite(out[f"agreement[{a}]"])}
+    out["worst"] = min(defined.values()) if defined else math.nan
+    out["worst_axis"] = min(defined, key=defined.get) if defined else ""
+    return out

@@ -1,0 +1,121 @@
+"""The statistical helpers against scipy and against distributions with a known answer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clbounds.figures import statistics as st
+
+
+def test_bootstrap_interval_covers_a_known_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = 0
+    trials = 300
+    for i in range(trials):
+        x = rng.normal(1.0, 1.0, size=30)
+        _, lo, hi = st.bootstrap_ci(x, n_boot=1000, seed=i)
+        hits += lo <= 1.0 <= hi
+    assert 0.88 <= hits / trials <= 0.985  # the percentile bootstrap runs slightly short at n = 30 (about 93%)
+
+
+def test_accuracy_interval_covers_over_seeds_and_test_inputs():
+    """Seeds scatter the true accuracy (sd 0.02 around 0.8); each seed's accuracy is then a
+    binomial draw over 200 test inputs. The two-level interval covers the grand mean."""
+    rng = np.random.default_rng(1)
+    hits, trials = 0, 300
+    for i in range(trials):
+        true = rng.normal(0.8, 0.02, size=5)
+        acc = rng.binomial(200, np.clip(true, 0, 1)) / 200
+        _, lo, hi = st.accuracy_ci(acc, 200, n_boot=1000, seed=i)
+        hits += lo <= 0.8 <= hi
+    assert hits / trials >= 0.85  # five seeds: the percentile bootstrap runs a little short
+
+
+@pytest.mark.parametrize("n", [5, 8, 12])
+def test_exact_kendall_p_values_match_scipy(n):
+    rng = np.random.default_rng(n)
+    x, y = rng.permutation(n).astype(float), rng.permutation(n).astype(float)
+    ours = st.kendall(x, y)
+    ref = stats.kendalltau(x, y, method="exact")
+    assert ours["method"] == "exact" and ours["tau"] == pytest.approx(ref.statistic) and ours["p"] == pytest.approx(ref.pvalue)
+    lo, hi = ours["ci"]
+    assert -1 <= lo <= hi <= 1
+
+
+def test_kendall_with_ties_uses_the_normal_approximation():
+    x, y = [1, 1, 2, 3, 4, 5, 6], [2, 1, 3, 3, 5, 4, 7]
+    ours = st.kendall(x, y)
+    assert ours["method"] == "asymptotic" and ours["p"] == pytest.approx(stats.kendalltau(x, y).pvalue)
+    assert math.isnan(st.kendall([1, 2], [3, 4])["tau"]) and math.isnan(st.kendall([1, 1, 1], [1, 2, 3])["tau"])
+
+
+def test_holm_against_a_hand_computation():
+    # p = 0.01, 0.04, 0.03, 0.005 (m = 4): sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert st.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert st.holm([0.5, None, 0.6]) == [1.0, None, 1.0] or st.holm([0.5, None, 0.6]) == pytest.approx([1.0, None, 1.0])
+    assert st.holm([]) == []
+
+
+def test_paired_test_matches_scipy():
+    a, b = [0.9, 0.8, 0.85, 0.95, 0.9], [0.7, 0.65, 0.7, 0.8, 0.72]
+    r = st.paired_test(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert r["t"] == pytest.approx(ref.statistic) and r["p"] == pytest.approx(ref.pvalue)
+    assert r["p_greater"] == pytest.approx(ref.pvalue / 2) and r["d_z"] == pytest.approx(np.mean(np.subtract(a, b)) / np.std(np.subtract(a, b), ddof=1))
+    assert st.paired_test([1.0], [0.5])["p"] is None and st.paired_test([1, 2], [0, 1])["p"] is None  # no spread in d
+
+
+def test_three_way_verdict_on_fabricated_data_with_a_known_effect():
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.8, 0.03, size=8)  # per-seed difficulty, shared by both variants (paired)
+    better = base + 0.05 + rng.normal(0, 0.005, size=8)
+    assert st.compare(better, base, "greater")["verdict"] == "reproduced"
+    assert st.compare(base, better, "greater")["verdict"] == "contradicted"
+    noisy = base + rng.normal(0, 0.05, size=8)
+    r = st.compare(noisy, base, "greater")
+    assert r["verdict"] == "not resolved at 8 seeds" and r["mdd"] > 0.03  # the design could only have seen a larger effect
+    # Holm over a family: a borderline p does not survive correction
+    fam = st.adjust([dict(st.compare(better, base)), {"n": 8, "p_claimed": 0.03, "p_opposite": 0.97}])
+    assert fam[0]["verdict"] == "reproduced" and fam[1]["verdict"] == "not resolved at 8 seeds"
+
+
+def test_minimum_detectable_difference_has_the_stated_power():
+    """Simulated paired differences with mean equal to the MDD are detected about 80% of the time."""
+    rng = np.random.default_rng(4)
+    n, sd = 6, 1.0
+    mdd = st.minimum_detectable_difference(sd, n)
+    hits = sum(stats.ttest_1samp(rng.normal(mdd, sd, size=n), 0, alternative="greater").pvalue < 0.05 for _ in range(2000))
+    assert 0.75 <= hits / 2000 <= 0.85
+
+
+def test_partial_kendall_against_the_formula_and_when_the_loss_explains_everything():
+    x, y, z = [3, 1, 4, 1.5, 5, 9, 2.6], [2, 7, 1, 8, 2.8, 1.8, 2.9], [1, 4, 1.4, 2.1, 3.5, 6, 2.2]
+    t = lambda u, v: stats.kendalltau(u, v).statistic  # noqa: E731
+    expected = (t(x, y) - t(x, z) * t(y, z)) / math.sqrt((1 - t(x, z) ** 2) * (1 - t(y, z) ** 2))
+    assert st.partial_kendall(x, y, z)["tau"] == pytest.approx(expected)
+    rng = np.random.default_rng(5)
+    loss = rng.normal(size=40)
+    error = loss + 0.1 * rng.normal(size=40)
+    term = loss + 0.1 * rng.normal(size=40)  # the term is the loss plus noise: nothing beyond it
+    r = st.partial_kendall(term, error, loss)
+    assert st.kendall(term, error)["tau"] > 0.6 and r["ci"][0] < 0 < r["ci"][1]
+
+
+def test_sign_agreement_takes_the_worst_environment():
+    df = pd.DataFrame({"a": [0, 1, 0, 1, 0, 1], "b": [0, 0, 1, 1, 2, 2], "config.seed": 0, "t": [1, 2, 3, 4, 5, 6], "e": [1, 2, 3, 4, 6, 5]})
+    r = st.sign_agreement(df, "t", "e", ["a", "b"])
+    assert r["agreement[a]"] == pytest.approx(2 / 3) and r["agreement[b]"] == 1.0 and r["worst"] == pytest.approx(2 / 3) and r["worst_axis"] == "a"
+
+
+def test_the_vectorised_tau_b_of_the_bootstrap_matches_scipy_with_ties():
+    rng = np.random.default_rng(6)
+    a, b = rng.integers(0, 4, size=12).astype(float), rng.normal(size=12)
+    idx = rng.integers(0, 12, size=(200, 12))
+    ours = st._tau_b_many(a, b, idx)
+    ref = np.array([stats.kendalltau(a[i], b[i]).statistic for i in idx])
+    assert np.allclose(ours, ref, equal_nan=True, atol=1e-12)
