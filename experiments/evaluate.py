@@ -53,4 +53,31 @@ def evaluate(record: RunRecord, store: Store, random_init: bool = False) -> list
     model = load_encoder(record, data.image_shape, random_init).to(device)
     rows = probe_rows(model, data, cfg.eval, "random-init" if random_init else "final-epoch")
     store.add_measurements(record.id, rows)
+    if not random_init:
+        write_embedding_map(model, data, record.path / "tsne.csv", cfg.seed)
     return rows
+
+
+TSNE_POINTS = 300  # test inputs in the per-run t-SNE map: enough to see the classes, about a second
+
+
+def write_embedding_map(model: torch.nn.Module, data: ImageDataset, path, seed: int) -> None:
+    """A 2-D t-SNE map (scikit-learn) of the normalised test features of up to ``TSNE_POINTS``
+    inputs, with their labels, for the report's per-run embedding figure (figures/ draws it)."""
+    import csv
+
+    from sklearn.manifold import TSNE
+
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(data.x_test.shape[0], generator=g)[:TSNE_POINTS].to(data.x_test.device)
+    feats = torch.nn.functional.normalize(extract_features(model, data.x_test[idx]), dim=1).cpu().double().numpy()
+    if feats.shape[0] < 5:
+        return
+    xy = TSNE(n_components=2, perplexity=min(30.0, (feats.shape[0] - 1) / 3), init="pca", random_state=seed, max_iter=500).fit_transform(feats)
+    labels = data.y_test[idx].cpu().tolist()
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x", "y", "label"])
+        w.writerows([float(a), float(b), int(c)] for (a, b), c in zip(xy, labels))
+    tmp.replace(path)

@@ -23,7 +23,11 @@ epoch. A resumed run therefore replays exactly the steps an uninterrupted run wo
 
 from __future__ import annotations
 
+import csv
+import os
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,6 +124,41 @@ def _dynamics_protocol(cfg: Config, batch_size: int, n: int) -> str:
     return f"two-network {kind} {cfg.optim.name} lr={cfg.optim.lr:g}, {views}, query+key networks, all parameters"
 
 
+METRICS_FIELDS = ("epoch", "loss", "lr", "epoch_seconds", "views_per_s")
+
+
+def log_epoch(run_dir: Path, row: dict[str, float], tensorboard: Any = None) -> None:
+    """One row per epoch in ``<run>/metrics.csv`` (and TensorBoard scalars when it is installed).
+
+    The file is rewritten with the rows of earlier epochs only, then this one: an epoch replayed
+    after a crash replaces its row instead of repeating it. Written to a temporary file and
+    renamed, like the checkpoints."""
+    path = run_dir / "metrics.csv"
+    kept = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) < row["epoch"]]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+        writer.writerow({k: row[k] for k in METRICS_FIELDS})
+    os.replace(tmp, path)
+    if tensorboard is not None:
+        for k in METRICS_FIELDS[1:]:
+            tensorboard.add_scalar(f"train/{k}", row[k], int(row["epoch"]))
+        tensorboard.flush()
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: `pip install tensorboard` turns it on
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     """Trains (or resumes, or skips) the run that ``cfg`` defines, and returns its record."""
     if cfg.method.name == "external":
@@ -167,6 +206,8 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     if state_path.is_file():
         info = load_training_state(nets, optimizer, state_path)
         start_epoch, train_seconds = info["epoch"], info.get("seconds", 0.0)
+
+    tensorboard = _tensorboard(run_dir)  # None unless the optional tensorboard package is installed
 
     # ---- the loop ------------------------------------------------------------------------
     bar = tqdm(range(start_epoch, o.epochs), desc=f"train {run_id}", disable=not progress, initial=start_epoch, total=o.epochs)
@@ -236,10 +277,13 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
                 )
             ]
         store.add_measurements(run_id, rows)
+        log_epoch(run_dir, {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds, "views_per_s": views_per_s}, tensorboard)
         save_training_state(nets, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": train_seconds})
         save_weights(model, weights_path, {"run": run_id, "epoch": str(epoch + 1)})
         bar.set_postfix(loss=f"{mean_loss:.4f}", views_per_s=f"{views_per_s:.0f}")
 
+    if tensorboard is not None:
+        tensorboard.close()
     if start_epoch < o.epochs:  # something was trained in this call
         rows = [
             ("train_loss", mean_loss, f"{m.name} loss, mean over the final epoch"),

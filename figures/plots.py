@@ -57,6 +57,30 @@ def _grid(n: int, width: float = 3.2, height: float = 2.9) -> tuple[plt.Figure, 
     return fig, axes.flat[:n]
 
 
+def readable(column: str) -> str:
+    """A column name as a legend or axis title: 'config.method.name' → 'method'.
+
+    Example:
+        >>> readable("config.method.name"), readable("config.encoder.width")
+        ('method', 'encoder width')
+    """
+    parts = [p for p in column.split(".") if p != "config"]
+    if parts and parts[-1] == "name" and len(parts) > 1:
+        parts = parts[:-1]
+    return " ".join(p.replace("_", " ") for p in parts)
+
+
+def spans_decades(values: Sequence[float], decades: float = 2.0) -> bool:
+    """Positive values whose max/min exceeds 10^decades: a case for a log axis.
+
+    Example:
+        >>> spans_decades([0.01, 0.02, 5.0]), spans_decades([1.0, 2.0, 3.0])
+        (True, False)
+    """
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    return bool(v.size >= 2 and (v > 0).all() and v.max() / v.min() > 10**decades)
+
+
 def terms_vs_target(df: pd.DataFrame, terms: Sequence[str], target: str, target_label: str, out_dir: Path, name: str, caption: str, hue: str | None = None) -> Figure:
     """Small multiples: each term (x) against the target error (y) over the runs, Kendall τ in the title."""
     house_style()
@@ -67,11 +91,14 @@ def terms_vs_target(df: pd.DataFrame, terms: Sequence[str], target: str, target_
         sns.scatterplot(data=df, x=term, y=target, hue=hue, ax=ax, s=45, legend=i == 0 and hue is not None)
         ax.set_title(f"τ = {kendall_tau(df[term], df[target]):+.2f}", fontsize=10)
         ax.set_xlabel(term.replace("_", " "))
+        if spans_decades(df[term]):  # one outlier must not squash the others
+            ax.set_xscale("log")
+            ax.set_xlabel(term.replace("_", " ") + " (log)")
         ax.set_ylabel(target_label if i % cols == 0 else "")
     if hue is not None and len(terms):
         legend = axes[0].get_legend()
         if legend is not None:
-            legend.set_title(hue.replace("config.", ""))
+            legend.set_title(readable(hue))
     fig.suptitle(f"Terms against {target_label} (Kendall τ over runs)")
     return Figure(name, _save(fig, out_dir, name), caption)
 
@@ -109,7 +136,8 @@ def bound_tightness(checks: pd.DataFrame, out_dir: Path, name: str, caption: str
     return Figure(name, _save(fig, out_dir, name), caption)
 
 
-def ordered_series(df: pd.DataFrame, x: str, series: dict[str, str], out_dir: Path, name: str, caption: str, xlabel: str, ylabel: str, order: Sequence | None = None) -> Figure:
+def ordered_series(df: pd.DataFrame, x: str, series: dict[str, str], out_dir: Path, name: str, caption: str, xlabel: str, ylabel: str, order: Sequence | None = None,
+                   title: str = "") -> Figure:
     """Several quantities over one categorical or ordered axis (e.g. error and 1−σ per augmentation set)."""
     house_style()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -121,6 +149,8 @@ def ordered_series(df: pd.DataFrame, x: str, series: dict[str, str], out_dir: Pa
         ax.errorbar(range(len(order)), stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label)
     ax.set_xticks(range(len(order)), [str(o) for o in order])
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
     ax.legend()
     return Figure(name, _save(fig, out_dir, name), caption)
 
@@ -204,7 +234,7 @@ def _draw_panel(ax: plt.Axes, p: Panel) -> None:
         ax.set_yscale("log")
     legend = ax.get_legend()
     if legend is not None and p.hue:
-        legend.set_title(p.hue.replace("config.", ""))
+        legend.set_title(readable(p.hue))
         for text in legend.get_texts():
             text.set_fontsize(7)
     ax.set_title(p.title, fontsize=10)
@@ -233,4 +263,16 @@ def panels(specs: Sequence[Panel], out_dir: Path, name: str, caption: str, title
                 legend_shown.add(p.hue)
     if title:
         fig.suptitle(title)
+    return Figure(name, _save(fig, out_dir, name), caption)
+
+
+def embedding_maps(maps: dict[str, pd.DataFrame], out_dir: Path, name: str, caption: str) -> Figure:
+    """One t-SNE map per run (columns x, y, label), points coloured by class."""
+    house_style()
+    fig, axes = _grid(len(maps), width=2.6, height=2.5)
+    for ax, (label, df) in zip(axes, maps.items()):
+        ax.scatter(df["x"], df["y"], c=df["label"], cmap="tab10", s=6, linewidths=0)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle("Test embeddings per run (t-SNE of normalised features, colour = class)")
     return Figure(name, _save(fig, out_dir, name), caption)

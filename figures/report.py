@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +28,22 @@ from .plots import Figure  # noqa: E402
 @dataclass
 class Statement:
     theorem: str
-    label: str  # "paper" or "reconstructed"
-    latex: str
-    pretty: str
+    label: str  # "paper", "reconstructed" or "diagnostic"
+    latex: str  # as the paper writes it (bounds/display.py), else sympy's
+    pretty: str  # plain Unicode, no LaTeX commands
     png: bytes | None
+    sympy_latex: str = ""  # the evaluated sympy statement, for the record
 
 
 def render_statement(theorem: str, expr: sympy.Basic, label: str) -> Statement:
-    """LaTeX, Unicode and (when mathtext can typeset it) a PNG of a sympy statement."""
-    latex = sympy.latex(expr)
-    pretty = sympy.pretty(expr, use_unicode=True)
+    """LaTeX, Unicode and (when mathtext can typeset it) a PNG of a statement: the hand-written
+    form of bounds/display.py where there is one (sympy's printers expand and reorder), with
+    sympy's LaTeX of the evaluated expression kept beside it."""
+    from clbounds.bounds.display import display
+
+    hand = display(theorem)
+    sympy_latex = sympy.latex(expr)
+    latex, pretty = hand if hand else (sympy_latex, sympy.pretty(expr, use_unicode=True, wrap_line=False))
     png = None
     try:
         fig = plt.figure(figsize=(0.01, 0.01))
@@ -48,7 +55,7 @@ def render_statement(theorem: str, expr: sympy.Basic, label: str) -> Statement:
         png = None
     finally:
         plt.close("all")
-    return Statement(theorem, label, latex, pretty, png)
+    return Statement(theorem, label, latex, pretty, png, sympy_latex)
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
@@ -66,6 +73,19 @@ def _markdown_table(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+_VERDICT_CLASS = {"informative": "ok", "vacuous": "weak", "by construction": "weak", "hypothesis not met": "weak", "no control": "plain",
+                  "violated": "bad", "not evaluated": "plain", "reproduced": "ok", "contradicted": "bad"}
+
+
+def _html_table(df: pd.DataFrame, float_format) -> str:
+    """A table that scrolls instead of overflowing, its verdict cells coloured and worded."""
+    html_ = df.to_html(index=False, na_rep="", float_format=float_format, border=0, classes="t")
+    for word, cls in _VERDICT_CLASS.items():
+        html_ = html_.replace(f"<td>{word}</td>", f"<td class='v-{cls}'>{word}</td>")
+    html_ = re.sub(r"<td>(not resolved at \d+ seeds?)</td>", r"<td class='v-plain'>\1</td>", html_)
+    return f"<div class='scroll'>{html_}</div>"
 
 
 def _b64(data: bytes) -> str:
@@ -126,22 +146,28 @@ def build_report(
         body += [f"<p><b>{e(bound_headline)}.</b> A check is <i>vacuous</i> when its bound is at or above the trivial ceiling of the quantity it bounds, "
                  "and holds <i>by construction</i> when it also holds on every control without learned structure.</p>"]
     if theorem_table is not None:
-        body += ["<h3>By theorem</h3>", theorem_table.to_html(index=False, na_rep="", border=0, classes="t")]
-    body += ["<details><summary>Every run</summary>" if theorem_table is not None else "",
-             bound_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="t"),
+        body += ["<h3>By theorem</h3>", _html_table(theorem_table, lambda v: f"{v:.4g}")]
+    body += ["<details><summary>Every run (one row per run and theorem)</summary>" if theorem_table is not None else "",
+             _html_table(bound_table, lambda v: f"{v:.4g}"),
              "</details>" if theorem_table is not None else ""]
     if findings:
         body += ["<h3>Findings</h3><ul>", *[f"<li>{e(f)}</li>" for f in findings], "</ul>"]
-    body += ["<h2>Rank correlation of each term with error</h2>", correlation_table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:+.3f}", border=0, classes="t")]
+    body += ["<h2>Rank correlation of each term with error</h2>", _html_table(correlation_table, lambda v: f"{v:+.3f}")]
     if statements:
         body += ["<h2>Theorem statements</h2>"]
         for s in statements:
             img = f'<img alt="{e(s.latex)}" src="data:image/png;base64,{_b64(s.png)}">' if s.png else ""
-            body += [f"<h3>{e(s.theorem)} <small>({e(s.label)})</small></h3>", img, f"<pre>{e(s.pretty)}</pre>", f"<details><summary>LaTeX</summary><code>{e(s.latex)}</code></details>"]
+            body += [f"<h3>{e(s.theorem)} <small>({e(s.label)})</small></h3>", img, f"<p class='stmt'>{e(s.pretty)}</p>",
+                     f"<details><summary>LaTeX</summary><code>{e(s.latex)}</code><br>as evaluated (sympy): <code>{e(s.sympy_latex)}</code></details>"]
     body += ["<h2>Figures</h2>"]
     for f in figures:
         body += [f"<figure><img src=\"data:image/png;base64,{_b64(f.png.read_bytes())}\" alt=\"{e(f.name)}\"><figcaption><b>{e(f.name)}.</b> {e(f.caption)}" + (f"<br><code>{e(f.command)}</code>" if f.command else "") + "</figcaption></figure>"]
-    style = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}figure{margin:2em 0}figure img{max-width:100%}figcaption{font-size:13px;color:#444}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}"
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             ".scroll{max-width:100%;overflow-x:auto}table.t{border-collapse:collapse;font-size:13px}"
+             "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}"
+             ".v-ok{background:#dff3e0;color:#135c1a;font-weight:600}.v-weak{background:#f3f3f3;color:#666}.v-bad{background:#fbe0e0;color:#9b1010;font-weight:700}"
+             ".v-plain{color:#555}.stmt{font-size:15px}figure{margin:2em 0}figure img{max-width:100%}figcaption{font-size:13px;color:#444}"
+             "pre{background:#f6f6f6;padding:.6em;overflow-x:auto}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
     html_path = out_dir / "report.html"
     html_path.write_text(page)

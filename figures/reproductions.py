@@ -109,7 +109,8 @@ def huang_table1(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     figures = [
         ordered_series(g, "augment", {"knn_error": "kNN error", "one_minus_sigma": "1 - sigma"}, out_dir, f"huang-table1-{method}",
                        f"{method}: kNN error and 1-sigma over augmentation subsets (a crop, b blur, c grayscale, d colour, e flip); {len(g)} runs, seeds {sorted(g['config.seed'].unique())}. {protocol}.",
-                       "augmentations", "value", order=order)
+                       "augmentation subset (a crop, b blur, c grayscale, d colour, e flip)", "kNN error; 1 - sigma(delta)", order=order,
+                       title=f"Huang et al. Table 1, {method.replace('_', ' ')}: does 1 - sigma order the subsets as the error does?")
         for method, g in df.groupby("config.method.name")
     ]
     verdict, _ = _ordering_verdict(df, "augment", order, "augmentation subsets a..abcde")
@@ -123,7 +124,7 @@ def huang_color(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     protocol = f"{frames.protocol_of(store_root, 'knn_accuracy', runs)}; sigma: {frames.protocol_of(store_root, 'sigma', runs)}"
     fig = ordered_series(df, "config.color_strength", {"knn_error": "kNN error", "one_minus_sigma": "1 - sigma"}, out_dir, "huang-color",
                          f"SimCLR: kNN error and 1-sigma against colour strength; {len(df)} runs, seeds {sorted(df['config.seed'].unique())}. {protocol}.",
-                         "colour strength", "value", order=order)
+                         "colour strength", "kNN error; 1 - sigma(delta)", order=order, title="Huang et al.: SimCLR colour strength against kNN error and 1 - sigma")
     verdict, _ = _ordering_verdict(df, "config.color_strength", order, "colour strengths 1, 1/2, 1/4, 1/8")
     g = df.set_index("config.color_strength").reindex(order)
     monotone = g["knn_error"].is_monotonic_increasing

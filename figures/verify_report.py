@@ -11,7 +11,7 @@ from clbounds.bounds.common import VERDICTS, headline, verdict, verdict_counts
 
 from . import frames
 from .correlation import correlation_table
-from .plots import Figure, bound_tightness, terms_vs_target
+from .plots import Figure, bound_tightness, embedding_maps, terms_vs_target
 from .report import Statement, build_report
 
 # The empirical terms of the theorems, in the order the report lists them.
@@ -149,6 +149,15 @@ def make_report(
     if not checks.empty:
         figures.append(bound_tightness(checks, out_dir / "figures", "bound-tightness",
                                        f"Bound against the measured quantity for every theorem over {who}; points above the dashed line hold. Bounds without a numeric value (diagnostics) are not drawn."))
+
+    maps = {}
+    for run in df["run"]:
+        path = Path(store_root) / run / "tsne.csv"
+        if path.is_file():
+            maps[labels.get(run, run)] = pd.read_csv(path)
+    if maps:
+        figures.append(embedding_maps(maps, out_dir / "figures", "embeddings",
+                                      f"t-SNE (scikit-learn, perplexity 30, PCA init, seed of the run) of the normalised backbone features of up to 300 test inputs per run, coloured by class; {len(maps)} runs."))
 
     terms = [t for t in TERMS if t in df]
     targets = [t for t in ("knn_error", "robust_error") if t in df]

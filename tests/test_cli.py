@@ -26,6 +26,10 @@ def test_train_eval_runs_export(tmp_path, config_file, capsys):
     assert main(["--store", store, "runs", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert len(runs) == 1 and runs[0]["status"] == "done" and runs[0]["config"]["seed"] == 1
+    import pandas as pd  # the per-epoch log and the t-SNE map of the test embeddings sit in the run folder
+
+    run_dir = tmp_path / "store" / runs[0]["id"]
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 1 and set(pd.read_csv(run_dir / "tsne.csv").columns) == {"x", "y", "label"}
 
     assert main(["--store", store, "eval", runs[0]["id"][:4], "--random-init"]) == 0
     assert "random-init" in capsys.readouterr().out

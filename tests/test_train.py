@@ -36,6 +36,12 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert record.status == "done"
     w_full, w_resumed = _weights(full, record.id), _weights(store, record.id)
     assert all(torch.equal(w_full[k], w_resumed[k]) for k in w_full)
+    # the per-epoch log has one row per epoch, the interrupted epoch not repeated, the losses of the uninterrupted run
+    import pandas as pd
+
+    resumed, uninterrupted = pd.read_csv(store.run_dir(record.id) / "metrics.csv"), pd.read_csv(full.run_dir(record.id) / "metrics.csv")
+    assert resumed["epoch"].tolist() == [1, 2, 3] and list(resumed.columns) == ["epoch", "loss", "lr", "epoch_seconds", "views_per_s"]
+    assert resumed["loss"].tolist() == uninterrupted["loss"].tolist()
 
 
 def test_a_finished_run_is_skipped(tmp_path, monkeypatch):
