@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, load_config
 from .errors import CheckpointError
@@ -59,7 +60,9 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
     record = store.find_run(args.run)
     if record.status != "done":
         raise ConfigError(f"run {record.id} is {record.status}, not done; finish it with `clbounds train` first")
-    terms = args.terms or None
+    # `--terms sharpness measure.eps=0.8`: --terms took the override too; hand it back
+    args.overrides = [*(args.overrides or []), *[t for t in args.terms or [] if "=" in t]]
+    terms = [t for t in args.terms or [] if "=" not in t] or None
     unknown = sorted(set(terms or []) - set(TERM_GROUP_NAMES))
     if unknown:
         raise ConfigError(f"unknown term group(s) {', '.join(unknown)}; choose from {', '.join(TERM_GROUP_NAMES)}")
@@ -170,12 +173,14 @@ def cmd_export(args: argparse.Namespace, store: Store) -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         for name, (rows, fields) in tables.items():
+            if args.what is not None and name != args.what:
+                continue
             path = args.out / f"{name}.{'json' if args.json else 'csv'}"
             with open(path, "w", newline="") as f:
                 _write_table(f, rows(), fields, args.json)
             print(path)
         return
-    rows, fields = tables[args.what]
+    rows, fields = tables[args.what or "measurements"]
     _write_table(sys.stdout, rows(), fields, args.json)
 
 
@@ -241,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="one paper figure or table")
     p.add_argument("target", choices=list(TARGETS), help="; ".join(f"{k}: {t.description}" for k, t in TARGETS.items()))
     p.add_argument("--preset", default="quick", help="quick (embedded data) or paper (CIFAR on a GPU), or a preset YAML")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default 5: the claims are paired tests across seeds)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per variant, on any preset (default 5: the claims are paired tests across seeds); not for terms-vs-accuracy and bound-tightness, which use the preset's grid")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("import", help="register an encoder trained elsewhere as a run (torchvision, solo-learn, lightly, timm)",
@@ -273,13 +278,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("export", help="every measurement with its protocol, or every bound check: one tidy table per call")
-    p.add_argument("--what", choices=["measurements", "bounds"], default="measurements", help="which table (default measurements)")
+    p.add_argument("--what", choices=["measurements", "bounds"], default=None, help="which table (default measurements; with --out, both)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--csv", action="store_true", help="CSV (default)")
     group.add_argument("--json", action="store_true", help="JSON: a list of rows")
-    p.add_argument("--out", type=Path, help="write both tables as files into this folder instead")
+    p.add_argument("--out", type=Path, help="write the tables as files into this folder instead (both unless --what)")
     p.set_defaults(func=cmd_export)
     return parser
+
+
+class _ReaderGone(Exception):
+    """stdout's reader left (`clbounds export | head`)."""
+
+
+class _GuardedStdout:
+    """stdout, with a broken pipe on it told apart from one anywhere else (a worker's pipe, a
+    socket): only the first means the reader is done."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return self._inner.write(text)
+        except BrokenPipeError as err:
+            raise _ReaderGone from err
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError as err:
+            raise _ReaderGone from err
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,22 +323,29 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*(args.overrides or []), *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
         store = Store(args.store)
         args.func(args, store)
-    except BrokenPipeError:  # `clbounds export | head`: the reader left; not an error
+        sys.stdout.flush()
+    except _ReaderGone:  # `clbounds export | head`: the reader left; not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stdout.fileno())
         return 0
-    except (ConfigError, KeyError) as err:
+    except BrokenPipeError as err:  # a worker's pipe or a socket broke, not our reader: a failure
+        print(f"clbounds: failed: {err}; what finished before it is kept in the store", file=sys.stderr)
+        return 1
+    except ConfigError as err:
         print(f"clbounds: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("clbounds: interrupted; the last completed epoch's checkpoint is kept, rerun the same command to resume", file=sys.stderr)
         return 130
-    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError, OSError) as err:
-        print(f"clbounds: failed: {err}", file=sys.stderr)
+    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError, OSError, KeyError) as err:
+        print(f"clbounds: failed: {type(err).__name__ + ': ' if isinstance(err, KeyError) else ''}{err}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = stdout
     return 0
 
 

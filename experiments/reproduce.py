@@ -128,6 +128,8 @@ def reproduce(target_name: str, store: Store, preset_name: str = "quick", execut
         runs, terms = preset.runs, None
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if seeds is not None and not target.runs:
+        raise ConfigError(f"--seeds applies to the targets with their own grid; {target_name} analyses preset {preset.name}'s grid and its seeds {preset.seeds}")
     seed_list = list(range(seeds if seeds is not None else DEFAULT_SEEDS)) if target.runs else preset.seeds
     items = []
     for seed in seed_list:
@@ -141,7 +143,8 @@ def reproduce(target_name: str, store: Store, preset_name: str = "quick", execut
         raise RuntimeError(f"reproduce {target_name}: every run failed; see `clbounds runs`")
     evaluate_sweep_bounds([store.get_run(r.run_id) for r in done], store)  # Wen width sweeps, CACR vs SimCLR pairs (as verify does)
     out_dir = store.root / "reproduce" / f"{target_name}-{preset.name}"
-    command = f"clbounds reproduce {target_name}" + (f" --preset {preset_name}" if preset_name != "quick" else "")
+    command = (f"clbounds reproduce {target_name}" + (f" --preset {preset_name}" if preset_name != "quick" else "")
+               + (f" --seeds {len(seed_list)}" if target.runs and len(seed_list) != DEFAULT_SEEDS else ""))
     report = getattr(reproductions, target.analysis)(store.root, [r.run_id for r in done], {r.run_id: r.label for r in done}, out_dir, command)
     log(f"reproduce {target_name}: {report}")
     return report

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import ConfigError
+
 RUN_STATUSES = ("running", "done", "failed")
 
 _SCHEMA = """
@@ -75,6 +77,13 @@ def _flag(value: Any) -> int | None:
 
 def default_store_root() -> Path:
     return Path(os.environ.get("CLBOUNDS_HOME", "runs"))
+
+
+class UnknownRunError(ConfigError, KeyError):
+    """A run id (or prefix) that names no run, or more than one: a usage error (exit 2)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -173,9 +182,9 @@ class Store:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY created", (prefix + "%",)).fetchall()
         if not rows:
-            raise KeyError(f"no run with id {prefix!r} in {self.db_path}; `clbounds runs` lists them")
+            raise UnknownRunError(f"no run with id {prefix!r} in {self.db_path}; `clbounds runs` lists them")
         if len(rows) > 1:
-            raise KeyError(f"run id {prefix!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
+            raise UnknownRunError(f"run id {prefix!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
         return self._record(rows[0])
 
     def runs(self) -> list[RunRecord]:

@@ -61,9 +61,11 @@ class GridResult:
     message: str = ""
 
 
-def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, progress: bool) -> tuple[str, dict[str, float]]:
+def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, progress: bool, on_step: Callable[[str], None] | None = None) -> tuple[str, dict[str, float]]:
     """Train (or skip), evaluate and measure one run; returns its id and the wall seconds of
-    each step it ran. Runs in any process."""
+    each step it ran. Runs in any process; ``on_step(name)`` is called as each step starts
+    (inline only: a callback does not cross a process boundary)."""
+    step = on_step or (lambda name: None)
     from .bounds_step import evaluate_bounds
     from .evaluate import evaluate
     from .measure import measure
@@ -72,6 +74,9 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
     store = Store(store_root)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
+    stored = store.get_run(cfg.run_id())
+    if stored is None or stored.status != "done":
+        step("train")
     record: RunRecord = train(cfg, store, progress=progress)
     seconds["train"] = time.perf_counter() - t
     # The run id leaves eval and measure out, so a stored run may have been evaluated and
@@ -80,11 +85,13 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
     done = _measured_with(store, record.id)
     if done.get("eval") != record.config["eval"]:
         t = time.perf_counter()
+        step("eval")
         evaluate(record, store)
         _record_settings(store, record.id, "eval", record.config["eval"])
         seconds["eval"] = time.perf_counter() - t
     if terms is not None or done.get("measure") != record.config["measure"]:
         t = time.perf_counter()
+        step("measure")
         measure(record, store, list(terms) if terms is not None else None)
         if terms is None:  # every group measured under these settings
             _record_settings(store, record.id, "measure", record.config["measure"])
@@ -113,31 +120,37 @@ def _record_settings(store: Store, run_id: str, section: str, settings: dict[str
 def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None = None, terms: Sequence[str] | None = None, progress: bool = False, log: Callable[[str], None] = print) -> list[GridResult]:
     """Runs every grid item; a run that fails (e.g. diverges) is reported and the sweep goes on.
 
-    Each item is logged as it finishes (inline: one after another), with the seconds of the
-    steps it ran (train, eval, measure; a stored step is skipped and not listed)."""
+    Each item is logged as it finishes, with the seconds of the steps it ran (train, eval,
+    measure; a stored step is skipped and not listed). Inline, each step is also logged as it
+    starts, so a long grid is never silent."""
     inline = executor is None or isinstance(executor, InlineExecutor)
     executor = executor or InlineExecutor()
 
-    def submit(item: GridItem) -> Future:
+    def head(i: int, item: GridItem) -> str:
+        return f"  [{i + 1}/{len(items)}] {item.label:<28} {item.config.run_id()}"
+
+    def submit(i: int, item: GridItem) -> Future:
+        if inline:
+            return executor.submit(run_pipeline, item.config, str(store.root), terms, progress, lambda name: log(f"{head(i, item)}  {name} ..."))
         return executor.submit(run_pipeline, item.config, str(store.root), terms, progress)
 
     # Inline, each item runs when its result is asked for, so progress shows as it happens.
-    futures = [(item, None if inline else submit(item)) for item in items]
+    futures = [(item, None if inline else submit(i, item)) for i, item in enumerate(items)]
     results = []
     for i, (item, future) in enumerate(futures):
         run_id = item.config.run_id()
         try:
-            _, seconds = (future or submit(item)).result()
+            _, seconds = (future or submit(i, item)).result()
             results.append(GridResult(item.label, run_id, "done"))
             steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v >= 0.5) or "stored"
-            log(f"  [{i + 1}/{len(items)}] {item.label:<28} {run_id}  done ({steps})")
+            log(f"{head(i, item)}  done ({steps})")
         except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
             message = f"{type(err).__name__}: {err}"
             record = store.get_run(run_id)
             if record is not None and record.status != "failed":
                 store.set_status(run_id, "failed", message)
             results.append(GridResult(item.label, run_id, "failed", message))
-            log(f"  [{i + 1}/{len(items)}] {item.label:<28} {run_id}  FAILED: {message}")
+            log(f"{head(i, item)}  FAILED: {message}")
             if "--debug" in sys.argv:
                 traceback.print_exc()
     return results

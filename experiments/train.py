@@ -151,12 +151,15 @@ def log_epoch(run_dir: Path, row: dict[str, float], tensorboard: Any = None) -> 
         tensorboard.flush()
 
 
-def _tensorboard(run_dir: Path) -> Any:
+def _tensorboard(run_dir: Path, start_epoch: int) -> Any:
+    """A TensorBoard writer, or None without the optional package. A resumed run purges the
+    events at and after its first replayed epoch (as metrics.csv replaces its rows), and
+    :func:`log_epoch` flushes every epoch, so a crash loses nothing written."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # optional: `pip install tensorboard` turns it on
         return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch + 1 if start_epoch else None)
 
 
 def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
@@ -207,7 +210,7 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
         info = load_training_state(nets, optimizer, state_path)
         start_epoch, train_seconds = info["epoch"], info.get("seconds", 0.0)
 
-    tensorboard = _tensorboard(run_dir)  # None unless the optional tensorboard package is installed
+    tensorboard = _tensorboard(run_dir, start_epoch)  # None unless the optional tensorboard package is installed
 
     # ---- the loop ------------------------------------------------------------------------
     bar = tqdm(range(start_epoch, o.epochs), desc=f"train {run_id}", disable=not progress, initial=start_epoch, total=o.epochs)

@@ -8,7 +8,8 @@ one-sided in the claimed direction and in the opposite one; Holm's correction ru
 directions of every claim of the target; the verdict is "reproduced", "contradicted" or "not
 resolved at n seeds" (:mod:`.statistics`). Each claim also reports the difference with its
 bootstrap interval, the effect size d_z and the smallest difference the design could have
-detected with 80% power.
+detected with 80% power at Holm's first-step level. Where the per-seed differences have no
+spread (identical up to rounding), the exact sign test replaces the t-test.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class Claim:
 
 
 def paired_values(df: pd.DataFrame, key: str, claim: Claim, seed_col: str = "config.seed") -> tuple[list[float], list[float], list[int]]:
-    """The values of ``a`` and ``b`` on the seeds both have."""
+    """The values of ``a`` and ``b`` on the seeds both have (none when the column was never measured)."""
+    if claim.column not in df or key not in df:
+        return [], [], []
     sub = df[df[key].isin([claim.a, claim.b])].dropna(subset=[claim.column])
     wide = sub.pivot_table(index=seed_col, columns=key, values=claim.column, aggfunc="mean")
     if claim.a not in wide or claim.b not in wide:
@@ -48,7 +51,8 @@ def paired_values(df: pd.DataFrame, key: str, claim: Claim, seed_col: str = "con
 def test_claims(df: pd.DataFrame, key: str, claims: Sequence[Claim], alpha: float = st.ALPHA) -> pd.DataFrame:
     """One row per claim: n seeds, the two means, the difference a − b with its interval, d_z,
     the Holm-adjusted one-sided p-value in the claimed direction, the minimum detectable
-    difference and the verdict."""
+    difference (80% power at Holm's first-step level), the verdict, the test that ran and the
+    number of one-sided tests Holm's correction covered."""
     results = []
     for c in claims:
         a, b, seeds = paired_values(df, key, c)
@@ -67,25 +71,33 @@ def test_claims(df: pd.DataFrame, key: str, claims: Sequence[Claim], alpha: floa
             "claim": c.text, "seeds": r["n"], "a vs b": f"{r['mean_a']:.4g} vs {r['mean_b']:.4g}",
             "difference [95% CI]": f"{r['mean_difference']:+.4g} [{r['ci'][0]:+.4g}, {r['ci'][1]:+.4g}]" if r["n"] else "",
             "d_z": r["d_z"], "p (one-sided, Holm)": r.get("p_claimed_holm"), "detectable difference": r["mdd"], "verdict": r["verdict"],
+            "test": r.get("test", ""), "holm tests": r.get("holm_tests"),
         })
     return pd.DataFrame(rows)
 
 
 def summary(table: pd.DataFrame, what: str = "claims") -> str:
-    """'k of n claims reproduced, …' with the method named."""
+    """'k of n claims reproduced, …' with the method named; the number of tests is the number
+    of p-values Holm's correction ran over."""
     if table.empty:
         return f"No {what} could be tested."
     verdicts = table["verdict"].tolist()
     reproduced = sum(v == "reproduced" for v in verdicts)
     contradicted = sum(v == "contradicted" for v in verdicts)
-    unresolved = [v for v in verdicts if v.startswith("not resolved")]
+    unresolved = sum(v.startswith("not resolved") for v in verdicts)
+    untestable = len(verdicts) - reproduced - contradicted - unresolved
     seeds = sorted({int(s) for s in table["seeds"] if s})
-    n_all = len(verdicts)
-    head = ("Reproduced" if reproduced == n_all else "Contradicted" if contradicted == n_all else "Not resolved" if reproduced == contradicted == 0
+    tests = int(table["holm tests"].max()) if "holm tests" in table and table["holm tests"].notna().any() else 0
+    if reproduced == contradicted == unresolved == 0:
+        return f"Not testable: none of the {len(verdicts)} {what} has paired values on two or more seeds."
+    testable = len(verdicts) - untestable
+    head = ("Reproduced" if reproduced == testable else "Contradicted" if contradicted == testable else "Not resolved" if reproduced == contradicted == 0
             else "Partly reproduced" if contradicted == 0 else "Partly contradicted" if reproduced == 0 else "Mixed")
     n = "/".join(map(str, seeds)) or "0"
-    return (f"{head}: {reproduced} of {len(verdicts)} {what} reproduced, {contradicted} contradicted, {len(unresolved)} not resolved at {n} seed{'s' if seeds != [1] else ''} "
-            f"(paired t-test on the per-seed differences, one-sided in each direction, Holm over the target's {2 * len(verdicts)} one-sided tests, alpha = {st.ALPHA:g}"
+    return (f"{head}: {reproduced} of {len(verdicts)} {what} reproduced, {contradicted} contradicted, {unresolved} not resolved at {n} seed{'s' if seeds != [1] else ''}"
+            f"{f', {untestable} not testable' if untestable else ''} "
+            f"(paired t-test on the per-seed differences, or the exact sign test where they have no spread; one-sided in each direction, "
+            f"Holm over the target's {tests} one-sided tests, alpha = {st.ALPHA:g}"
             f"{'; one seed resolves nothing' if seeds == [1] else ''}).")
 
 
@@ -98,9 +110,11 @@ def claims_sentence(table: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def mean_table(df: pd.DataFrame, key: str, columns: dict[str, str], order: Sequence[str], accuracy: Sequence[str] = (), n_test: int | None = None) -> pd.DataFrame:
-    """Per variant: seeds and "mean [low, high]" of each column, the 95% interval by bootstrap
-    over seeds, and for the ``accuracy`` columns over seeds and test inputs (``n_test``)."""
+def mean_table(df: pd.DataFrame, key: str, columns: dict[str, str], order: Sequence[str], accuracy: Sequence[str] = (), n_test: int | None = None,
+               split_per_seed: bool = True) -> pd.DataFrame:
+    """Per variant: seeds and "mean [low, high]" of each column, the 95% interval by the
+    expanded percentile bootstrap over seeds, and for the ``accuracy`` columns over seeds and
+    test inputs (``n_test``; see :func:`.statistics.accuracy_ci` for ``split_per_seed``)."""
     rows = []
     for variant in [o for o in order if o in set(df[key])] + [v for v in df[key].unique() if v not in order]:
         g = df[df[key] == variant]
@@ -110,11 +124,14 @@ def mean_table(df: pd.DataFrame, key: str, columns: dict[str, str], order: Seque
                 row[label] = ""
                 continue
             values = g[col].dropna().tolist()
-            m, lo, hi = st.accuracy_ci(values, n_test) if col in accuracy and n_test else st.bootstrap_ci(values)
+            m, lo, hi = st.accuracy_ci(values, n_test, split_per_seed) if col in accuracy and n_test else st.bootstrap_ci(values)
             row[label] = f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-INTERVAL_NOTE = ("Intervals: 95% percentile bootstrap over seeds; for accuracies over seeds and test inputs (each resampled seed's accuracy redrawn "
-                 "as Binomial(n_test, accuracy)/n_test). With one seed an interval covers the test inputs only, or is a point.")
+INTERVAL_NOTE = ("Intervals: 95% expanded percentile bootstrap over seeds (Hesterberg 2015; the plain percentile interval of a mean of 5 covers "
+                 "about 83%). Each seed draws its own data and test inputs, so the spread between seeds already holds the test inputs' part; "
+                 "with one seed an accuracy's interval is the test inputs' alone (Binomial(n_test, accuracy)/n_test), and any other value's is a point.")
+FIXED_TEST_NOTE = ("Intervals: 95% expanded percentile bootstrap over seeds (Hesterberg 2015), and for accuracies whose test size is known over seeds and test inputs "
+                   "(each resampled seed's accuracy redrawn as Binomial(n_test, accuracy)/n_test), since every seed meets the same fixed test set.")

@@ -54,40 +54,57 @@ def granulated_kendall(df: pd.DataFrame, term: str, target: str, axes: Sequence[
 LOSS = "info_nce"  # the loss a term must add to: NT-Xent on the test pairs, one formula for every run
 
 
-def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[str], axes: Sequence[str], loss: str = LOSS, n_boot: int = 500) -> pd.DataFrame:
+def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[str], axes: Sequence[str], loss: str = LOSS, n_boot: int = 2000) -> pd.DataFrame:
     """One row per (term, target) over the runs:
 
-    - n runs, Kendall τ-b with its bootstrap 95% interval over runs and its p-value (exact
-      without ties), and ψ per axis and Ψ (granulated τ, Jiang et al. 2020);
-    - τ given the loss: Kendall's partial τ of the term and the error given ``loss`` (NT-Xent),
-      with its bootstrap interval; "beyond loss" is yes when that interval excludes 0, i.e. the
-      term ranks the error in a way the loss does not (Jiang et al.'s question of a measure's
-      value given others);
+    - n runs, Kendall τ-b with its bootstrap 95% interval and its p-value (exact without
+      ties), and ψ per axis and Ψ (granulated τ, Jiang et al. 2020). Intervals resample grid
+      points (every setting but the seed), each with all its seeds: a cluster bootstrap, since
+      the seeds of one setting are not independent runs;
+    - τ given the loss: Kendall's partial τ of the term and the error given ``loss`` (NT-Xent)
+      on the n (given loss) runs where all three are measured, with its interval and
+      bootstrap p-value; "beyond loss" is yes when that p-value passes Holm's correction over
+      every term of the same target at 0.05 (Jiang et al.'s question of a measure's value given
+      others). A partial τ measures association given the loss; it is not a test of
+      conditional independence;
     - worst sign agreement: over the axes, the smallest fraction of pairs of runs differing in
-      that axis where the term and the error move together (Dziugaite et al. 2020's robust view).
+      that axis where the term and the error move together (Dziugaite et al. 2020's robust
+      view), with that axis and its number of pairs (an axis with few pairs is a noisy minimum).
     """
     from . import statistics as st
 
     rows = []
     for target in targets:
+        block = []
         for term in terms:
             if term not in df or target not in df:
                 continue
             keep = [term, target, *axes, *(["config.seed"] if "config.seed" in df else []), *([loss] if loss in df and loss != term else [])]
             sub = df[list(dict.fromkeys(keep))].dropna(subset=[term, target])
-            k = st.kendall(sub[term], sub[target], n_boot=n_boot)
+            groups = sub[list(axes)].astype(str).agg("|".join, axis=1).tolist() if axes and "config.seed" in sub else None
+            k = st.kendall(sub[term], sub[target], n_boot=n_boot, groups=groups)
             row = {"term": term, "target": target, "n": len(sub), "kendall_tau": kendall_tau(sub[term], sub[target]), "tau 95% CI": _ci(k["ci"]), "p": k["p"]}
             if loss in sub and term != loss:
-                pk = st.partial_kendall(sub[term], sub[target], sub[loss], n_boot=n_boot)
-                row["tau given loss"] = pk["tau"]
-                row["given-loss 95% CI"] = _ci(pk["ci"])
-                lo, hi = pk["ci"]
-                row["beyond loss"] = "" if not np.isfinite(lo) else ("yes" if lo > 0 or hi < 0 else "no")
+                pk = st.partial_kendall(sub[term], sub[target], sub[loss], n_boot=n_boot, groups=groups)
+                row.update({"n (given loss)": pk["n"], "tau given loss": pk["tau"], "given-loss 95% CI": _ci(pk["ci"]), "p (given loss)": pk["p"]})
             agree = st.sign_agreement(sub, term, target, axes) if axes else {}
             row["worst sign agreement"] = agree.get("worst", float("nan"))
+            worst = agree.get("worst_axis", "")
+            row["worst axis (pairs)"] = f"{worst.replace('config.', '')} ({agree[f'pairs[{worst}]']})" if worst else ""
             row.update(granulated_kendall(sub, term, target, axes))
-            rows.append(row)
-    return pd.DataFrame(rows)
+            block.append(row)
+        if any("p (given loss)" in r for r in block):
+            ps = [r.get("p (given loss)") for r in block]
+            adjusted = st.holm([p if p is not None and np.isfinite(p) else None for p in ps])
+            for r, p in zip(block, adjusted):
+                if "p (given loss)" in r:
+                    r["p (given loss, Holm)"] = p
+                    r["beyond loss"] = "" if p is None else ("yes" if p < st.ALPHA else "no")
+        rows += block
+    table = pd.DataFrame(rows)
+    order = ["term", "target", "n", "kendall_tau", "tau 95% CI", "p", "n (given loss)", "tau given loss", "given-loss 95% CI", "p (given loss)",
+             "p (given loss, Holm)", "beyond loss", "worst sign agreement", "worst axis (pairs)"]
+    return table[[c for c in order if c in table] + [c for c in table if c not in order]] if not table.empty else table
 
 
 def _ci(ci: tuple[float, float]) -> str:

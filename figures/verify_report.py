@@ -30,6 +30,7 @@ FIGURE_TERMS = [
     "sharpness", "hessian_lambda_max", "shift_loss_gap", "shift_mmd2", "representation_gap", "weight_movement",
 ]
 _NOT_AXES = {"config.name", "config.seed", "config.device"}
+MAX_MAPS = 24  # t-SNE panels in one figure
 
 
 def varying_axes(df: pd.DataFrame) -> list[str]:
@@ -151,13 +152,18 @@ def make_report(
                                        f"Bound against the measured quantity for every theorem over {who}; points above the dashed line hold. Bounds without a numeric value (diagnostics) are not drawn."))
 
     maps = {}
-    for run in df["run"]:
+    shown = df
+    if len(df) > MAX_MAPS and "config.seed" in df:  # one map per setting (its first seed) keeps the figure readable
+        shown = df[df["config.seed"] == df["config.seed"].min()]
+    shown = shown.head(MAX_MAPS)
+    for run in shown["run"]:
         path = Path(store_root) / run / "tsne.csv"
         if path.is_file():
-            maps[labels.get(run, run)] = pd.read_csv(path)
+            label = labels.get(run, run)
+            maps[label if label not in maps else f"{label} ({run})"] = pd.read_csv(path)  # seeds of one setting share a label
     if maps:
         figures.append(embedding_maps(maps, out_dir / "figures", "embeddings",
-                                      f"t-SNE (scikit-learn, perplexity 30, PCA init, seed of the run) of the normalised backbone features of up to 300 test inputs per run, coloured by class; {len(maps)} runs."))
+                                      f"t-SNE (scikit-learn, perplexity min(30, (n-1)/3), PCA init, seed of the run) of the normalised backbone features of up to 300 test inputs per run, coloured by class; {len(maps)} of {len(df)} runs{' (the first seed of each setting' + (f', the first {MAX_MAPS}' if len(shown) == MAX_MAPS else '') + ')' if len(maps) < len(df) else ''}."))
 
     terms = [t for t in TERMS if t in df]
     targets = [t for t in ("knn_error", "robust_error") if t in df]
@@ -165,9 +171,11 @@ def make_report(
     one_seed = len(seeds) <= 1
     intro = (f"{who}. Hyperparameter axes that vary: {', '.join(a.replace('config.', '') for a in axes) or 'none'}. "
              f"Downstream error is 1 - kNN accuracy ({knn_protocol}); robust error is 1 - robust accuracy ({robust_protocol}). "
-             "Kendall tau is over all runs, with a bootstrap 95% interval over runs and its p-value (exact without ties); 'tau given loss' is Kendall's partial tau "
-             "given the NT-Xent loss (info_nce), and 'beyond loss' says whether its interval excludes 0; 'worst sign agreement' is the smallest fraction, over the axes, "
-             "of pairs of runs differing in that axis where the term and the error move together (Dziugaite et al. 2020); psi[axis] is the granulated tau of "
+             "Kendall tau is over all runs, with its p-value (exact without ties) and a 95% interval by a bootstrap over settings (each with all its seeds, "
+             "2000 resamples); 'tau given loss' is Kendall's partial tau given the NT-Xent loss (info_nce) with its interval and bootstrap p-value, and "
+             "'beyond loss' is yes when that p-value passes Holm's correction over the terms of one error at 0.05 (an association given the loss, not a test of "
+             "conditional independence); 'worst sign agreement' is the smallest fraction, over the axes, of pairs of runs differing in that axis where the term "
+             "and the error move together (Dziugaite et al. 2020), with that axis and its number of pairs; psi[axis] is the granulated tau of "
              "Jiang et al. (2020) over groups where only that axis varies, Psi their mean."
              + (" One seed per setting: this grid resolves nothing. No comparison between two runs is tested, and a correlation over so few runs "
                 "is shown with its interval only to say how little it pins down; the cpu preset runs 5 seeds." if one_seed else ""))

@@ -159,4 +159,4 @@ def test_every_statement_is_rendered_for_the_report():
     statements = theorem_statements()
     assert [s.theorem for s in statements] == names
     for s, (_, expr, label) in zip(statements, registry):
-        assert s.label == label and s.latex == sp.latex(expr) and s.pretty
+        assert s.label == label and s.sympy_latex == sp.latex(expr) and s.latex and s.pretty

@@ -95,6 +95,8 @@ def test_cli_conventions_version_global_options_tidy_export_and_a_closed_pipe(tm
     assert len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == 3000  # one table per call: read_csv parses it
     assert main(["--store", str(tmp_path / "s"), "export", "--json", "--out", str(tmp_path / "out")]) == 0
     assert len(json.loads((tmp_path / "out" / "measurements.json").read_text())) == 3000 and (tmp_path / "out" / "bounds.json").is_file()
+    assert main(["--store", str(tmp_path / "s"), "export", "--what", "bounds", "--out", str(tmp_path / "only")]) == 0
+    assert [p.name for p in (tmp_path / "only").iterdir()] == ["bounds.csv"]
     # `clbounds export --csv | head -1` exits 0, with nothing on stderr
     proc = subprocess.run(f"'{sys.executable}' -m clbounds.experiments.cli --store '{tmp_path / 's'}' export --csv | head -1; exit ${{PIPESTATUS[0]}}",
                           shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120)
@@ -121,6 +123,23 @@ def test_measure_takes_measure_overrides_only(tmp_path, capsys):
     store.upsert_run("r1", {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}, status="done")
     assert main(["--store", str(tmp_path / "s"), "measure", "r1", "optim.lr=0.1"]) == 2
     assert "measure.<key>=value overrides only" in capsys.readouterr().err
+    # an override after --terms is an override, not a term group
+    assert main(["--store", str(tmp_path / "s"), "measure", "r1", "--terms", "sharpness", "optim.lr=0.1"]) == 2
+    assert "measure.<key>=value overrides only" in capsys.readouterr().err
+    # an unknown run is a usage error in one line
+    assert main(["--store", str(tmp_path / "s"), "measure", "nope"]) == 2
+    assert capsys.readouterr().err.strip().startswith("clbounds: error: no run with id 'nope'")
+
+
+def test_a_broken_pipe_that_is_not_stdout_fails(tmp_path, capsys, monkeypatch):
+    import clbounds.experiments.cli as cli
+
+    def broken(args, store):
+        raise BrokenPipeError("worker pipe closed")
+
+    monkeypatch.setattr(cli, "cmd_runs", broken)
+    assert main(["--store", str(tmp_path / "s"), "runs"]) == 1
+    assert "worker pipe closed" in capsys.readouterr().err
 
 
 def test_bounds_json(tmp_path, capsys):

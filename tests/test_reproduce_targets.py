@@ -200,14 +200,15 @@ def test_cacr_report_claims_figure_and_verdict_flips(tmp_path):
     text, verdict, columns = _analyse(reproductions.cacr, *_cacr_store(tmp_path / "a", 0.2, 0.01, -0.8), tmp_path / "ra")
     assert columns == ["variant", "seeds", "kNN acc", "linear acc", "alignment", "uniformity", "MI(query, negative)", "corr(w-, d)", "corr(w+, d)", "w- on same-class negatives"]
     assert _figure_written(tmp_path / "ra", "cacr") and "## Claims, paired across seeds" in text and "## Per-seed claim checks" in text
-    assert verdict.startswith("Reproduced: 6 of 6 claims reproduced, 0 contradicted, 0 not resolved at 3 seeds")
+    assert verdict.startswith("Reproduced: 6 of 6 paired claims reproduced, 0 contradicted, 0 not resolved at 3 seeds")
+    assert "Not counted above, because no seed count decides them here: MI(query, CACR negative) lower" in verdict
     assert "balanced: CACR aligns positives better (0.19" in verdict and "imbalanced: CACR beats SimCLR in kNN accuracy" in verdict
     # the MI difference is within KSG's resolution: no verdict; the weight claim holds on random embeddings too
     assert "MI(query, CACR negative) lower: not evaluated on 6 pairs (not measurable at this size" in verdict
     assert "corr(w-, d) < 0: by construction on 6 pairs" in verdict
 
     _, verdict, _ = _analyse(reproductions.cacr, *_cacr_store(tmp_path / "b", 0.4, -0.1, 0.2, cacr_knn=0.7, simclr_mi=-0.2), tmp_path / "rb", draw=False)
-    assert verdict.startswith("Mixed: 2 of 6 claims reproduced, 4 contradicted")  # linear accuracy still +0.05
+    assert verdict.startswith("Mixed: 2 of 6 paired claims reproduced, 4 contradicted")  # linear accuracy still +0.05
     assert "corr(w-, d) < 0: violated on 6 pairs" in verdict
 
 
@@ -289,7 +290,7 @@ def test_target_end_to_end_on_a_tiny_preset(tmp_path, tiny_preset, monkeypatch, 
     theorems = {c["theorem"] for r in store.runs() for c in store.bound_checks(r.id)}
     assert ("cacr.claims" if target == "cacr" else "wen2020.width_sweep") in theorems  # the multi-run checks were stored
     if target == "cacr":
-        assert re.search(r"\d of 6 claims reproduced, .* at 2 seeds", text) and "imbalanced: CACR aligns positives better" in text  # both pairs, paired over seeds
+        assert re.search(r"\d of 6 paired claims reproduced, .* at 2 seeds", text) and "imbalanced: CACR aligns positives better" in text  # both pairs, paired over seeds
         names = {m["name"] for r in store.runs() for m in store.measurements(r.id)}
         assert {"cacr_weight_distance_corr", "cacr_same_class_weight_ratio", f"cacr_negative_weight_bin{CACR_WEIGHT_BINS - 1}"} <= names
     else:
@@ -310,3 +311,28 @@ def test_huang_ordering_verdict_is_decided_by_a_test_not_by_the_sign_of_tau():
     verdict, (tau,) = _ordering_verdict(frame(up, [0.2, 0.1, 0.3, 0.5, 0.4]), "augment", order, "subsets")
     assert tau > 0 and verdict.startswith("Not resolved at 5 settings")  # a positive tau is not a verdict
     assert "not testable" in _ordering_verdict(frame(up, [0.1] * 5), "augment", order, "subsets")[0]
+
+
+def test_huang_ordering_pools_seeds_so_agreement_on_every_seed_is_reproduced():
+    """Five seeds that each order the settings perfectly have no spread in tau; the pooled
+    exact test still decides (p = (1/120)^5), where a t-test over seeds could not."""
+    from clbounds.figures.reproductions import _ordering_verdict
+
+    order = ["a", "ab", "abc", "abcd", "abcde"]
+    up = [0.1, 0.2, 0.3, 0.4, 0.5]
+    df = pd.concat([pd.DataFrame({"config.method.name": "simclr", "config.seed": s, "augment": order, "knn_error": up, "one_minus_sigma": up}) for s in range(5)])
+    verdict, (tau,) = _ordering_verdict(df, "augment", order, "subsets")
+    assert verdict.startswith("Reproduced") and "over 5 seeds" in verdict and "S = +50" in verdict and tau == pytest.approx(1.0)
+
+
+def test_huang_colour_sweep_with_several_seeds(tmp_path):
+    store, labels = Store(tmp_path / "s"), {}
+    for seed in range(3):
+        for strength in (1.0, 0.5, 0.25, 0.125):
+            err = 0.1 + 0.2 * (1 - strength) + 0.01 * seed
+            rows = [("knn_accuracy", 1 - err, KNN), ("sigma", 0.9 - 0.2 * (1 - strength) + 0.001 * seed, "sigma delta=0.5"),
+                    ("misalignment_rate", 0.1, "R_eps"), ("center_max_inner", 0.2, "mu")]
+            _add(store, labels, f"c{strength}/seed{seed}", rows, seed=seed, color_strength=strength)
+    report = reproductions.huang_color(store.root, list(labels), labels, tmp_path / "out", "clbounds reproduce huang-color")
+    text = report.read_text()
+    assert "Reproduced on this data" in text and "over 3 seeds" in text and "mean kNN accuracy over 3 seeds falls" in text

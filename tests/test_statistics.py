@@ -36,6 +36,31 @@ def test_accuracy_interval_covers_over_seeds_and_test_inputs():
     assert hits / trials >= 0.85  # five seeds: the percentile bootstrap runs a little short
 
 
+def test_the_expanded_bootstrap_keeps_its_level_at_five_seeds():
+    """The plain percentile interval of a mean of 5 normals covers about 83%; the expanded one
+    (Hesterberg 2015) about 95%, as the t-interval does."""
+    rng = np.random.default_rng(7)
+    trials, plain, expanded = 400, 0, 0
+    for i in range(trials):
+        x = rng.normal(0.0, 1.0, size=5)
+        boots = x[rng.integers(0, 5, size=(2000, 5))].mean(1)
+        plain += np.quantile(boots, 0.025) <= 0 <= np.quantile(boots, 0.975)
+        _, lo, hi = st.bootstrap_ci(x, n_boot=2000, seed=i)
+        expanded += lo <= 0 <= hi
+    assert plain / trials < 0.88 and 0.92 <= expanded / trials <= 0.985
+    assert st.expanded_alpha(5) == pytest.approx(2 * stats.norm.cdf(-math.sqrt(5 / 4) * stats.t.ppf(0.975, 4)))
+
+
+def test_accuracy_interval_does_not_count_the_test_inputs_twice_when_each_seed_draws_its_own():
+    acc = [0.80, 0.82, 0.79, 0.81, 0.80]
+    assert st.accuracy_ci(acc, 200, split_per_seed=True) == st.bootstrap_ci(acc)
+    _, lo, hi = st.accuracy_ci(acc, 200, split_per_seed=False)
+    _, lo2, hi2 = st.accuracy_ci(acc, 200, split_per_seed=True)
+    assert hi - lo > hi2 - lo2  # the second draw widens the interval
+    _, lo1, hi1 = st.accuracy_ci([0.8], 200, split_per_seed=True)  # one seed: the test inputs alone
+    assert lo1 < 0.8 < hi1
+
+
 @pytest.mark.parametrize("n", [5, 8, 12])
 def test_exact_kendall_p_values_match_scipy(n):
     rng = np.random.default_rng(n)
@@ -67,7 +92,41 @@ def test_paired_test_matches_scipy():
     ref = stats.ttest_rel(a, b)
     assert r["t"] == pytest.approx(ref.statistic) and r["p"] == pytest.approx(ref.pvalue)
     assert r["p_greater"] == pytest.approx(ref.pvalue / 2) and r["d_z"] == pytest.approx(np.mean(np.subtract(a, b)) / np.std(np.subtract(a, b), ddof=1))
-    assert st.paired_test([1.0], [0.5])["p"] is None and st.paired_test([1, 2], [0, 1])["p"] is None  # no spread in d
+    assert st.paired_test([1.0], [0.5])["p"] is None
+
+
+def test_differences_without_spread_fall_back_to_the_exact_sign_test():
+    """A constant shift on every seed (or one that differs only by rounding) is the strongest
+    paired evidence: the sign test gives 2^-n, never "undefined" nor a rounding artefact."""
+    a = [0.3, 0.5, 0.7, 0.2, 0.9]
+    for b in ([v - 0.1 for v in a], [v - 0.1 + 1e-17 * i for i, v in enumerate(a)]):
+        r = st.paired_test(a, b)
+        assert r["test"].startswith("sign") and r["p_greater"] == pytest.approx(1 / 32) and r["p_less"] == pytest.approx(1.0)
+    assert st.paired_test([1, 2], [1, 2])["p_greater"] == 1.0  # no difference at all
+
+
+def test_stratified_kendall_is_scipys_exact_test_on_one_stratum_and_pools_seeds():
+    rng = np.random.default_rng(8)
+    for n in (4, 6, 9):
+        x, y = rng.normal(size=n), rng.normal(size=n)
+        r = st.stratified_kendall([(x, y)])
+        for alt in ("greater", "less"):
+            assert r[f"p_{alt}"] == pytest.approx(stats.kendalltau(x, y, method="exact", alternative=alt).pvalue)
+    # five seeds that all order 5 settings perfectly: p = (1/120)^5, where a t-test over the
+    # per-seed tau has no spread and cannot decide
+    r = st.stratified_kendall([([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])] * 5)
+    assert r["method"] == "exact" and r["p_greater"] == pytest.approx((1 / 120) ** 5)
+    # a brute force over every permutation of two strata of 4
+    import itertools
+
+    strata = [([1, 2, 3, 4], [2, 1, 4, 3]), ([1, 2, 3, 4], [1, 3, 2, 4])]
+    s_obs = sum(st._kendall_s(np.array(a, float), np.array(b, float)) for a, b in strata)
+    perms = list(itertools.permutations(range(4)))
+    null = [st._kendall_s(np.arange(4.0), np.array(p, float)) + st._kendall_s(np.arange(4.0), np.array(q, float)) for p in perms for q in perms]
+    assert st.stratified_kendall(strata)["p_greater"] == pytest.approx(np.mean([v >= s_obs for v in null]))
+    # ties: a permutation test within strata, close to the exact answer of the untied case
+    tied = st.stratified_kendall([([1, 2, 3, 4, 5], [1, 2, 2, 4, 5])] * 3)
+    assert tied["method"].startswith("permutation") and tied["p_greater"] < 0.001
 
 
 def test_three_way_verdict_on_fabricated_data_with_a_known_effect():
@@ -82,6 +141,10 @@ def test_three_way_verdict_on_fabricated_data_with_a_known_effect():
     # Holm over a family: a borderline p does not survive correction
     fam = st.adjust([dict(st.compare(better, base)), {"n": 8, "p_claimed": 0.03, "p_opposite": 0.97}])
     assert fam[0]["verdict"] == "reproduced" and fam[1]["verdict"] == "not resolved at 8 seeds"
+    # the detectable difference is quoted at Holm's first-step level: alpha over the 4 tests
+    assert fam[0]["holm_tests"] == 4
+    assert fam[0]["mdd"] == pytest.approx(st.minimum_detectable_difference(fam[0]["sd_difference"], 8, 0.05 / 4))
+    assert fam[0]["mdd"] > st.compare(better, base)["mdd"]
 
 
 def test_minimum_detectable_difference_has_the_stated_power():
@@ -103,7 +166,24 @@ def test_partial_kendall_against_the_formula_and_when_the_loss_explains_everythi
     error = loss + 0.1 * rng.normal(size=40)
     term = loss + 0.1 * rng.normal(size=40)  # the term is the loss plus noise: nothing beyond it
     r = st.partial_kendall(term, error, loss)
-    assert st.kendall(term, error)["tau"] > 0.6 and r["ci"][0] < 0 < r["ci"][1]
+    assert st.kendall(term, error)["tau"] > 0.6 and r["ci"][0] < 0 < r["ci"][1] and r["p"] > 0.05
+    beyond = st.partial_kendall(error - loss + 0.01 * rng.normal(size=40), error, loss)  # the term tracks what the loss misses
+    assert beyond["p"] < 0.01 and beyond["ci"][0] > 0
+
+
+def test_cluster_bootstrap_resamples_whole_settings():
+    """Five seeds of one setting move together: the cluster bootstrap's interval of tau is
+    wider than the one that treats the 40 runs as independent."""
+    rng = np.random.default_rng(9)
+    setting = np.repeat(rng.normal(size=8), 5)  # 8 settings, 5 seeds each
+    x, y = setting + 0.05 * rng.normal(size=40), setting * 0.2 + rng.normal(size=40) * 0.3
+    groups = np.repeat(np.arange(8), 5)
+    free, clustered = st.kendall(x, y, groups=None), st.kendall(x, y, groups=groups)
+    assert free["tau"] == clustered["tau"]
+    assert clustered["ci"][1] - clustered["ci"][0] > free["ci"][1] - free["ci"][0]
+    draws = st._resample(40, 10, 0, groups)
+    assert len(draws) == 1 and draws[0].shape == (10, 40)
+    assert all(len(set(groups[row[k * 5:(k + 1) * 5]])) == 1 for row in draws[0] for k in range(8))  # whole settings
 
 
 def test_sign_agreement_takes_the_worst_environment():
@@ -119,3 +199,16 @@ def test_the_vectorised_tau_b_of_the_bootstrap_matches_scipy_with_ties():
     ours = st._tau_b_many(a, b, idx)
     ref = np.array([stats.kendalltau(a[i], b[i]).statistic for i in idx])
     assert np.allclose(ours, ref, equal_nan=True, atol=1e-12)
+
+
+def test_a_claim_on_an_unmeasured_column_is_not_testable_and_counted_as_such():
+    from clbounds.figures.claims import Claim, summary, test_claims
+
+    df = pd.DataFrame({"v": ["A", "B"] * 5, "config.seed": [s for s in range(5) for _ in range(2)],
+                       "acc": [0.9, 0.8, 0.91, 0.79, 0.92, 0.8, 0.9, 0.81, 0.93, 0.8]})
+    table = test_claims(df, "v", [Claim("A beats B", "acc", "A", "B"), Claim("A is sharper", "sharpness", "A", "B")])
+    assert table["verdict"].tolist()[1] == "not testable" and table["holm tests"].max() == 2
+    text = summary(table)
+    assert "1 not testable" in text and "Holm over the target's 2 one-sided tests" in text and text.startswith("Reproduced: 1 of 2")
+    only = test_claims(df, "v", [Claim("A is sharper", "sharpness", "A", "B")])
+    assert summary(only).startswith("Not testable")

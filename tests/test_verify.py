@@ -1,5 +1,7 @@
 """`clbounds verify` and `clbounds reproduce` end to end on a tiny preset."""
 
+import re
+
 import pytest
 import yaml
 
@@ -21,7 +23,12 @@ def tiny_preset(tmp_path):
 @pytest.mark.slow
 def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monkeypatch):
     store = Store(tmp_path / "store")
-    md, html = verify(str(tiny_preset), store, log=lambda s: None)
+    lines = []
+    md, html = verify(str(tiny_preset), store, log=lines.append)
+    # each step is announced as it starts, then the run's line with the step times
+    first = [line for line in lines if "[1/3]" in line]
+    assert [line.split()[-2:] for line in first[:3]] == [["train", "..."], ["eval", "..."], ["measure", "..."]]
+    assert re.search(r"done \((train|eval|measure) \d+ s", first[3])  # steps under half a second are not listed
     text = md.read_text()
     assert "## Bounds" in text and "huang2023" in text and "arora2019" in text
     assert "kendall_tau" in text and (md.parent / "figures" / "terms-vs-knn-error.png").exists()
@@ -32,7 +39,9 @@ def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monk
     with monkeypatch.context() as m:
         m.setattr(measure_mod, "measure", lambda *a, **k: pytest.fail("verify measured a stored run again"))
         m.setattr(evaluate_mod, "evaluate", lambda *a, **k: pytest.fail("verify evaluated a stored run again"))
-        verify(str(tiny_preset), store, log=lambda s: None)
+        lines.clear()
+        verify(str(tiny_preset), store, log=lines.append)
+    assert not any(line.endswith("...") for line in lines) and sum("done (stored)" in line for line in lines) == 3
 
     # Other measure settings reuse the trained encoders but measure again, under the new protocol.
     verify(str(tiny_preset), store, extra=["measure.attack_steps=2"], log=lambda s: None)
