@@ -19,7 +19,7 @@ from types import ModuleType
 
 import torch
 
-from . import bench_hessian, bench_info_nce, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness
+from . import bench_hessian, bench_info_nce, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, cli_startup
 from .gpu_throughput import measure_throughput
 from .harness import Result, machine, markdown_table, measure
 
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats per benchmark (default: per benchmark)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-throughput", action="store_true", help="skip the SimCLR throughput run")
+    p.add_argument("--no-startup", action="store_true", help="skip the CLI start-up timing")
     p.add_argument("--out", type=Path, default=HERE, help="folder for results.json and results.md")
     a = p.parse_args(argv)
 
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             text, raw = throughput_section()
             table += "\n## Training throughput\n\n" + text + "\n"
             (a.out / "throughput.json").write_text(json.dumps(raw, indent=2) + "\n")
+    if not a.no_startup:  # outside the thread limit: each command is its own process
+        times = cli_startup.measure_startup()
+        table += "\n" + cli_startup.startup_section(times, f"Measured on the machine above, Python {host['python']}, torch {host['torch']}", 7)
     (a.out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n")
     (a.out / "results.md").write_text(table)
     print()

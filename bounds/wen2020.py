@@ -42,7 +42,8 @@ STATEMENT_GRADIENT = sp.StrictLessThan(beta_g, 0)
 STATEMENT_MOVEMENT = sp.StrictLessThan(beta_w, 0)
 STATEMENT = sp.And(STATEMENT_GRADIENT, STATEMENT_MOVEMENT)
 REQUIRED_TERMS = ["gradient_norm", "weight_movement"]
-ASSUMPTIONS = {"three_widths": "at least 3 distinct widths with positive values (a slope with an interval)"}
+ASSUMPTIONS = {"three_widths": "at least 3 distinct widths with positive values (a slope with an interval)",
+               "wen_setting": "Wen's setting: two networks without weight sharing, trained by full-batch gradient descent"}
 
 
 def loglog_slope(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
@@ -89,15 +90,18 @@ def _fit(rows: Sequence[Mapping[str, Any]], term: str) -> tuple[dict[str, Any] |
     return fit, ""
 
 
-def _check(theorem: str, statement: sp.Basic, fits: dict[str, tuple[dict | None, str]], runs: list) -> BoundCheck:
+def _check(theorem: str, statement: sp.Basic, fits: dict[str, tuple[dict | None, str]], runs: list, setting: tuple[bool, str] | None = None) -> BoundCheck:
     reasons = [why for _, why in fits.values() if why]
     ok = not reasons
     slopes = {name: fit for name, (fit, _) in fits.items() if fit is not None}
     holds = all(f["slope"] < 0 for f in slopes.values()) if ok else None
     worst = max((f["slope"] for f in slopes.values()), default=None)
+    assumptions = {"three_widths": {"met": ok, "note": "; ".join(reasons) or "ok"}}
+    if setting is not None:  # a sweep outside Wen's setting tests the consequences, not the theorem: a failure is no violation
+        assumptions["wen_setting"] = {"met": setting[0], "note": setting[1]}
     details = {
         "label": "diagnostic",
-        "assumptions": {"three_widths": {"met": ok, "note": "; ".join(reasons) or "ok"}},
+        "assumptions": assumptions,
         "inputs": {name: f["slope"] for name, f in slopes.items()},
         "slopes": slopes,
         "significant": all(f["significant"] for f in slopes.values()) if ok else None,
@@ -105,21 +109,24 @@ def _check(theorem: str, statement: sp.Basic, fits: dict[str, tuple[dict | None,
         "predicted": "slope < 0",
         "runs": runs,
     }
-    return BoundCheck(theorem, 0.0 if ok else None, worst if ok else None, holds, None, ok, statement, details)
+    met = ok and all(a["met"] for a in assumptions.values())
+    return BoundCheck(theorem, 0.0 if ok else None, worst if ok else None, holds, None, met, statement, details)
 
 
-def gradient_norm_vs_width(rows: Sequence[Mapping[str, Any]]) -> BoundCheck:
+def gradient_norm_vs_width(rows: Sequence[Mapping[str, Any]], setting: tuple[bool, str] | None = None) -> BoundCheck:
     """Prediction 1: log ‖∇L̂‖ falls with log width."""
-    return _check("wen2020.gradient_norm_vs_width", STATEMENT_GRADIENT, {"gradient_norm": _fit(rows, "gradient_norm")}, [r for _, _, r in _rows(rows)])
+    return _check("wen2020.gradient_norm_vs_width", STATEMENT_GRADIENT, {"gradient_norm": _fit(rows, "gradient_norm")}, [r for _, _, r in _rows(rows)], setting)
 
 
-def weight_movement_vs_width(rows: Sequence[Mapping[str, Any]]) -> BoundCheck:
+def weight_movement_vs_width(rows: Sequence[Mapping[str, Any]], setting: tuple[bool, str] | None = None) -> BoundCheck:
     """Prediction 2: log relative weight movement falls with log width."""
-    return _check("wen2020.weight_movement_vs_width", STATEMENT_MOVEMENT, {"weight_movement": _fit(rows, "weight_movement")}, [r for _, _, r in _rows(rows)])
+    return _check("wen2020.weight_movement_vs_width", STATEMENT_MOVEMENT, {"weight_movement": _fit(rows, "weight_movement")}, [r for _, _, r in _rows(rows)], setting)
 
 
-def evaluate_sweep(rows: Sequence[Mapping[str, Any]]) -> BoundCheck:
+def evaluate_sweep(rows: Sequence[Mapping[str, Any]], setting: tuple[bool, str] | None = None) -> BoundCheck:
     """Both predictions at once; ``measured`` is the larger slope (0 is the predicted ceiling).
+    ``setting`` = (met, note) says whether the sweep's runs are in Wen's setting (two
+    networks, full-batch GD); outside it a failed prediction is "hypothesis not met".
 
     Example:
         >>> rows = [{"width": w, "terms": {"gradient_norm": 1 / w, "weight_movement": w**-0.5}} for w in (1, 2, 4)]
@@ -128,8 +135,8 @@ def evaluate_sweep(rows: Sequence[Mapping[str, Any]]) -> BoundCheck:
         (True, -0.5)
     """
     fits = {"gradient_norm": _fit(rows, "gradient_norm"), "weight_movement": _fit(rows, "weight_movement")}
-    return _check("wen2020.width_sweep", STATEMENT, fits, [r for _, _, r in _rows(rows)])
+    return _check("wen2020.width_sweep", STATEMENT, fits, [r for _, _, r in _rows(rows)], setting)
 
 
-def evaluate_sweep_all(rows: Sequence[Mapping[str, Any]]) -> list[BoundCheck]:
-    return [evaluate_sweep(rows), gradient_norm_vs_width(rows), weight_movement_vs_width(rows)]
+def evaluate_sweep_all(rows: Sequence[Mapping[str, Any]], setting: tuple[bool, str] | None = None) -> list[BoundCheck]:
+    return [evaluate_sweep(rows, setting), gradient_norm_vs_width(rows, setting), weight_movement_vs_width(rows, setting)]

@@ -125,7 +125,11 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
         initial = {m.id: _initial_gradient_norm(store, m.id) for m in members}
         control_rows = [{"width": m.config["encoder"]["width"], "run": m.id, "terms": {"gradient_norm": initial[m.id]}} for m in members if initial[m.id] is not None]
         control = {"wen2020.gradient_norm_vs_width": wen2020.gradient_norm_vs_width(control_rows)} if len(control_rows) == len(members) else {}
-        for check in wen2020.evaluate_sweep_all(rows):
+        method = members[0].config["method"]
+        in_setting = method.get("name") == "two_network" and bool(method.get("full_batch"))
+        setting = (in_setting, "two networks, full-batch GD" if in_setting else
+                   f"{method.get('name')}{' (mini-batch)' if not method.get('full_batch') else ''}: not Wen's two networks trained by full-batch GD")
+        for check in wen2020.evaluate_sweep_all(rows, setting):
             check.details["gradient_norm_source"] = "min over training steps of ||grad_(W,V) L||" if logged else "||grad L|| at the final weights (measure step)"
             if check.theorem in control and check.theorem.endswith("gradient_norm_vs_width"):
                 check = with_controls(check, {"random_init": control[check.theorem]})

@@ -56,6 +56,7 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
 
     from .config import apply_overrides, config_from_dict
     from .measure import measure
+    from .sweep import record_measured
 
     record = store.find_run(args.run)
     if record.status != "done":
@@ -73,6 +74,7 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
         record = dataclasses.replace(record, config=config_from_dict(apply_overrides(record.config, args.overrides)).to_dict())
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})")
     rows = measure(record, store, terms, log=lambda line: print(line, file=sys.stderr, flush=True))
+    record_measured(store, record.id, terms or TERM_GROUP_NAMES, record.config["measure"])  # verify then re-measures what overrides changed
     if rows:
         _print_rows(rows)
 

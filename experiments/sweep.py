@@ -68,7 +68,7 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
     step = on_step or (lambda name: None)
     from .bounds_step import evaluate_bounds
     from .evaluate import evaluate
-    from .measure import measure
+    from .measure import TERM_GROUPS, measure
     from .train import train
 
     store = Store(store_root)
@@ -89,12 +89,14 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
         evaluate(record, store)
         _record_settings(store, record.id, "eval", record.config["eval"])
         seconds["eval"] = time.perf_counter() - t
-    if terms is not None or done.get("measure") != record.config["measure"]:
+    settings = record.config["measure"]
+    covered = measured_groups(store, record.id, settings)
+    missing = [g for g in (terms if terms is not None else TERM_GROUPS) if g not in covered]
+    if missing:
         t = time.perf_counter()
         step("measure")
-        measure(record, store, list(terms) if terms is not None else None)
-        if terms is None:  # every group measured under these settings
-            _record_settings(store, record.id, "measure", record.config["measure"])
+        measure(record, store, missing)
+        record_measured(store, record.id, missing, settings)
         seconds["measure"] = time.perf_counter() - t
     evaluate_bounds(record, store)
     return record.id, seconds
@@ -109,9 +111,33 @@ def _measured_with(store: Store, run_id: str) -> dict[str, Any]:
         return {}
 
 
+def _group_settings(store: Store, run_id: str) -> dict[str, Any]:
+    """Term group -> the measure settings its stored rows came from. A store written before
+    groups were recorded one by one holds a single ``measure`` entry for every group."""
+    from .measure import TERM_GROUPS
+
+    done = _measured_with(store, run_id)
+    legacy = {g: done["measure"] for g in TERM_GROUPS} if "measure" in done else {}
+    return legacy | done.get("measure_groups", {})
+
+
+def measured_groups(store: Store, run_id: str, settings: dict[str, Any]) -> set[str]:
+    """The term groups whose stored rows were measured under ``settings`` (the measure section)."""
+    return {g for g, s in _group_settings(store, run_id).items() if s == settings}
+
+
+def record_measured(store: Store, run_id: str, groups: Sequence[str], settings: dict[str, Any]) -> None:
+    """Note that ``groups`` were (re)measured under ``settings``, so a sweep re-measures a group
+    exactly when its stored rows came from other settings (e.g. `clbounds measure RUN
+    measure.eps=0.8` between two `verify` calls)."""
+    _record_settings(store, run_id, "measure_groups", _group_settings(store, run_id) | {g: settings for g in groups})
+
+
 def _record_settings(store: Store, run_id: str, section: str, settings: dict[str, Any]) -> None:
     path = store.run_dir(run_id) / "measured_with.json"
     done = _measured_with(store, run_id) | {section: settings}
+    if section == "measure_groups":  # folded into the per-group record above
+        done.pop("measure", None)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(done, indent=2, sort_keys=True))
     tmp.replace(path)  # atomic: an interrupted write leaves the previous file

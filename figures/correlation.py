@@ -62,11 +62,13 @@ def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[
       points (every setting but the seed), each with all its seeds: a cluster bootstrap, since
       the seeds of one setting are not independent runs;
     - τ given the loss: Kendall's partial τ of the term and the error given ``loss`` (NT-Xent)
-      on the n (given loss) runs where all three are measured, with its interval and
-      bootstrap p-value; "beyond loss" is yes when that p-value passes Holm's correction over
-      every term of the same target at 0.05 (Jiang et al.'s question of a measure's value given
-      others). A partial τ measures association given the loss; it is not a test of
-      conditional independence;
+      on the n (given loss) runs where all three are measured, and its p-value from a
+      Freedman–Lane permutation test on rank residuals over the settings' means (the
+      "settings (test)" units; seeds of one setting are not exchangeable); "beyond loss" is
+      yes when that p-value passes Holm's correction over every term of the same target at
+      0.05 (Jiang et al.'s question of a measure's value given others). A partial τ measures
+      association given the loss; it is not a test of conditional independence. No interval
+      is shown for it: its bootstrap interval is too narrow at these sizes;
     - worst sign agreement: over the axes, the smallest fraction of pairs of runs differing in
       that axis where the term and the error move together (Dziugaite et al. 2020's robust
       view), with that axis and its number of pairs (an axis with few pairs is a noisy minimum).
@@ -86,7 +88,7 @@ def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[
             row = {"term": term, "target": target, "n": len(sub), "kendall_tau": kendall_tau(sub[term], sub[target]), "tau 95% CI": _ci(k["ci"]), "p": k["p"]}
             if loss in sub and term != loss:
                 pk = st.partial_kendall(sub[term], sub[target], sub[loss], n_boot=n_boot, groups=groups)
-                row.update({"n (given loss)": pk["n"], "tau given loss": pk["tau"], "given-loss 95% CI": _ci(pk["ci"]), "p (given loss)": pk["p"]})
+                row.update({"n (given loss)": pk["n"], "settings (test)": pk["n_test"], "tau given loss": pk["tau"], "p (given loss)": pk["p"]})
             agree = st.sign_agreement(sub, term, target, axes) if axes else {}
             row["worst sign agreement"] = agree.get("worst", float("nan"))
             worst = agree.get("worst_axis", "")
@@ -102,7 +104,7 @@ def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[
                     r["beyond loss"] = "" if p is None else ("yes" if p < st.ALPHA else "no")
         rows += block
     table = pd.DataFrame(rows)
-    order = ["term", "target", "n", "kendall_tau", "tau 95% CI", "p", "n (given loss)", "tau given loss", "given-loss 95% CI", "p (given loss)",
+    order = ["term", "target", "n", "kendall_tau", "tau 95% CI", "p", "n (given loss)", "settings (test)", "tau given loss", "p (given loss)",
              "p (given loss, Holm)", "beyond loss", "worst sign agreement", "worst axis (pairs)"]
     return table[[c for c in order if c in table] + [c for c in table if c not in order]] if not table.empty else table
 

@@ -50,11 +50,12 @@ def _ordering_verdict(df: pd.DataFrame, x: str, order: Sequence, what: str) -> t
     method, Kendall's S of (error, 1−σ) over the settings, summed over seeds and tested
     one-sided in each direction against its exact null (:func:`.statistics.stratified_kendall`:
     one seed is scipy's exact Kendall test; ties make it a permutation test within seeds).
-    Three-way at level 0.05, never by the sign of τ; the mean τ over seeds is shown with its
-    interval over seeds."""
+    Holm's correction runs over both directions of every method's test; the verdict is
+    three-way at level 0.05 on the adjusted p-values, never by the sign of τ. The mean τ over
+    seeds is shown with its interval over seeds."""
     from . import statistics as st
 
-    taus, parts, words = [], [], []
+    tested = []
     seed_col = "config.seed" if "config.seed" in df else None
     for method, g in df.groupby("config.method.name"):
         strata = []
@@ -62,26 +63,34 @@ def _ordering_verdict(df: pd.DataFrame, x: str, order: Sequence, what: str) -> t
             gs = gs.groupby(x)[["knn_error", "one_minus_sigma"]].mean().reindex(order).dropna()
             strata.append((gs["knn_error"].to_numpy(), gs["one_minus_sigma"].to_numpy()))
         r = st.stratified_kendall(strata)
+        if max(len(a) for a, _ in strata) < 3:
+            r["p_greater"] = r["p_less"] = None
+        tested.append((method, strata, r))
+    adjusted = st.holm([p for _, _, r in tested for p in (r["p_greater"], r["p_less"])])
+    n_tests = sum(p is not None for p in adjusted)
+    taus, parts, words = [], [], []
+    for i, (method, strata, r) in enumerate(tested):
         taus.append(r["tau"])
         seeds = f"{r['n']} seed{'s' if r['n'] != 1 else ''}"
-        if r["p_greater"] is None or max(len(a) for a, _ in strata) < 3:
-            word, detail = "not resolved", f"tau(error, 1-sigma) not testable ({seeds} with two or more distinct settings)"
+        greater, less = adjusted[2 * i], adjusted[2 * i + 1]
+        if greater is None or less is None:
+            word, detail = "not resolved", f"tau(error, 1-sigma) not testable ({seeds}, fewer than 3 settings with both values, or a constant side)"
         else:
-            word = "reproduced" if r["p_greater"] < st.ALPHA else "contradicted" if r["p_less"] < st.ALPHA else f"not resolved at {seeds}"
+            word = "reproduced" if greater < st.ALPHA else "contradicted" if less < st.ALPHA else f"not resolved at {seeds}"
             per_seed = [t for t in (kendall_tau(a, b) for a, b in strata) if np.isfinite(t)]
             interval = ""
             if len(per_seed) >= 2:
                 _, lo, hi = st.bootstrap_ci(per_seed)
                 interval = f" [{lo:+.2f}, {hi:+.2f}]"
             detail = (f"mean tau(error, 1-sigma) = {r['tau']:+.2f}{interval} over {seeds}, Kendall S = {r['S']:+d} summed over seeds, "
-                      f"one-sided p = {min(r['p_greater'], r['p_less']):.3g} ({r['method']})")
+                      f"one-sided p = {min(r['p_greater'], r['p_less']):.3g} ({r['method']}), Holm-adjusted {min(greater, less):.3g}")
         words.append(word)
         parts.append(f"{method}: {detail}, {word}")
     seeds = len(df[seed_col].unique()) if seed_col else 1
     overall = ("Reproduced" if words and all(w == "reproduced" for w in words) else "Contradicted" if words and all(w == "contradicted" for w in words)
                else f"Not resolved at {len(order)} settings and {seeds} seed{'s' if seeds != 1 else ''}")
     verdict = (f"{overall} on this data: across {what}, does the kNN error rank the settings as 1-sigma does (Kendall's S summed over seeds, exact one-sided "
-               f"test at 0.05 in each direction)? {'; '.join(parts)}.")
+               f"test in each direction, Holm over the {n_tests} one-sided tests, alpha = {st.ALPHA:g})? {'; '.join(parts)}.")
     return verdict, taus
 
 

@@ -109,3 +109,16 @@ def test_throughput_runs_the_training_step_on_cpu():
     assert torch.get_num_threads() == threads_before
     with pytest.raises(ValueError):
         measure_throughput(batch_size=1, device="cpu")
+
+
+def test_cli_startup_section_replaces_itself_and_keeps_the_rest():
+    from benchmarks.cli_startup import HEADING, replace_section, startup_section
+
+    times = {"python -c pass": 0.02, 'python -c "import torch"': 1.0, "clbounds --help": 0.3}
+    section = startup_section(times, "Measured here", 7)
+    assert "| `clbounds --help` | 300 ms | 0.30 |" in section and section.startswith(HEADING)
+    doc = "# Benchmarks\n\ntable\n\n## Training throughput\n\nviews/s\n"
+    once = replace_section(doc, section)
+    assert once.startswith(doc.rstrip("\n")) and once.endswith(section)
+    again = replace_section(once.replace("300 ms", "999 ms") + "\n## Later\n\nkept\n", section)
+    assert again.count(HEADING) == 1 and "999 ms" not in again and again.endswith("## Later\n\nkept\n")

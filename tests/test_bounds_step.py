@@ -94,6 +94,7 @@ def test_sweeps_and_cacr_pairs(store):
     assert names == ["wen2020.gradient_norm_vs_width", "wen2020.weight_movement_vs_width", "wen2020.width_sweep"]
     sweep = next(c for c in checks if c.theorem == "wen2020.width_sweep")
     assert sweep.holds and sorted(sweep.details["runs"]) == ["w0", "w1", "w2"]
+    assert not sweep.assumptions_met and "not Wen's" in sweep.details["assumptions"]["wen_setting"]["note"]  # SimCLR, mini-batch SGD
     assert {r["theorem"] for r in store.bound_checks("w1")} >= set(names) and not store.bound_checks("other")
 
 

@@ -58,3 +58,14 @@ def test_too_few_widths_is_an_unmet_assumption():
     assert wen2020.evaluate_sweep(flat).holds  # flat rows (terms beside the width) are accepted too
     zero = wen2020.evaluate_sweep([{"width": w, "gradient_norm": 0.0, "weight_movement": 0.1} for w in (1, 2, 4)])
     assert not zero.assumptions_met and "> 0" in zero.details["assumptions"]["three_widths"]["note"]
+
+
+def test_outside_wens_setting_a_failed_prediction_is_not_a_violation():
+    from clbounds.bounds.common import verdict
+
+    rising = _rows(0.8, -0.5)
+    assert verdict(wen2020.gradient_norm_vs_width(rising)) == "violated"
+    assert verdict(wen2020.gradient_norm_vs_width(rising, (True, "two networks, full-batch GD"))) == "violated"
+    outside = wen2020.gradient_norm_vs_width(rising, (False, "simclr (mini-batch): not Wen's setting"))
+    assert outside.holds is False and not outside.assumptions_met and verdict(outside) == "hypothesis not met"
+    assert outside.details["assumptions"]["wen_setting"]["note"].startswith("simclr")

@@ -76,6 +76,19 @@ def test_kendall_and_granulated_tau_closed_forms():
     assert table.loc[0, "n"] == 5 and table.loc[0, "Psi"] == pytest.approx(g["Psi"])
 
 
+def test_correlation_table_tests_each_term_beyond_the_loss_on_the_settings():
+    rng = np.random.default_rng(2)
+    settings = np.repeat(np.arange(12), 3)
+    loss = np.repeat(rng.normal(size=12), 3) + 0.01 * rng.normal(size=36)
+    extra = np.repeat(rng.normal(size=12), 3)
+    df = pd.DataFrame({"a": settings, "config.seed": np.tile(range(3), 12), "info_nce": loss, "e": loss + 2 * extra,
+                       "adds": extra, "tracks_loss": loss + 0.5 * rng.normal(size=36)})
+    table = correlation_table(df, ["info_nce", "adds", "tracks_loss"], ["e"], ["a"]).set_index("term")
+    assert "given-loss 95% CI" not in table and table.loc["adds", "settings (test)"] == 12 and table.loc["adds", "n (given loss)"] == 36
+    assert table.loc["adds", "beyond loss"] == "yes" and table.loc["tracks_loss", "beyond loss"] == "no"
+    assert pd.isna(table.loc["info_nce", "beyond loss"])  # the loss is not tested against itself
+
+
 def _axes_of(path):
     return path.exists() and path.stat().st_size > 1000
 

@@ -8,6 +8,7 @@ import re
 import statistics
 
 import pandas as pd
+from scipy import stats
 import pytest
 import torch
 
@@ -323,6 +324,22 @@ def test_huang_ordering_pools_seeds_so_agreement_on_every_seed_is_reproduced():
     df = pd.concat([pd.DataFrame({"config.method.name": "simclr", "config.seed": s, "augment": order, "knn_error": up, "one_minus_sigma": up}) for s in range(5)])
     verdict, (tau,) = _ordering_verdict(df, "augment", order, "subsets")
     assert verdict.startswith("Reproduced") and "over 5 seeds" in verdict and "S = +50" in verdict and tau == pytest.approx(1.0)
+
+
+def test_huang_ordering_is_holm_corrected_across_methods_and_directions():
+    """Two methods and two directions make four one-sided tests: a raw p of 1/120 = 0.0083
+    (one seed, perfect order) survives Holm's x4, a raw p of 0.042 (tau = 0.6) does not."""
+    from clbounds.figures.reproductions import _ordering_verdict
+
+    order = ["a", "ab", "abc", "abcd", "abcde"]
+    up = [0.1, 0.2, 0.3, 0.4, 0.5]
+    df = pd.concat([pd.DataFrame({"config.method.name": "simclr", "augment": order, "knn_error": up, "one_minus_sigma": up}),
+                    pd.DataFrame({"config.method.name": "barlow", "augment": order, "knn_error": up, "one_minus_sigma": [0.2, 0.1, 0.3, 0.4, 0.5]})])
+    verdict, _ = _ordering_verdict(df, "augment", order, "subsets")
+    raw = stats.kendalltau(up, [0.2, 0.1, 0.3, 0.4, 0.5], alternative="greater").pvalue
+    assert raw < 0.05 and "Holm over the 4 one-sided tests" in verdict
+    assert "simclr: mean tau(error, 1-sigma) = +1.00" in verdict and verdict.split("simclr:")[1].rstrip(".").endswith("reproduced")
+    assert verdict.split("barlow:")[1].split(";")[0].endswith("not resolved at 1 seed") and verdict.startswith("Not resolved")
 
 
 def test_huang_colour_sweep_with_several_seeds(tmp_path):

@@ -48,6 +48,30 @@ def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monk
     protocols = {r["protocol"] for r in store.measurements() if r["name"] == "robust_accuracy"}
     assert any("PGD-2 " in p for p in protocols) and any("PGD-1 " in p for p in protocols)
 
+    # A target's groups already measured under its settings are not measured again.
+    from clbounds.experiments.sweep import run_grid
+
+    with monkeypatch.context() as m:
+        m.setattr(measure_mod, "measure", lambda *a, **k: pytest.fail("a sweep measured stored groups again"))
+        results = run_grid(grid_items(load_preset(str(tiny_preset)), ["measure.attack_steps=2"]), store, terms=["losses", "geometry"], log=lambda s: None)
+    assert [r.status for r in results] == ["done"] * 3
+
+
+def test_each_term_group_remembers_the_settings_it_was_measured_with(tmp_path):
+    from clbounds.experiments.measure import TERM_GROUPS
+    from clbounds.experiments.sweep import _record_settings, measured_groups, record_measured
+
+    store = Store(tmp_path / "store")
+    store.run_dir("r1").mkdir(parents=True)
+    a, b = {"eps": 0.5}, {"eps": 0.8}
+    assert measured_groups(store, "r1", a) == set()
+    _record_settings(store, "r1", "measure", a)  # a store from before groups were recorded one by one
+    assert measured_groups(store, "r1", a) == set(TERM_GROUPS)
+    record_measured(store, "r1", ["sharpness"], b)  # `clbounds measure r1 --terms sharpness measure.eps=0.8`
+    assert measured_groups(store, "r1", a) == set(TERM_GROUPS) - {"sharpness"} and measured_groups(store, "r1", b) == {"sharpness"}
+    record_measured(store, "r1", ["sharpness"], a)
+    assert measured_groups(store, "r1", a) == set(TERM_GROUPS)
+
 
 @pytest.mark.slow
 def test_a_diverging_run_fails_and_the_sweep_goes_on(tmp_path, tiny_preset):
