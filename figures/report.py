@@ -104,17 +104,21 @@ def build_report(
     commands: Sequence[str] = (),
     bound_headline: str = "",
     theorem_table: pd.DataFrame | None = None,
+    sections: Sequence[tuple[str, str, pd.DataFrame]] = (),
 ) -> tuple[Path, Path]:
     """Writes ``report.md`` and ``report.html`` into ``out_dir`` and returns their paths.
 
     ``bound_headline`` leads the bounds section (informative non-vacuous checks counted apart
     from vacuous and by-construction ones); ``theorem_table`` is the one-row-per-theorem
-    summary shown before the per-run table.
+    summary shown before the per-run table; ``sections`` are (heading, text, table) shown
+    before the bounds (e.g. the settings' means and paired comparisons of a multi-seed grid).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     md = [f"# {title}\n", intro + "\n"]
     if commands:
         md += ["## Regenerate\n", "```bash", *commands, "```\n"]
+    for heading, text, table in sections:
+        md += [f"## {heading}\n", *([text + "\n"] if text else []), _markdown_table(table)]
     md += ["## Bounds\n"]
     if bound_headline:
         md += [f"**{bound_headline}.** A check is *vacuous* when its bound is at or above the trivial ceiling of the quantity it bounds, "
@@ -141,6 +145,8 @@ def build_report(
     body = [f"<h1>{e(title)}</h1>", f"<p>{e(intro)}</p>"]
     if commands:
         body += ["<h2>Regenerate</h2>", f"<pre>{e(chr(10).join(commands))}</pre>"]
+    for heading, text, table in sections:
+        body += [f"<h2>{e(heading)}</h2>", f"<p>{e(text)}</p>" if text else "", _html_table(table, lambda v: f"{v:.4g}")]
     body += ["<h2>Bounds</h2>"]
     if bound_headline:
         body += [f"<p><b>{e(bound_headline)}.</b> A check is <i>vacuous</i> when its bound is at or above the trivial ceiling of the quantity it bounds, "

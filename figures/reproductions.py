@@ -94,9 +94,24 @@ def _ordering_verdict(df: pd.DataFrame, x: str, order: Sequence, what: str) -> t
     return verdict, taus
 
 
-def _huang_table(df: pd.DataFrame, x: str) -> pd.DataFrame:
-    cols = {"config.method.name": "method", x: x.replace("config.", ""), "knn_accuracy": "kNN acc", "one_minus_sigma": "1-sigma", "misalignment_rate": "R_eps", "center_max_inner": "max_k!=l mu_k.mu_l"}
-    return df[list(cols)].rename(columns=cols).sort_values(["method", cols[x]]).reset_index(drop=True)
+HUANG_COLUMNS = {"knn_accuracy": "kNN acc", "one_minus_sigma": "1-sigma", "misalignment_rate": "R_eps", "center_max_inner": "max_k!=l mu_k.mu_l"}
+
+
+def _huang_table(df: pd.DataFrame, x: str, order: Sequence, out_dir: Path | None = None) -> pd.DataFrame:
+    """Per method and setting: seeds and "mean [95% interval]" of each column (the intervals of
+    :func:`.claims.mean_table`); the per-seed rows go to ``runs.csv`` beside the report."""
+    name = x.replace("config.", "")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cols = {"config.method.name": "method", x: name, "config.seed": "seed", **HUANG_COLUMNS}
+        df[[c for c in cols if c in df]].rename(columns=cols).sort_values([c for c in ("method", name, "seed") if c in cols.values()]).to_csv(out_dir / "runs.csv", index=False)
+    parts = []
+    for method, g in df.groupby("config.method.name"):
+        g = g.assign(setting=g[x].astype(str))
+        table = mean_table(g, "setting", HUANG_COLUMNS, [str(o) for o in order], accuracy=("knn_accuracy",), n_test=_test_size(g), split_per_seed=_split_per_seed(g))
+        parts.append(table.rename(columns={"setting": name}).assign(method=method))
+    table = pd.concat(parts, ignore_index=True)
+    return table[["method", *[c for c in table if c != "method"]]]
 
 
 def huang_table1(store_root, runs, labels, out_dir: Path, command: str) -> Path:
@@ -114,7 +129,8 @@ def huang_table1(store_root, runs, labels, out_dir: Path, command: str) -> Path:
         for method, g in df.groupby("config.method.name")
     ]
     verdict, _ = _ordering_verdict(df, "augment", order, "augmentation subsets a..abcde")
-    return _write(out_dir, "Huang et al. (2023) Table 1 and Figure 3", verdict, _huang_table(df, "augment"), figures, command, protocol)
+    return _write(out_dir, "Huang et al. (2023) Table 1 and Figure 3", verdict, _huang_table(df, "augment", order, out_dir), figures, command,
+                  f"{protocol}. {_interval_note(df)} Per-seed rows: runs.csv")
 
 
 def huang_color(store_root, runs, labels, out_dir: Path, command: str) -> Path:
@@ -132,7 +148,8 @@ def huang_color(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     monotone = g["knn_error"].is_monotonic_increasing
     verdict += (f" Descriptively, the mean kNN accuracy over {seeds} seed{'s' if seeds != 1 else ''} {'falls' if monotone else 'does not fall monotonically'} as the "
                 f"colour distortion weakens ({', '.join(f'{a:.3f}' for a in g['knn_accuracy'])} for strengths {', '.join(f'{c:g}' for c in order)}); untested.")
-    return _write(out_dir, "Huang et al. (2023): colour-strength sweep", verdict, _huang_table(df, "config.color_strength"), [fig], command, protocol)
+    return _write(out_dir, "Huang et al. (2023): colour-strength sweep", verdict, _huang_table(df, "config.color_strength", order, out_dir), [fig], command,
+                  f"{protocol}. {_interval_note(df)} Per-seed rows: runs.csv")
 
 
 def terms_vs_accuracy(store_root, runs, labels, out_dir: Path, command: str) -> Path:
@@ -358,7 +375,16 @@ def wen_width(store_root, runs, labels, out_dir: Path, command: str) -> Path:
             source = details.get("gradient_norm_source", WEN_COLUMNS["gradient_norm"])
             slope_rows.append({"quantity": f"stored wen2020.width_sweep: {source}", "slope": f["slope"], "CI low": f["low"], "CI high": f["high"], "n": f["n"],
                                "predicted": "< 0", "interval": "below 0" if f["significant"] else "above 0" if f["contradicted"] else "includes 0"})
-    table = df.assign(label=df["run"].map(labels))[["width", "label", *[c for c in WEN_COLUMNS if c in df]]].rename(columns=WEN_COLUMNS).reset_index(drop=True)
+    per_run = df.assign(label=df["run"].map(labels))[["width", "label", *[c for c in WEN_COLUMNS if c in df]]].rename(columns=WEN_COLUMNS).reset_index(drop=True)
+    if seeds > 1:  # one row per width, mean [interval] over its seeds; the per-seed rows beside the report
+        out_dir.mkdir(parents=True, exist_ok=True)
+        per_run.to_csv(out_dir / "runs.csv", index=False)
+        widths = [f"{w:g}" for w in sorted(df["width"].unique())]
+        table = mean_table(df.assign(w=df["width"].map(lambda w: f"{w:g}")), "w", {c: WEN_COLUMNS[c] for c in WEN_COLUMNS if c in df}, widths,
+                           accuracy=("knn_accuracy",), n_test=_test_size(df), split_per_seed=_split_per_seed(df)).rename(columns={"w": "width"})
+        protocol += f". {_interval_note(df)} Per-seed rows: runs.csv"
+    else:
+        table = per_run
     verdict = wen_verdict(fits, reason, sorted(df["width"].unique()), steps, seeds)
     return _write(out_dir, "Wen (2020): width sweep of two-network training", verdict, table, [fig], command, protocol,
                   [("Log-log slopes against width (bounds/wen2020.py, diagnostic)", pd.DataFrame(slope_rows))])

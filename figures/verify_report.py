@@ -10,6 +10,7 @@ import pandas as pd
 from clbounds.bounds.common import VERDICTS, headline, verdict, verdict_counts
 
 from . import frames
+from .claims import INTERVAL_NOTE, Claim, mean_table, summary, test_claims
 from .correlation import correlation_table
 from .plots import Figure, bound_tightness, embedding_maps, terms_vs_target
 from .report import Statement, build_report
@@ -119,6 +120,29 @@ def findings(checks: pd.DataFrame, labels: dict[str, str]) -> list[str]:
     return out
 
 
+SETTING_COLUMNS = {"knn_accuracy": "kNN acc", "linear_accuracy": "linear acc", "robust_accuracy": "robust acc", "info_nce": "NT-Xent loss"}
+
+
+def setting_sections(df: pd.DataFrame, base: str | None = None) -> list[tuple[str, str, pd.DataFrame]]:
+    """For a grid with several seeds per setting: each setting's mean [95% interval] over its
+    seeds, and each setting against the base setting (the first, or ``base``) on the
+    accuracies, paired over seeds, two-sided as one-sided tests in each direction with Holm's
+    correction over all of them. Nothing for a one-seed grid: it resolves nothing."""
+    if "config.seed" not in df or df["config.seed"].nunique() < 2:
+        return []
+    df = df.assign(setting=df["label"].str.replace(r"/seed\d+$", "", regex=True))
+    order = list(dict.fromkeys(df["setting"]))
+    columns = {c: label for c, label in SETTING_COLUMNS.items() if c in df and df[c].notna().any()}
+    means = mean_table(df, "setting", columns, order)
+    base = base if base in order else order[0]
+    claims = [Claim(f"{s} beats {base} in {label}", col, s, base, "greater") for s in order if s != base
+              for col, label in columns.items() if col.endswith("accuracy")]
+    tested = test_claims(df, "setting", claims)
+    text = (f"{summary(tested, 'comparisons with ' + base)} 'reproduced' reads: the setting is better than {base}; 'contradicted': worse. "
+            "Exploratory: no paper claims these, and the correction runs over every setting and accuracy of this grid.")
+    return [("Settings, mean over seeds", INTERVAL_NOTE, means), (f"Each setting against {base}, paired over seeds", text, tested)]
+
+
 def make_report(
     store_root: str | Path,
     runs: Sequence[str],
@@ -182,7 +206,7 @@ def make_report(
                 "is shown with its interval only to say how little it pins down; the cpu preset runs 5 seeds." if one_seed else ""))
     records = checks.to_dict("records") if not checks.empty else []
     md, html = build_report(out_dir, title, intro, bound_summary(checks, labels), corr.round(4), figures, statements, findings(checks, labels), commands,
-                            bound_headline=headline(records), theorem_table=theorem_summary(checks) if records else None)
+                            bound_headline=headline(records), theorem_table=theorem_summary(checks) if records else None, sections=setting_sections(df))
     df.drop(columns=[c for c in df.columns if c.startswith("config.") and df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(out_dir / "runs.csv", index=False)
     corr.to_csv(out_dir / "correlations.csv", index=False)
     return md, html, figures

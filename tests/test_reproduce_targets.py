@@ -135,11 +135,11 @@ def test_robust_cl_report_claims_are_paired_tests_across_seeds(tmp_path):
 # ---- wen-width ---------------------------------------------------------------------------
 
 
-def _wen_store(root, grad_power: float, move_power: float):
+def _wen_store(root, grad_power: float, move_power: float, seeds=(None,)):
     """Four widths; min gradient norm 2·w^grad_power, two-network movement 0.3·w^move_power, and a
     decoy ``weight_movement`` under the measure protocol with the opposite trend."""
     store, labels = Store(root), {}
-    for w in (0.25, 0.5, 1.0, 2.0):
+    for w, seed in ((w, seed) for seed in seeds for w in (0.25, 0.5, 1.0, 2.0)):
         proto = "two-network full-batch sgd lr=0.5, fixed views, query+key networks, all parameters"
         rows = [("train_gradient_norm", 3 * w**grad_power / (t + 1), f"step={t} ||grad_(W,V) L||_F at (W_t, V_t), {proto}") for t in range(4)]
         rows += [("train_weight_movement", 0.1 * t * w**move_power, f"step={t} ||(W_t,V_t)-(W_0,V_0)||_F / ||(W_0,V_0)||_F, {proto}") for t in range(4)]
@@ -147,7 +147,8 @@ def _wen_store(root, grad_power: float, move_power: float):
                  ("weight_movement", 0.3 * w**move_power, f"||(W_T,V_T)-(W_0,V_0)||_F / ||(W_0,V_0)||_F after T=4 steps, {proto}"),
                  ("weight_movement", 0.3 * w**-move_power, "||W_T - W_0||_F / ||W_0||_F, all parameters, final epoch"),
                  ("gradient_norm", 1.0 * w, "||grad L|| over 1 fixed batches of view pairs, BN train mode"), ("knn_accuracy", 0.8, KNN), ("train_loss", 4.0, "final")]
-        _add(store, labels, f"width-{w:g}", rows, method__name="two_network", encoder__width=w)
+        extra = {} if seed is None else {"seed": seed}
+        _add(store, labels, f"width-{w:g}" + ("" if seed is None else f"/seed{seed}"), rows, method__name="two_network", encoder__width=w, **extra)
     return store, labels
 
 
@@ -163,6 +164,13 @@ def test_wen_width_report_slopes_figure_and_verdict_flips(tmp_path):
 
     _, verdict, _ = _analyse(reproductions.wen_width, *_wen_store(tmp_path / "b", 0.5, 1.0), tmp_path / "rb", draw=False)
     assert verdict.startswith("Not reproduced") and "rises with width (log-log slope +0.50" in verdict and "contradicting the prediction" in verdict
+
+
+def test_wen_width_with_seeds_shows_one_row_per_width_with_intervals(tmp_path):
+    report = reproductions.wen_width(*(lambda st, lab: (st.root, list(lab), lab))(*_wen_store(tmp_path / "a", -0.5, -1.0, seeds=(0, 1, 2))), tmp_path / "r", "cmd")
+    text = report.read_text()
+    assert "3 seeds per width" in text and "| width | seeds |" in text and "| 0.25 | 3 |" in text and "Per-seed rows: runs.csv" in text
+    assert len(pd.read_csv(tmp_path / "r" / "runs.csv")) == 12
 
 
 def test_wen_width_with_two_widths_says_it_cannot_fit(tmp_path):
@@ -353,3 +361,5 @@ def test_huang_colour_sweep_with_several_seeds(tmp_path):
     report = reproductions.huang_color(store.root, list(labels), labels, tmp_path / "out", "clbounds reproduce huang-color")
     text = report.read_text()
     assert "Reproduced on this data" in text and "over 3 seeds" in text and "mean kNN accuracy over 3 seeds falls" in text
+    # one row per setting, mean [interval] over the seeds; the per-seed rows beside the report
+    assert "| simclr | 1.0 | 3 | 0.89 [" in text and len(pd.read_csv(report.parent / "runs.csv")) == 12
