@@ -203,9 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     store_help = f"run store folder (default: $CLBOUNDS_HOME or ./runs; now {default_store_root()})"
     parser.add_argument("--store", type=Path, default=None, help=store_help)
     parser.add_argument("--version", action="version", version=f"clbounds {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure instead of one line")
     # Global options are accepted after the subcommand too (`clbounds runs --store X`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", type=Path, default=argparse.SUPPRESS, help=store_help)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of a failure instead of one line")
     _sub = parser.add_subparsers(dest="command", required=True)
 
     class _Sub:
@@ -316,6 +318,11 @@ class _GuardedStdout:
         return getattr(self._inner, name)
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:1000] + " ..." if len(text) > 1000 else text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -338,13 +345,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clbounds: failed: {err}; what finished before it is kept in the store", file=sys.stderr)
         return 1
     except ConfigError as err:
-        print(f"clbounds: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        print(f"clbounds: error: {_one_line(err.args[0] if err.args else err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("clbounds: interrupted; the last completed epoch's checkpoint is kept, rerun the same command to resume", file=sys.stderr)
         return 130
     except (CheckpointError, FileNotFoundError, RuntimeError, ValueError, OSError, KeyError) as err:
-        print(f"clbounds: failed: {type(err).__name__ + ': ' if isinstance(err, KeyError) else ''}{err}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        print(f"clbounds: failed: {type(err).__name__ + ': ' if isinstance(err, KeyError) else ''}{_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the one boundary: a broken store, a full disk, memory; never a traceback unless asked
+        if getattr(args, "debug", False):
+            raise
+        print(f"clbounds: failed: {type(err).__name__}: {_one_line(err)}; what finished before it is kept in the store "
+              "(finished runs are `done`, an interrupted one is `failed` and resumes when rerun); --debug shows the traceback", file=sys.stderr)
         return 1
     finally:
         sys.stdout = stdout

@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,39 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 class ConfigError(ValueError):
     """An invalid config: the message names the key, the value and what is allowed."""
+
+
+MAX_YAML_BYTES = 1 << 20  # a config or preset is a few kB; anything this large is not one
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: a few lines of nested aliases expand
+    to gigabytes (a "billion laughs"), and no config of clbounds needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"YAML aliases (*name) are not accepted (line {mark.line + 1}); write the value out")
+        return super().compose_node(parent, index)  # an anchor alone is harmless: only its aliases expand
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parses one YAML document of plain data (mappings, lists, scalars), or raises a
+    one-line :class:`ConfigError` naming ``source``: a syntax error with its line and column,
+    an unsupported tag, an alias, or a document over 1 MiB."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{source} is {len(text):,} bytes; a config or preset is at most {MAX_YAML_BYTES:,}")
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as err:  # an alias
+        raise ConfigError(f"{source}: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(err.problem or err.context or "invalid").split())
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
 
 
 def _range(**bounds: float) -> dict:
@@ -162,8 +196,8 @@ class MeasureConfig:
 @dataclass
 class Config:
     name: str = "run"
-    seed: int = field(default=0, metadata=_range(ge=0))
-    device: str = "auto"
+    seed: int = field(default=0, metadata=_range(ge=0, le=2**32 - 1))
+    device: str = "auto"  # auto, cpu, mps, cuda or cuda:N
     compile: bool = False  # torch.compile the networks' forward passes (a GPU speed option)
     data: DataConfig = field(default_factory=DataConfig)
     augment: str = "abcde"
@@ -269,6 +303,8 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         cfg.augment = parse_augment(cfg.augment)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"device={cfg.device!r} is not a device: choose auto, cpu, mps, cuda or cuda:N")
     if (cfg.method.name == "external") != (cfg.encoder.arch == "external"):
         raise ConfigError(f"method.name={cfg.method.name!r} with encoder.arch={cfg.encoder.arch!r}: 'external' is for encoders brought in with `clbounds import` "
                           "or the Python API, and needs both")
@@ -281,14 +317,16 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Applies ``key.sub=value`` strings to a raw mapping; values are parsed as YAML scalars."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
     raw = json.loads(json.dumps(raw))  # deep copy of plain data
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key=value, e.g. optim.lr=0.1")
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
+            value = load_yaml(text, f"override {item!r}")
+        except ConfigError:
             value = text
         node = raw
         *parents, leaf = key.split(".")
@@ -315,11 +353,19 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
     """Reads, overrides and validates a config."""
     path = resolve_config_path(name_or_path)
+    raw = load_yaml(read_config_text(path), str(path))
+    return config_from_dict(apply_overrides({} if raw is None else raw, overrides or []))
+
+
+def read_config_text(path: Path) -> str:
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    return config_from_dict(apply_overrides(raw, overrides or []))
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path} is {path.stat().st_size:,} bytes; a config or preset is at most {MAX_YAML_BYTES:,}")
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (UTF-8) file") from None
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read: {err.strerror or err}") from None
 
 
 def dump_config(cfg: Config) -> str:

@@ -23,6 +23,7 @@ epoch. A resumed run therefore replays exactly the steps an uninterrupted run wo
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import time
@@ -56,10 +57,18 @@ class DivergenceError(RuntimeError):
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when it is available, else the CPU."""
+    """``auto`` picks CUDA when it is available, else the CPU; a device this machine does
+    not have is a config error (exit 2), not torch's assertion deep in the first ``.to()``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r}: this torch ({torch.__version__}) sees no CUDA device; use device=cpu or device=auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device={name!r}: MPS is not available on this machine; use device=cpu or device=auto")
+    return device
 
 
 def load_run_data(cfg: Config) -> ImageDataset:
@@ -175,7 +184,20 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     store.upsert_run(run_id, cfg.to_dict(), status="running")
+    try:
+        return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress)
+    except DivergenceError:
+        raise  # already marked failed, with the step and what was kept
+    except BaseException as err:  # noqa: BLE001 - any failure, Ctrl-C included: the run is not running any more
+        kept = "the last completed epoch's checkpoint is kept; rerun to resume" if state_path.is_file() else "no checkpoint had been written"
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        with contextlib.suppress(Exception):  # a broken store cannot record it; the original error still surfaces
+            store.set_status(run_id, "failed", f"{reason}; {kept}")
+        raise
 
+
+def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
+    """The training itself (see :func:`train`)."""
     # ---- hyperparameters, all from the config --------------------------------------------
     device = resolve_device(cfg.device)
     o, m = cfg.optim, cfg.method

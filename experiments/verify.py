@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .config import ConfigError, load_config
+from .config import ConfigError, read_config_text, load_config, load_yaml
 from .store import Store
 from .sweep import Executor, GridItem, run_grid
 
@@ -30,24 +28,45 @@ class Preset:
     runs: list[dict] = field(default_factory=list)
 
 
+def _is_list_of(value: object, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) for v in value)
+
+
 def load_preset(name_or_path: str | Path) -> Preset:
-    """A bundled preset name (quick, cpu, paper) or a YAML path, validated."""
+    """A bundled preset name (quick, cpu, paper) or a YAML path, validated: every key's type,
+    seeds in range, unique run labels, and every run's config (before any training)."""
     path = Path(name_or_path)
     if not path.is_file():
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
         raise ConfigError(f"preset {str(name_or_path)!r} not found: give a YAML path or one of {', '.join(names)}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(read_config_text(path), f"preset {path}")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"preset {path} must be a mapping with name, base and runs, got {type(raw).__name__}")
     allowed = {"name", "base", "common", "measure", "seeds", "runs"}
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(map(str, raw)) - allowed)
     if unknown:
         raise ConfigError(f"preset {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    preset = Preset(**raw)
-    labels = [r.get("label") for r in preset.runs]
-    if not preset.runs or None in labels or len(set(labels)) != len(labels):
-        raise ConfigError(f"preset {path}: runs must be a non-empty list of items with unique labels")
-    return preset
+    for key in ("name", "base"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"preset {path}: {key} must be a non-empty string, got {raw.get(key)!r}")
+    for key in ("common", "measure"):
+        if not _is_list_of(raw.get(key, []), str):
+            raise ConfigError(f"preset {path}: {key} must be a list of key=value overrides, got {raw[key]!r}")
+    seeds = raw.get("seeds", [0])
+    if not _is_list_of(seeds, int) or not seeds or any(isinstance(s, bool) or not 0 <= s <= 2**32 - 1 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"preset {path}: seeds must be a non-empty list of distinct integers in [0, 2^32-1], e.g. [0, 1, 2], got {seeds!r}")
+    runs = raw.get("runs")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
+        raise ConfigError(f"preset {path}: runs must be a non-empty list of {{label: ..., overrides: [...]}} items, got {runs!r}")
+    for r in runs:
+        if set(map(str, r)) - {"label", "overrides"} or not isinstance(r.get("label"), str) or not r["label"] or not _is_list_of(r.get("overrides", []), str):
+            raise ConfigError(f"preset {path}: each run is {{label: <text>, overrides: [key=value, ...]}}, got {r!r}")
+    labels = [r["label"] for r in runs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"preset {path}: run labels must be unique, {sorted({x for x in labels if labels.count(x) > 1})} repeat")
+    return Preset(**raw)
 
 
 def grid_items(preset: Preset, extra: list[str] | None = None) -> list[GridItem]:

@@ -81,7 +81,8 @@ def train_full_and_resumed(cfg: Config, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(train_mod, "save_weights", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg, store, progress=False)
-    assert store.get_run(cfg.run_id()).status == "running"
+    record = store.get_run(cfg.run_id())
+    assert record.status == "failed" and record.message.startswith("interrupted; the last completed epoch's checkpoint is kept")
     monkeypatch.setattr(train_mod, "save_weights", real_save)
     return full, store, train_mod.train(cfg, store, progress=False)
 
