@@ -14,6 +14,7 @@ crash mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -78,7 +79,19 @@ def _load_model_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path
         if shapes:
             parts.append(f"shape mismatch {shapes[:2]}")
         raise CheckpointError(f"checkpoint {path} does not match this architecture: {'; '.join(parts)}")
+    check_tensors(tensors, path, {k: v.dtype for k, v in own.items()})
     model.load_state_dict(tensors)
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], path: str | Path, dtypes: dict[str, torch.dtype] | None = None) -> None:
+    """Every floating tensor finite, and each tensor floating exactly where the model's is
+    (an integer or NaN "weight" would load, and then poison every term measured from it)."""
+    for name, t in tensors.items():
+        want = dtypes.get(name) if dtypes else None
+        if want is not None and want.is_floating_point != t.dtype.is_floating_point:
+            raise CheckpointError(f"checkpoint {path}: tensor {name} is {t.dtype}, the model's is {want}; delete it to retrain")
+        if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"checkpoint {path}: tensor {name} has non-finite values; delete it to retrain")
 
 
 def save_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, path: str | Path, info: dict[str, Any]) -> None:
@@ -105,6 +118,8 @@ def load_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, path
         info = json.loads(meta["info"])
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"training state {path} has no valid metadata ({err}); delete it to retrain") from None
+    _check_state_metadata(path, info, param_groups, scalars)
+    check_tensors({k: v for k, v in tensors.items() if k.startswith("optim.")}, path)
     _load_model_tensors(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
@@ -118,3 +133,34 @@ def load_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, path
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"training state {path} does not match this optimizer: {err}") from None
     return info
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_state_metadata(path: str | Path, info: Any, param_groups: Any, scalars: Any) -> None:
+    """The JSON of a training state, checked before anything is restored from it: a crafted or
+    damaged file is a :class:`CheckpointError`, never a TypeError mid-resume or a NaN run."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"training state {path}: {what}; delete it to retrain")
+
+    if not isinstance(info, dict) or not isinstance(info.get("epoch"), int) or isinstance(info["epoch"], bool) or info["epoch"] < 0:
+        raise bad(f"epoch must be a non-negative integer, got {info.get('epoch') if isinstance(info, dict) else info!r}")
+    for key in ("seconds", "loss", "views_per_s"):
+        if key in info and not _finite_number(info[key]):
+            raise bad(f"{key} must be a finite number, got {info[key]!r}")
+    if not isinstance(param_groups, list) or not all(isinstance(g, dict) for g in param_groups):
+        raise bad("param_groups must be a list of mappings")
+    for g in param_groups:
+        for key, value in g.items():
+            if key == "params":
+                if not isinstance(value, list) or not all(isinstance(i, int) for i in value):
+                    raise bad("param_groups[].params must be a list of integers")
+            elif key in ("lr", "base_lr", "momentum", "weight_decay", "dampening", "eps") and not _finite_number(value):
+                raise bad(f"param_groups[].{key} must be a finite number, got {value!r}")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise bad(f"param_groups[].{key} is not finite")
+    if not isinstance(scalars, dict) or not all(isinstance(v, dict) and all(x is None or isinstance(x, bool) or _finite_number(x) for x in v.values())
+                                                for v in scalars.values()):
+        raise bad("the optimizer's scalar state must be finite numbers")

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from .checkpoint import load_training_state, save_training_state, save_weights
 from .config import ConfigError, Config, dump_config
 from .data import CHANNEL_STATS, ImageDataset, load_dataset
 from .encoders import Encoder
+from .errors import CheckpointError
 from .methods import (
     ADVERSARIAL_METHODS, adversarial_view, build_discriminator, discriminator_step_loss, gaussian_init_,
     imbalanced_indices, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
@@ -182,6 +185,38 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     if existing is not None and existing.status == "done" and weights_path.is_file():
         return existing
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run_dir, run_id):  # a second trainer of this run waits here, then finds it done
+        existing = store.get_run(run_id)
+        if existing is not None and existing.status == "done" and weights_path.is_file():
+            return existing
+        for stale in run_dir.glob(".*.tmp"):  # a write cut short by a crash; the lock says no one else is writing
+            stale.unlink(missing_ok=True)
+        return _train_marked(cfg, store, run_id, run_dir, weights_path, state_path, progress)
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path, run_id: str) -> Any:
+    """An exclusive lock on the run's folder for as long as it trains (flock: released by the
+    OS when the process dies, so a killed trainer never blocks the resume)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    with open(run_dir / ".train.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"run {run_id} is being trained by another process; waiting for it", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _train_marked(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
+    """:func:`_train` with the run marked running, and failed (with the reason) on any exception."""
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     store.upsert_run(run_id, cfg.to_dict(), status="running")
     try:
@@ -227,10 +262,12 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
     steps_per_epoch = n // batch_size  # drop the last partial batch: every step sees B negatives
     total_steps, warmup_steps = o.epochs * steps_per_epoch, o.warmup_epochs * steps_per_epoch
 
-    start_epoch, train_seconds = 0, 0.0
+    start_epoch, train_seconds, info = 0, 0.0, {}
     if state_path.is_file():
         info = load_training_state(nets, optimizer, state_path)
         start_epoch, train_seconds = info["epoch"], info.get("seconds", 0.0)
+    if start_epoch > o.epochs:
+        raise CheckpointError(f"training state {state_path} is at epoch {start_epoch}, past this config's {o.epochs}; delete it to retrain")
 
     tensorboard = _tensorboard(run_dir, start_epoch)  # None unless the optional tensorboard package is installed
 
@@ -286,6 +323,11 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
             message = f"loss became non-finite at step {int(first_bad_step)} (epoch {epoch + 1}); {kept}"
             store.set_status(run_id, "failed", message)
             raise DivergenceError(f"run {run_id}: {message}")
+        if not bool(torch.stack([torch.isfinite(p).all() for p in nets.parameters()]).all()):  # an overflow in the epoch's last update
+            kept = f"the checkpoint after epoch {epoch} was kept" if epoch > 0 else "no checkpoint had been written yet"
+            message = f"the weights became non-finite in epoch {epoch + 1} while the loss stayed finite; {kept}"
+            store.set_status(run_id, "failed", message)
+            raise DivergenceError(f"run {run_id}: {message}")
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         mean_loss = float(loss_sum) / steps_per_epoch
@@ -303,13 +345,19 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
             ]
         store.add_measurements(run_id, rows)
         log_epoch(run_dir, {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds, "views_per_s": views_per_s}, tensorboard)
-        save_training_state(nets, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": train_seconds})
+        save_training_state(nets, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": train_seconds, "views_per_s": views_per_s})
         save_weights(model, weights_path, {"run": run_id, "epoch": str(epoch + 1)})
         bar.set_postfix(loss=f"{mean_loss:.4f}", views_per_s=f"{views_per_s:.0f}")
 
     if tensorboard is not None:
         tensorboard.close()
-    if start_epoch < o.epochs:  # something was trained in this call
+    if start_epoch == o.epochs:
+        # A crash after the final state but before the final weights or rows: the state holds
+        # the final model, so write both from it (the weights bitwise those of an uninterrupted run).
+        save_weights(model, weights_path, {"run": run_id, "epoch": str(o.epochs)})
+        mean_loss, views_per_s = info.get("loss", math.nan), info.get("views_per_s", math.nan)
+    have_final_rows = any(r["name"] == "train_loss" for r in store.measurements(run_id))
+    if start_epoch < o.epochs or not have_final_rows:  # something was trained in this call, or its final rows were lost
         rows = [
             ("train_loss", mean_loss, f"{m.name} loss, mean over the final epoch"),
             ("train_views_per_s", views_per_s, f"final epoch, device={device.type}"),
@@ -322,7 +370,7 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
                 ("min_gradient_norm", min(norms), f"min over steps t < T={total_steps} of ||grad_(W,V) L(W_t, V_t)||_F, {proto}"),
                 ("weight_movement", relative_weight_movement(nets, initial), f"||(W_T,V_T)-(W_0,V_0)||_F / ||(W_0,V_0)||_F after T={total_steps} steps, {proto}"),
             ]
-        store.add_measurements(run_id, rows)
+        store.add_measurements(run_id, [r for r in rows if math.isfinite(r[1])])  # a state from before views/s was kept has none
     store.set_status(run_id, "done")
     record = store.get_run(run_id)
     assert record is not None

@@ -47,7 +47,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
     allowed = {"name", "base", "common", "measure", "seeds", "runs"}
     unknown = sorted(set(map(str, raw)) - allowed)
     if unknown:
-        raise ConfigError(f"preset {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"preset {path}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
     for key in ("name", "base"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"preset {path}: {key} must be a non-empty string, got {raw.get(key)!r}")
