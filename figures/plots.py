@@ -81,15 +81,18 @@ def spans_decades(values: Sequence[float], decades: float = 2.0) -> bool:
     return bool(v.size >= 2 and (v > 0).all() and v.max() / v.min() > 10**decades)
 
 
-def terms_vs_target(df: pd.DataFrame, terms: Sequence[str], target: str, target_label: str, out_dir: Path, name: str, caption: str, hue: str | None = None) -> Figure:
-    """Small multiples: each term (x) against the target error (y) over the runs, Kendall τ in the title."""
+def terms_vs_target(df: pd.DataFrame, terms: Sequence[str], target: str, target_label: str, out_dir: Path, name: str, caption: str, hue: str | None = None,
+                    notes: dict[str, str] | None = None) -> Figure:
+    """Small multiples: each term (x) against the target error (y) over the runs, Kendall τ in
+    the title, or ``notes[term]`` (τ with its interval and the value beyond the loss, from the
+    correlation table) where given."""
     house_style()
     terms = [t for t in terms if t in df and df[t].notna().any()]
     fig, axes = _grid(len(terms))
     cols = min(4, len(terms))
     for i, (ax, term) in enumerate(zip(axes, terms)):
         sns.scatterplot(data=df, x=term, y=target, hue=hue, ax=ax, s=45, legend=i == 0 and hue is not None)
-        ax.set_title(f"τ = {kendall_tau(df[term], df[target]):+.2f}", fontsize=10)
+        ax.set_title((notes or {}).get(term) or f"τ = {kendall_tau(df[term], df[target]):+.2f}", fontsize=9)
         ax.set_xlabel(term.replace("_", " "))
         if spans_decades(df[term]):  # one outlier must not squash the others
             ax.set_xscale("log")
@@ -99,7 +102,7 @@ def terms_vs_target(df: pd.DataFrame, terms: Sequence[str], target: str, target_
         legend = axes[0].get_legend()
         if legend is not None:
             legend.set_title(readable(hue))
-    fig.suptitle(f"Terms against {target_label} (Kendall τ over runs)")
+    fig.suptitle(f"Terms against {target_label} (Kendall τ over runs" + (", 95% interval; partial τ given the loss, Holm p)" if notes else ")"))
     return Figure(name, _save(fig, out_dir, name), caption)
 
 

@@ -143,6 +143,21 @@ def setting_sections(df: pd.DataFrame, base: str | None = None) -> list[tuple[st
     return [("Settings, mean over seeds", INTERVAL_NOTE, means), (f"Each setting against {base}, paired over seeds", text, tested)]
 
 
+def panel_notes(corr: pd.DataFrame, target: str) -> dict[str, str]:
+    """Per term, the figure panel's title: τ with its interval, then the partial τ given the
+    loss with its Holm-adjusted p-value (the table's "beyond loss" test)."""
+    notes = {}
+    if corr.empty:
+        return notes
+    for row in corr[corr["target"] == target].to_dict("records"):
+        text = f"τ = {row['kendall_tau']:+.2f} {row.get('tau 95% CI', '')}".strip()
+        p = row.get("p (given loss, Holm)")
+        if isinstance(p, float) and p == p:
+            text += f"\ngiven loss {row['tau given loss']:+.2f}, p = {p:.2g}"
+        notes[row["term"]] = text
+    return notes
+
+
 def make_report(
     store_root: str | Path,
     runs: Sequence[str],
@@ -162,14 +177,20 @@ def make_report(
     who = f"{len(df)} runs ({', '.join(labels.get(r, r) for r in df['run'])}), seeds {seeds}"
     df["label"] = df["run"].map(lambda r: labels.get(r, r))
 
+    terms = [t for t in TERMS if t in df]
+    targets = [t for t in ("knn_error", "robust_error") if t in df]
+    corr = correlation_table(df, terms, targets, axes)
+
     figures: list[Figure] = []
     hue = "config.method.name" if "config.method.name" in axes else None
     if "knn_error" in df:
         figures.append(terms_vs_target(df, FIGURE_TERMS, "knn_error", "kNN error", out_dir / "figures", "terms-vs-knn-error",
-                                       f"Each term (x) against kNN test error (y) over {who}. Error protocol: {knn_protocol}. Term protocols are stored with every value (`clbounds export`).", hue=hue))
+                                       f"Each term (x) against kNN test error (y) over {who}; panel titles from the correlation table. Error protocol: {knn_protocol}. "
+                                       "Term protocols are stored with every value (`clbounds export`).", hue=hue, notes=panel_notes(corr, "knn_error")))
     if "robust_error" in df:
         figures.append(terms_vs_target(df, FIGURE_TERMS, "robust_error", "robust error", out_dir / "figures", "terms-vs-robust-error",
-                                       f"Each term (x) against robust test error (y) over {who}. Robust protocol: {robust_protocol}.", hue=hue))
+                                       f"Each term (x) against robust test error (y) over {who}; panel titles from the correlation table. Robust protocol: {robust_protocol}.",
+                                       hue=hue, notes=panel_notes(corr, "robust_error")))
     checks = frames.bound_checks(store_root, runs)
     if not checks.empty:
         figures.append(bound_tightness(checks, out_dir / "figures", "bound-tightness",
@@ -189,9 +210,6 @@ def make_report(
         figures.append(embedding_maps(maps, out_dir / "figures", "embeddings",
                                       f"t-SNE (scikit-learn, perplexity min(30, (n-1)/3), PCA init, seed of the run) of the normalised backbone features of up to 300 test inputs per run, coloured by class; {len(maps)} of {len(df)} runs{' (the first seed of each setting' + (f', the first {MAX_MAPS}' if len(shown) == MAX_MAPS else '') + ')' if len(maps) < len(df) else ''}."))
 
-    terms = [t for t in TERMS if t in df]
-    targets = [t for t in ("knn_error", "robust_error") if t in df]
-    corr = correlation_table(df, terms, targets, axes)
     one_seed = len(seeds) <= 1
     intro = (f"{who}. Hyperparameter axes that vary: {', '.join(a.replace('config.', '') for a in axes) or 'none'}. "
              f"Downstream error is 1 - kNN accuracy ({knn_protocol}); robust error is 1 - robust accuracy ({robust_protocol}). "

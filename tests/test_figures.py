@@ -159,3 +159,12 @@ def test_a_multi_seed_grid_report_gives_means_and_paired_comparisons_with_the_ba
     verdicts = dict(zip(tested["claim"], tested["verdict"]))
     assert verdicts == {"better beats simclr in kNN acc": "reproduced", "same beats simclr in kNN acc": "not resolved at 5 seeds"}
     assert setting_sections(pd.DataFrame(rows).query("`config.seed` == 0")) == []  # one seed: nothing to compare
+
+
+def test_panel_titles_carry_tau_its_interval_and_the_value_beyond_the_loss():
+    from clbounds.figures.verify_report import panel_notes
+
+    corr = pd.DataFrame([{"term": "a", "target": "knn_error", "kendall_tau": 0.5, "tau 95% CI": "[+0.10, +0.80]", "tau given loss": 0.2, "p (given loss, Holm)": 0.031},
+                         {"term": "info_nce", "target": "knn_error", "kendall_tau": 0.9, "tau 95% CI": "[+0.60, +1.00]", "tau given loss": float("nan"), "p (given loss, Holm)": float("nan")}])
+    notes = panel_notes(corr, "knn_error")
+    assert notes == {"a": "τ = +0.50 [+0.10, +0.80]\ngiven loss +0.20, p = 0.031", "info_nce": "τ = +0.90 [+0.60, +1.00]"}
