@@ -117,7 +117,7 @@ def test_verify_resumes_a_half_finished_grid(tmp_path, tiny_preset, monkeypatch)
     monkeypatch.setattr(train_mod, "load_run_data", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         verify(str(tiny_preset), store, log=lambda s: None)
-    assert [r.status for r in store.runs()] == ["done", "running"]
+    assert [r.status for r in store.runs()] == ["done", "failed"]  # the interrupted one says so, and resumes below
     first = started[0]
     started.clear()
     monkeypatch.setattr(train_mod, "load_run_data", lambda cfg: started.append(cfg.run_id()) or real(cfg))
