@@ -248,19 +248,25 @@ def adjust(comparisons: Sequence[dict[str, Any]], alpha: float = ALPHA) -> list[
 # ---- rank correlations ---------------------------------------------------------------------
 
 
-def _tau_b_many(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Kendall τ-b of (a[idx_k], b[idx_k]) for every row k of ``idx`` at once, from the signs of
-    all pair differences (a tie contributes 0 to the numerator and to its side's count)."""
-    i, j = np.triu_indices(idx.shape[1], 1)
-    out = np.empty(idx.shape[0])
-    step = max(1, 2_000_000 // max(1, i.size))  # a few tens of MB per chunk whatever n is
-    for s in range(0, idx.shape[0], step):
-        A, B = a[idx[s:s + step]], b[idx[s:s + step]]
-        sa, sb = np.sign(A[:, i] - A[:, j]), np.sign(B[:, i] - B[:, j])
+def _tau_b_rowwise(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Kendall τ-b of row k of ``A`` with row k of ``B`` (``B`` may be one row, broadcast),
+    from the signs of all pair differences (a tie contributes 0 to the numerator and to its
+    side's count), in chunks of a few tens of MB whatever the size."""
+    i, j = np.triu_indices(A.shape[1], 1)
+    out = np.empty(A.shape[0])
+    step = max(1, 2_000_000 // max(1, i.size))
+    for s in range(0, A.shape[0], step):
+        Bs = B if B.shape[0] == 1 else B[s:s + step]
+        sa, sb = np.sign(A[s:s + step, i] - A[s:s + step, j]), np.sign(Bs[:, i] - Bs[:, j])
         den = np.sqrt((sa * sa).sum(1) * (sb * sb).sum(1))
         with np.errstate(invalid="ignore", divide="ignore"):
             out[s:s + step] = np.where(den > 0, (sa * sb).sum(1) / den, np.nan)
     return out
+
+
+def _tau_b_many(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Kendall τ-b of (a[idx_k], b[idx_k]) for every row k of ``idx`` at once."""
+    return _tau_b_rowwise(a[idx], b[idx])
 
 
 def _resample(n: int, n_boot: int, seed: int, groups: Sequence[Any] | None) -> list[np.ndarray]:
@@ -323,20 +329,6 @@ def _partial_tau(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
     return float((t_ab - t_ac * t_bc) / denom) if denom > 0 else math.nan
 
 
-def _tau_b_rows(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Kendall τ-b of every row of ``A`` with the one vector ``b`` (ties as in scipy)."""
-    i, j = np.triu_indices(A.shape[1], 1)
-    sb = np.sign(b[i] - b[j])
-    out = np.empty(A.shape[0])
-    step = max(1, 2_000_000 // max(1, i.size))
-    for s in range(0, A.shape[0], step):
-        sa = np.sign(A[s:s + step, i] - A[s:s + step, j])
-        den = np.sqrt((sa * sa).sum(1) * (sb * sb).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[s:s + step] = np.where(den > 0, (sa * sb).sum(1) / den, np.nan)
-    return out
-
-
 def _partial_from(t_ab: np.ndarray, t_ac: np.ndarray, t_bc: np.ndarray | float) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         den = np.sqrt(np.clip((1 - t_ac**2) * (1 - t_bc**2), 0, None))
@@ -373,7 +365,7 @@ def partial_kendall_test(x: Sequence[float], y: Sequence[float], z: Sequence[flo
     order = np.argsort(_rng(seed).random((n_perm, a.size)), axis=1)
     permuted = fit[None, :] + residual[order]
     t_bc = float(stats.kendalltau(b, c).statistic)
-    taus = _partial_from(_tau_b_rows(permuted, b), _tau_b_rows(permuted, c), t_bc)
+    taus = _partial_from(_tau_b_rowwise(permuted, b[None, :]), _tau_b_rowwise(permuted, c[None, :]), t_bc)
     taus = taus[np.isfinite(taus)]
     if taus.size:
         out["p"] = float((1 + (np.abs(taus) >= abs(tau) - 1e-12).sum()) / (taus.size + 1))
