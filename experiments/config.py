@@ -78,10 +78,10 @@ class SyntheticConfig:
 class DataConfig:
     name: Literal["synthetic", "digits", "cifar10", "cifar100", "stl10"] = "synthetic"
     root: str = "data"
-    image_size: int | None = field(default=None, metadata=_range(ge=4))
-    num_classes: int = field(default=10, metadata=_range(ge=2))
-    n_train: int = field(default=5000, metadata=_range(ge=2))
-    n_test: int = field(default=1000, metadata=_range(ge=1))
+    image_size: int | None = field(default=None, metadata=_range(ge=4, le=1024))
+    num_classes: int = field(default=10, metadata=_range(ge=2, le=100_000))
+    n_train: int = field(default=5000, metadata=_range(ge=2, le=100_000_000))
+    n_test: int = field(default=1000, metadata=_range(ge=1, le=100_000_000))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     imbalanced: bool = False  # class i keeps (i+1)/K of its training samples (CACR, PAPERS §4)
 
@@ -107,9 +107,9 @@ class ExternalConfig:
 @dataclass
 class EncoderConfig:
     arch: Literal["mlp", "convnet", "resnet18", "external"] = "convnet"
-    width: float = field(default=1.0, metadata=_range(gt=0))
-    proj_hidden: int = field(default=512, metadata=_range(ge=1))
-    proj_dim: int = field(default=128, metadata=_range(ge=1))
+    width: float = field(default=1.0, metadata=_range(gt=0, le=64))
+    proj_hidden: int = field(default=512, metadata=_range(ge=1, le=65_536))
+    proj_dim: int = field(default=128, metadata=_range(ge=1, le=65_536))
     dual_bn: bool = False  # benign and adversarial BatchNorm branches (robust CL, PAPERS §1)
     external: ExternalConfig = field(default_factory=ExternalConfig)
 
@@ -132,7 +132,7 @@ class MethodConfig:
     use_fourier: bool = True
     fourier_eta: float = field(default=0.5, metadata=_range(ge=0, le=1))  # λ ~ U(0, η)
     # CACR / CCT (cacr)
-    positives: int = field(default=4, metadata=_range(ge=1))  # K positive views: K + 1 views per image
+    positives: int = field(default=4, metadata=_range(ge=1, le=64))  # K positive views: K + 1 views per image
     tau_pos: float = field(default=1.0, metadata=_range(ge=0))  # τ⁺ of the attraction weights
     tau_neg: float = field(default=0.9, metadata=_range(ge=0))  # τ⁻ of the repulsion weights
     uniform_pos: bool = False  # ablation: w⁺ = 1/K
@@ -140,10 +140,10 @@ class MethodConfig:
     # adversarial views by PGD-Linf on the second view (robust_cl, rocl)
     eps: float = field(default=8 / 255, metadata=_range(gt=0))
     alpha: float = field(default=2 / 255, metadata=_range(gt=0))
-    steps: int = field(default=7, metadata=_range(ge=1))
+    steps: int = field(default=7, metadata=_range(ge=1, le=10_000))
     benign_w: float = field(default=2.0, metadata=_range(ge=0))  # weight of the benign InfoNCE (robust_cl)
     d_w: float = field(default=0.1, metadata=_range(ge=0))  # weight of the discriminator term (robust_cl)
-    disc_lr: float = field(default=0.2, metadata=_range(gt=0))  # discriminator learning rate (robust_cl)
+    disc_lr: float = field(default=0.2, metadata=_range(gt=0, le=100))  # discriminator learning rate (robust_cl)
     # two networks, no shared weights (two_network)
     full_batch: bool = False  # one step per epoch on the whole training set (optim.batch_size ignored)
     fixed_views: bool = False  # every epoch draws the same views: GD on one fixed empirical loss
@@ -152,19 +152,19 @@ class MethodConfig:
 @dataclass
 class OptimConfig:
     name: Literal["sgd", "lars", "adam"] = "sgd"
-    lr: float = field(default=0.06, metadata=_range(gt=0))
+    lr: float = field(default=0.06, metadata=_range(gt=0, le=100))  # LARS at batch 4096 uses ~5; beyond 100 every step overflows
     momentum: float = field(default=0.9, metadata=_range(ge=0, lt=1))
-    weight_decay: float = field(default=5e-4, metadata=_range(ge=0))
-    epochs: int = field(default=20, metadata=_range(ge=1))
-    warmup_epochs: int = field(default=0, metadata=_range(ge=0))
-    batch_size: int = field(default=256, metadata=_range(ge=2))  # a contrastive loss needs negatives
+    weight_decay: float = field(default=5e-4, metadata=_range(ge=0, le=1))
+    epochs: int = field(default=20, metadata=_range(ge=1, le=100_000))
+    warmup_epochs: int = field(default=0, metadata=_range(ge=0, le=100_000))
+    batch_size: int = field(default=256, metadata=_range(ge=2, le=65_536))  # a contrastive loss needs negatives
 
 
 @dataclass
 class EvalConfig:
-    knn_k: int = field(default=200, metadata=_range(ge=1))
+    knn_k: int = field(default=200, metadata=_range(ge=1, le=100_000))
     knn_t: float = field(default=0.1, metadata=_range(gt=0))
-    linear_steps: int = field(default=200, metadata=_range(ge=1))  # L-BFGS iterations
+    linear_steps: int = field(default=200, metadata=_range(ge=1, le=100_000))  # L-BFGS iterations
     linear_weight_decay: float = field(default=1e-4, metadata=_range(ge=0))
 
 
@@ -172,24 +172,24 @@ class EvalConfig:
 class MeasureConfig:
     """How `clbounds measure` estimates the terms; every value also goes into the protocol."""
 
-    n_samples: int = field(default=256, metadata=_range(ge=8))  # test inputs used per term
-    batch_size: int = field(default=128, metadata=_range(ge=2))  # InfoNCE batch for loss terms
-    views: int = field(default=8, metadata=_range(ge=2))  # M augmentations for R_ε and d_A
+    n_samples: int = field(default=256, metadata=_range(ge=8, le=1_000_000))  # test inputs used per term
+    batch_size: int = field(default=128, metadata=_range(ge=2, le=65_536))  # InfoNCE batch for loss terms
+    views: int = field(default=8, metadata=_range(ge=2, le=1024))  # M augmentations for R_ε and d_A
     eps: float = field(default=0.5, metadata=_range(gt=0))  # R_ε threshold, normalised features
     delta: float | None = field(default=None, metadata=_range(gt=0))  # σ(δ) pixel-L2 threshold; None: the dataset's reference δ (measure.reference_delta)
-    sigma_per_class: int = field(default=40, metadata=_range(ge=2))  # inputs per class for d_A and σ(δ)
+    sigma_per_class: int = field(default=40, metadata=_range(ge=2, le=100_000))  # inputs per class for d_A and σ(δ)
     rho: float = field(default=0.05, metadata=_range(gt=0))  # sharpness radius
-    sharpness_steps: int = field(default=5, metadata=_range(ge=1))
-    sharpness_batches: int = field(default=1, metadata=_range(ge=1))
-    sharpness_m: int = field(default=32, metadata=_range(ge=2))  # sub-batch size of m-sharpness
+    sharpness_steps: int = field(default=5, metadata=_range(ge=1, le=10_000))
+    sharpness_batches: int = field(default=1, metadata=_range(ge=1, le=10_000))
+    sharpness_m: int = field(default=32, metadata=_range(ge=2, le=65_536))  # sub-batch size of m-sharpness
     noise_sigma: float = field(default=0.01, metadata=_range(gt=0))  # average-case sharpness
-    hessian_iters: int = field(default=10, metadata=_range(ge=2))
-    trace_samples: int = field(default=8, metadata=_range(ge=1))  # Hutchinson probes
+    hessian_iters: int = field(default=10, metadata=_range(ge=2, le=10_000))
+    trace_samples: int = field(default=8, metadata=_range(ge=1, le=10_000))  # Hutchinson probes
     attack_eps: float = field(default=8 / 255, metadata=_range(gt=0))
     attack_alpha: float = field(default=0.8 / 255, metadata=_range(gt=0))
-    attack_steps: int = field(default=20, metadata=_range(ge=1))
-    center_views: int = field(default=4, metadata=_range(ge=1))  # augmented views per training input for Huang's class centres
-    pac_bayes_units: int = field(default=64, metadata=_range(ge=2))  # most disjoint train batches (i.i.d. units) of the PAC-Bayes terms
+    attack_steps: int = field(default=20, metadata=_range(ge=1, le=10_000))
+    center_views: int = field(default=4, metadata=_range(ge=1, le=1024))  # augmented views per training input for Huang's class centres
+    pac_bayes_units: int = field(default=64, metadata=_range(ge=2, le=100_000))  # most disjoint train batches (i.i.d. units) of the PAC-Bayes terms
     controls: bool = True  # also measure the terms on the controls (random init, shuffled labels, random embeddings)
 
 

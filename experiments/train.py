@@ -49,6 +49,7 @@ from .methods import (
     imbalanced_indices, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
 )
 from .optim import build_optimizer, cosine_lr
+from .resources import check_fits
 from .sam import SAM, sam_update
 from .store import RunRecord, Store
 
@@ -235,6 +236,7 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
     """The training itself (see :func:`train`)."""
     # ---- hyperparameters, all from the config --------------------------------------------
     device = resolve_device(cfg.device)
+    check_fits(cfg, device)  # a config error now, not an allocation failure minutes in
     o, m = cfg.optim, cfg.method
     torch.manual_seed(cfg.seed)  # fixes the initial weights
 

@@ -118,6 +118,73 @@ def test_random_bytes_are_a_config_error_or_a_config(data):
         pass
 
 
+@pytest.mark.parametrize("override, words", [
+    ("optim.lr=1e300", "optim.lr=1e+300 is out of range: must be > 0 and <= 100"),
+    ("optim.lr=nan", "optim.lr=nan is not a finite number"),
+    ("data.n_train=1000000000", "data.n_train=1000000000 is out of range"),
+    ("encoder.width=1000", "encoder.width=1000.0 is out of range"),
+    ("optim.batch_size=1000000", "optim.batch_size=1000000 is out of range"),
+    ("measure.views=100000", "measure.views=100000 is out of range"),
+])
+def test_every_size_and_rate_has_a_range(tmp_path, capsys, config_file, override, words):
+    code, err = _run(capsys, "--store", str(tmp_path / "s"), "train", str(config_file), override, "--quiet")
+    assert code == 2 and _one_line(err) and words in err
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["data.n_train=90000000", "data.image_size=1024"], "data.n_train=90000000 + data.n_test=64 generated images"),
+    (["encoder.arch=resnet18", "encoder.width=64"], "encoder.arch=resnet18 at encoder.width=64.0"),
+])
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_path, capsys, config_file, overrides, words):
+    t = time.perf_counter()
+    code, err = _run(capsys, "--store", str(tmp_path / "s"), "train", str(config_file), *overrides, "--quiet")
+    assert code == 2 and _one_line(err) and words in err and "free" in err and time.perf_counter() - t < 20
+    assert Store(tmp_path / "s").runs()[0].status == "failed"
+
+
+def _cifar_batches(root, rows_per_batch: int, raw: bytes | None = None) -> None:
+    """CIFAR-10 files: six batches of ``rows_per_batch`` images, or ``raw`` bytes for data_batch_1."""
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": np.zeros((rows_per_batch, 3072), np.uint8), "labels": [0] * rows_per_batch}
+        (folder / name).write_bytes(raw if raw is not None and name == "data_batch_1" else pickle.dumps(batch, protocol=2))
+
+
+def test_a_dataset_file_that_declares_more_data_than_it_holds_is_refused_before_allocation(tmp_path):
+    import resource
+
+    from clbounds.experiments.data import DatasetFormatError, load_dataset
+
+    # BINBYTES8 with a declared length of 2^40 bytes, then 10 bytes: read from a file object,
+    # Python would allocate the terabyte before finding the end of the file.
+    huge_bytes = b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"0123456789"
+    # numpy's _reconstruct asked for a 2^40-byte array directly (numpy itself writes shape (0,)).
+    huge_array = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+                  b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85U\x01b\x87R.")
+    for i, raw in enumerate((huge_bytes, huge_array)):
+        _cifar_batches(tmp_path / str(i), 2, raw)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(DatasetFormatError, match="data_batch_1: not a readable CIFAR batch"):
+            load_dataset("cifar10", root=tmp_path / str(i), download=False)
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kB: nothing near the declared size
+
+
+def test_an_empty_dataset_is_an_error_and_the_run_is_failed(tmp_path, capsys, config_file):
+    from clbounds.experiments.data import DatasetFormatError, load_dataset
+
+    _cifar_batches(tmp_path / "data", 0)
+    with pytest.raises(DatasetFormatError, match="the train split holds no images"):
+        load_dataset("cifar10", root=tmp_path / "data", download=False)
+    code, err = _run(capsys, "--store", str(tmp_path / "s"), "train", str(config_file), "data.name=cifar10", f"data.root={tmp_path / 'data'}", "--quiet")
+    assert code == 1 and _one_line(err) and "holds no images" in err
+    assert Store(tmp_path / "s").runs()[0].status == "failed"
+
+
 # ---- runtime failures: exit 1, one line, and no run left running -------------------------
 
 def test_a_corrupted_store_database_exits_1_without_a_traceback(tmp_path, capsys):

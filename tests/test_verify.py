@@ -74,9 +74,16 @@ def test_each_term_group_remembers_the_settings_it_was_measured_with(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_diverging_run_fails_and_the_sweep_goes_on(tmp_path, tiny_preset):
+def test_a_diverging_run_fails_and_the_sweep_goes_on(tmp_path, tiny_preset, monkeypatch):
     preset = yaml.safe_load(tiny_preset.read_text())
-    preset["runs"].append({"label": "diverges", "overrides": ["optim.lr=1e30", "optim.name=sgd"]})
+    preset["runs"].append({"label": "diverges", "overrides": ["optim.lr=99"]})  # the loss of this run alone becomes NaN
+    real_loss = train_mod.ssl_loss
+
+    def ssl_loss(cfg):
+        loss = real_loss(cfg)
+        return (lambda *a, **k: loss(*a, **k) * float("nan")) if cfg.optim.lr == 99 else loss
+
+    monkeypatch.setattr(train_mod, "ssl_loss", ssl_loss)
     tiny_preset.write_text(yaml.safe_dump(preset))
     store = Store(tmp_path / "store")
     lines = []

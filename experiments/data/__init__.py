@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .cifar import DatasetFormatError
 from .synthetic import SyntheticGenerator, SyntheticSample
 
 DATASETS = ("synthetic", "digits", "cifar10", "cifar100", "stl10")
@@ -78,6 +79,15 @@ def load_dataset(
         >>> ds.x_train.shape, ds.num_classes
         (torch.Size([100, 3, 16, 16]), 10)
     """
+    data = _load(name, root, image_size, num_classes, n_train, n_test, seed, synthetic, download)
+    for split in ("train", "test"):
+        if getattr(data, f"x_{split}").shape[0] == 0:  # nothing to train on or to test: fail here, not in a later division by zero
+            raise DatasetFormatError(f"{name} under {root}: the {split} split holds no images")
+    return data
+
+
+def _load(name: str, root: str | Path, image_size: int | None, num_classes: int, n_train: int, n_test: int,
+          seed: int, synthetic: dict | None, download: bool) -> ImageDataset:
     if name == "synthetic":
         gen = SyntheticGenerator(num_classes=num_classes, image_size=image_size or 32, seed=seed, **(synthetic or {}))
         g = torch.Generator().manual_seed(seed + 1)

@@ -22,6 +22,7 @@ torchvision's downloader if torchvision is installed (it is an optional dependen
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,7 +71,18 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
 # The functions numpy's ndarray/scalar pickling refers to, taken from live objects so the
 # table is right for numpy 1.x (numpy.core) and 2.x (numpy._core) without importing a
 # deprecated module path.
-_RECONSTRUCT = np.zeros(0).__reduce__()[0]
+_RECONSTRUCT_NUMPY = np.zeros(0).__reduce__()[0]
+
+
+def _RECONSTRUCT(subtype: Any, shape: Any, dtype: Any) -> Any:
+    # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') and fills it in
+    # __setstate__, which checks the data's length against the shape before allocating; a
+    # crafted file could instead ask _reconstruct itself for an array of any size.
+    if shape != (0,):
+        raise pickle.UnpicklingError(f"refused numpy _reconstruct with shape {shape!r}: numpy writes (0,) and sets the data afterwards")
+    return _RECONSTRUCT_NUMPY(subtype, shape, dtype)
+
+
 _FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
 _SCALAR = np.int64(0).__reduce__()[0]
 _NUMPY_CORES = ("numpy.core", "numpy._core")
@@ -87,7 +99,7 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _CifarUnpickler(pickle.Unpickler):
+class _CifarUnpickler(pickle._Unpickler):  # the Python one: see _restricted_load
     """Unpickler that resolves only builtin containers and numpy array reconstruction.
 
     ``pickle`` runs code only through the globals it looks up, so refusing every other global
@@ -107,8 +119,12 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def _restricted_load(stream: BinaryIO) -> Any:
     # latin1 turns Python 2 str (the official files are Python 2 pickles) into str keys and
-    # lets numpy decode the raw array bytes.
-    return _CifarUnpickler(stream, encoding="latin1").load()
+    # lets numpy decode the raw array bytes. A pickle opcode may declare any length, and the
+    # C unpickler allocates what is declared before reading it; the Python unpickler reads
+    # from an in-memory copy of the file, which hands back only the bytes there are (the
+    # load then fails as truncated). A CIFAR batch is 30 MB and a few opcodes, so the Python
+    # unpickler costs nothing that matters.
+    return _CifarUnpickler(io.BytesIO(stream.read()), encoding="latin1").load()
 
 
 def _torchvision_download(url: str, md5: str, root: Path) -> str | None:
