@@ -147,6 +147,9 @@ def cmd_import(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, store: Store) -> None:
+    from .train import mark_orphaned_runs
+
+    mark_orphaned_runs(store)  # a run whose trainer was killed is not shown as running
     runs = store.runs()
     if args.json:
         print(json.dumps([{"id": r.id, "name": r.name, "method": r.method, "dataset": r.dataset, "encoder": r.encoder, "status": r.status, "message": r.message, "path": str(r.path), "config": r.config} for r in runs], indent=2))

@@ -37,6 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from clbounds.theory.optimization import relative_weight_movement
+from clbounds.theory.validation import unchecked_values
 
 from .augment import Augment, fourier_amplitude_mix
 from .checkpoint import load_training_state, save_training_state, save_weights
@@ -53,7 +54,7 @@ from .resources import check_fits
 from .sam import SAM, sam_update
 from .store import RunRecord, Store
 
-__all__ = ["DivergenceError", "build_encoder", "build_networks", "load_run_data", "resolve_device", "ssl_loss", "train"]
+__all__ = ["DivergenceError", "build_encoder", "build_networks", "load_run_data", "mark_orphaned_runs", "resolve_device", "ssl_loss", "train"]
 
 
 class DivergenceError(RuntimeError):
@@ -216,12 +217,47 @@ def _run_lock(run_dir: Path, run_id: str) -> Any:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def mark_orphaned_runs(store: Store) -> list[str]:
+    """Marks ``failed`` every run left ``running`` by a trainer that is gone (SIGKILL, power
+    loss: nothing could record it), and returns their ids.
+
+    A live trainer holds its run's lock, so a ``running`` run whose lock can be taken has no
+    trainer; the status is read again under the lock, so a run that a trainer finished
+    meanwhile is left alone.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locks to tell a live trainer from a dead one
+        return []
+    orphaned = []
+    for record in store.runs():
+        if record.status != "running" or not record.path.is_dir():
+            continue
+        with open(record.path / ".train.lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being trained right now
+            try:
+                current = store.get_run(record.id)
+                if current is not None and current.status == "running":
+                    kept = "the last completed epoch's checkpoint is kept" if (record.path / "state.safetensors").is_file() else "no checkpoint had been written"
+                    store.set_status(record.id, "failed", f"its trainer is gone (killed, or the machine stopped); {kept}; rerun to resume")
+                    orphaned.append(record.id)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    return orphaned
+
+
 def _train_marked(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
     """:func:`_train` with the run marked running, and failed (with the reason) on any exception."""
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     store.upsert_run(run_id, cfg.to_dict(), status="running")
     try:
-        return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress)
+        # The losses' NaN/inf check of their inputs would sync a GPU every step; the loop
+        # tracks a non-finite loss on the device and checks the weights each epoch instead.
+        with unchecked_values():
+            return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress)
     except DivergenceError:
         raise  # already marked failed, with the step and what was kept
     except BaseException as err:  # noqa: BLE001 - any failure, Ctrl-C included: the run is not running any more

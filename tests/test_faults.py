@@ -348,3 +348,76 @@ def test_checkpoints_with_non_finite_or_integer_weights_or_bad_metadata_are_refu
         save_file(tensors, str(tmp_path / "state.safetensors"), metadata=meta | {key: json.dumps(value)})
         with pytest.raises(CheckpointError, match=words):
             load_training_state(nets, build_run_optimizer(tiny_config, nets), tmp_path / "state.safetensors")
+
+
+def test_a_run_whose_trainer_was_killed_is_not_shown_as_running(tmp_path, tiny_config, capsys):
+    import fcntl
+
+    store = Store(tmp_path / "s")
+    run_id = tiny_config.run_id()
+    store.upsert_run(run_id, tiny_config.to_dict(), status="running")  # what SIGKILL leaves behind
+    store.run_dir(run_id).mkdir(parents=True)
+    with open(store.run_dir(run_id) / ".train.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a live trainer holds the lock: left alone
+        assert train_mod.mark_orphaned_runs(store) == [] and store.get_run(run_id).status == "running"
+    assert main(["--store", str(tmp_path / "s"), "runs"]) == 0
+    assert "its trainer is gone" in capsys.readouterr().out
+    assert store.get_run(run_id).status == "failed"
+    train_mod.train(tiny_config, store, progress=False)  # and the rerun trains it
+    assert store.get_run(run_id).status == "done"
+
+
+# ---- fuzz: random bytes and YAML structures through train, verify --preset and eval -------
+
+TINY = ["device=cpu", "data.n_train=64", "data.n_test=32", "data.num_classes=4", "data.image_size=8", "augment=ae", "encoder.arch=mlp",
+        "encoder.width=0.125", "encoder.proj_hidden=16", "encoder.proj_dim=8", "optim.epochs=1", "optim.batch_size=16", "eval.knn_k=5", "eval.linear_steps=5"]
+YAML_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["name", "base", "runs", "seeds", "data", "optim", "seed", "x"]) | st.text(max_size=6), inner, max_size=3),
+                           max_leaves=10)
+
+
+def _clean_exit(code: int, err: str) -> bool:
+    return code == 0 or (code in (1, 2) and _one_line(err))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=300), YAML_VALUES.map(lambda v: yaml.safe_dump(v).encode())))
+def test_fuzz_train_and_verify_exit_cleanly_and_leave_no_run_running(tmp_path, capsys, data):
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(data)
+    store = str(tmp_path / "s")
+    for argv in (["train", str(path), *TINY, "--quiet"], ["verify", "--preset", str(path)]):
+        code = main(["--store", store, *argv])
+        err = capsys.readouterr().err
+        assert _clean_exit(code, err), (argv[0], data, code, err)
+    assert all(r.status != "running" for r in Store(store).runs())
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory):
+    store = tmp_path_factory.mktemp("trained") / "s"
+    assert main(["--store", str(store), "train", "quick-simclr-synthetic", *TINY, "--quiet"]) == 0
+    return store
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=400), st.sampled_from(["encoder.safetensors", "rows", "run id"]))
+def test_fuzz_eval_on_a_damaged_run_exits_cleanly(tmp_path, capsys, trained_store, data, target):
+    import shutil
+
+    store = tmp_path / "s"
+    if store.exists():
+        shutil.rmtree(store)
+    shutil.copytree(trained_store, store)
+    (run,) = Store(store).runs()
+    run_arg = run.id
+    if target == "run id":
+        run_arg = data.decode("utf-8", errors="replace").replace("\x00", "") or "x"
+    elif target == "rows":
+        (run.path / "metrics.csv").write_bytes(data)
+    else:
+        (run.path / target).write_bytes(data)
+    code = main(["--store", str(store), "eval", run_arg])
+    err = capsys.readouterr().err
+    assert _clean_exit(code, err), (target, data, code, err)
+    assert all(r.status != "running" for r in Store(store).runs())

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbounds.theory.losses import info_nce
+from clbounds.theory.validation import validated
 
 __all__ = [
     "TRAIN_EPS",
@@ -155,6 +156,7 @@ def _pgd_maximise(
     return x_adv.detach()
 
 
+@validated(labels=("y",), eps=">= 0", alpha=">= 0", steps=">= 0")
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -206,9 +208,15 @@ def pgd(
         return F.cross_entropy(model(x_adv), y, reduction="sum")
 
     with _frozen(model):
+        if loss_fn is None:  # cross-entropy indexes the logits by y: check the range, not IndexError deep in the loss
+            with torch.no_grad():
+                k = model(x[:1]).shape[-1]
+            if int(y.max()) >= k:
+                raise ValueError(f"pgd: y holds the label {int(y.max())}, but the model gives {k} logits (labels 0..{k - 1})")
         return _pgd_maximise(objective, x, eps, alpha, steps, norm, random_start, generator)
 
 
+@validated(labels=("y",), eps=">= 0", alpha=">= 0", steps=">= 0", batch_size=">= 1")
 def robust_accuracy(
     model: nn.Module,
     x: torch.Tensor,
@@ -307,6 +315,7 @@ class NearestCenterClassifier(nn.Module):
         return 2 * z @ mu.T - z.pow(2).sum(1, keepdim=True) - mu.pow(2).sum(1)
 
 
+@validated
 def nearest_center_logits(encoder: nn.Module, centers: torch.Tensor, normalize: bool = True) -> NearestCenterClassifier:
     r"""Wrap an encoder and class centres μ_k as a classifier with logits −‖f(x) − μ_k‖².
 
@@ -322,6 +331,7 @@ def nearest_center_logits(encoder: nn.Module, centers: torch.Tensor, normalize: 
     return NearestCenterClassifier(encoder, centers, normalize=normalize)
 
 
+@validated(eps=">= 0", alpha=">= 0", steps=">= 0")
 def representation_attack(
     encoder: nn.Module,
     x: torch.Tensor,
@@ -363,6 +373,7 @@ def representation_attack(
     return x_adv, gap
 
 
+@validated(eps=">= 0", alpha=">= 0", steps=">= 0", temperature="> 0", d_w=">= 0")
 def contrastive_attack(
     encoder: nn.Module,
     x1: torch.Tensor,

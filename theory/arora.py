@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clbounds.theory.geometry import class_centers
+from clbounds.theory.validation import validated
 
 __all__ = [
     "logistic_loss",
@@ -61,6 +62,7 @@ __all__ = [
 _BLOCK_ENTRIES = 1 << 22
 
 
+@validated(infinite=("v",))  # v = −inf (a masked score) gives 0
 def logistic_loss(v: Tensor) -> Tensor:
     r"""ℓ(v) = log(1 + Σ_i e^{−v_i}) over the last dimension (Arora et al. 2019, PAPERS.md §6).
 
@@ -75,6 +77,7 @@ def logistic_loss(v: Tensor) -> Tensor:
     return torch.logsumexp(torch.cat([zero, -v], dim=-1), dim=-1)
 
 
+@validated(labels=("y",), num_classes=">= 1")
 def class_probabilities(y: Tensor, num_classes: int | None = None) -> Tensor:
     """p̂_c = n_c / N, float64, over ``num_classes`` (default: max label + 1).
 
@@ -97,6 +100,7 @@ def _check_probabilities(p: Tensor, num_negatives: int) -> Tensor:
     return p
 
 
+@validated(num_negatives=">= 1")
 def collision_probability(p: Tensor, num_negatives: int) -> Tensor:
     r"""τ_M = P(the anchor's class is among the M negatives' classes) = Σ_c p_c (1 − (1 − p_c)^M).
 
@@ -110,6 +114,7 @@ def collision_probability(p: Tensor, num_negatives: int) -> Tensor:
     return (p * -torch.expm1(num_negatives * torch.log1p(-p))).sum()
 
 
+@validated(num_negatives=">= 1", multiplicity=">= 1")
 def collision_floor(p: Tensor, num_negatives: int, multiplicity: int = 1) -> Tensor:
     r"""γ_M = Σ_c p_c E_{J~Bin(M, p_c)} log(1 + m·J): the expected loss floor of colliding negatives.
 
@@ -149,6 +154,7 @@ def _compact(f: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return f, labels, p, class_centers(f, labels, k)
 
 
+@validated(labels=("y",), block_entries=">= 1")
 def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_ENTRIES) -> Tensor:
     r"""L_un with one negative, exactly, on the empirical distribution of (f, y) (PAPERS.md §6).
 
@@ -185,6 +191,7 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
     return total / n
 
 
+@validated
 def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative: Tensor) -> Tensor:
     r"""L_un with one negative and *practical* positives, exactly on the sample:
 
@@ -231,6 +238,7 @@ def _weighted_mean_and_stderr(values: Tensor, weights: Tensor) -> dict[str, Tens
     return {"loss": (weights * mean_i).sum(), "stderr": (weights.pow(2) * var_i / r).sum().sqrt()}
 
 
+@validated(labels=("y",), num_negatives=">= 1", samples=">= 1")
 def unsupervised_loss(f: Tensor, y: Tensor, num_negatives: int, samples: int = 32, generator: torch.Generator | None = None) -> dict[str, Tensor]:
     r"""L_un^M with M independent negatives on the empirical distribution, by Monte Carlo (PAPERS.md §6).
 
@@ -270,6 +278,7 @@ def _margins(f: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
     return s.gather(1, labels[:, None]) - s
 
 
+@validated(labels=("y",))
 def mean_classifier_loss_exact(f: Tensor, y: Tensor) -> Tensor:
     r"""L_sup^μ with one negative class, exactly, on the empirical distribution (PAPERS.md §6).
 
@@ -291,6 +300,7 @@ def mean_classifier_loss_exact(f: Tensor, y: Tensor) -> Tensor:
     return per_anchor.mean() / (1 - tau)
 
 
+@validated(labels=("y",), num_negatives=">= 1", samples=">= 1")
 def mean_classifier_loss(f: Tensor, y: Tensor, num_negatives: int, samples: int = 32, generator: torch.Generator | None = None) -> dict[str, Tensor]:
     r"""L_sup^{μ,M}: the mean-classifier loss on tasks of M negative-class draws, by Monte Carlo.
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clbounds.theory.validation import validated
+
 __all__ = [
     "class_centers",
     "intra_class_spread",
@@ -76,6 +78,7 @@ def _class_counts(y: Tensor, k: int) -> Tensor:
 # ───────────────────── class centres and separation ─────────────────────
 
 
+@validated(labels=("y",), num_classes=">= 1")
 def class_centers(z: Tensor, y: Tensor, num_classes: int | None = None) -> Tensor:
     r"""Class centres μ_k = mean of the embeddings of class k (Huang et al. 2023, §5 of PAPERS.md).
 
@@ -102,6 +105,7 @@ def class_centers(z: Tensor, y: Tensor, num_classes: int | None = None) -> Tenso
     return sums / counts.to(z.dtype).unsqueeze(1)
 
 
+@validated(labels=("y",), num_classes=">= 1")
 def intra_class_spread(
     z: Tensor, y: Tensor, per_class: bool = False, num_classes: int | None = None
 ) -> Tensor:
@@ -127,6 +131,7 @@ def intra_class_spread(
     return sums / torch.bincount(y, minlength=k).to(z.dtype)
 
 
+@validated(r="> 0")
 def center_separation(centers: Tensor, r: float = 1.0) -> dict[str, Tensor]:
     r"""Separation of the class centres, the quantities of Huang et al. Theorem 1 (PAPERS.md §5).
 
@@ -162,6 +167,7 @@ def center_separation(centers: Tensor, r: float = 1.0) -> dict[str, Tensor]:
 # ───────────────────────── alignment and uniformity ─────────────────────────
 
 
+@validated(alpha="> 0")
 def alignment(z1: Tensor, z2: Tensor, alpha: float = 2) -> Tensor:
     r"""Alignment E‖z1 − z2‖^α of positive pairs (Wang & Isola 2020, eq. 4).
 
@@ -188,6 +194,7 @@ def _pair_exponents(rows: Tensor, cols: Tensor, diagonal: bool) -> Tensor:
     return s
 
 
+@validated(t="> 0", block_size=">= 1")
 def uniformity(z: Tensor, t: float = 2, block_size: int = 2048) -> Tensor:
     r"""Uniformity log E_{i<j} exp(−t‖z_i − z_j‖²) over distinct pairs (Wang & Isola 2020, eq. 5).
 
@@ -232,6 +239,7 @@ def uniformity(z: Tensor, t: float = 2, block_size: int = 2048) -> Tensor:
 # ───────────────────────────── misalignment ─────────────────────────────
 
 
+@validated
 def view_diameter(view_embeddings: Tensor) -> Tensor:
     r"""Per input, the largest distance between the embeddings of its M views:
     max_{a,b} ‖f(x^a) − f(x^b)‖, the quantity inside R_ε of Huang et al. (PAPERS.md §5).
@@ -253,6 +261,7 @@ def view_diameter(view_embeddings: Tensor) -> Tensor:
     return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").amax(dim=(1, 2))
 
 
+@validated(eps=">= 0")
 def misalignment_rate(view_embeddings: Tensor, eps: float) -> Tensor:
     r"""Misalignment rate R_ε = P[ sup_{x1,x2∈A(x)} ‖f(x1) − f(x2)‖ > ε ] (Huang et al. 2023,
     PAPERS.md §5), estimated with M sampled views per input: the fraction of the N inputs
@@ -274,6 +283,7 @@ def misalignment_rate(view_embeddings: Tensor, eps: float) -> Tensor:
 # ─────────────────────── augmented distance and σ(δ) ───────────────────────
 
 
+@validated(chunk_size=">= 1")
 def augmented_distance(views: Tensor, chunk_size: int = 1024) -> Tensor:
     r"""Augmented distance d_A(x_i, x_j) = min_{a,b} ‖x_i^a − x_j^b‖ (Huang et al. 2023, Def. of
     (σ,δ)-augmentation, PAPERS.md §5), estimated over M sampled augmentations per input.
@@ -377,6 +387,7 @@ def _max_clique_exact(adj: Tensor) -> list[int]:
     return sorted(order[i] for i in best)
 
 
+@validated(labels=("y",), delta=">= 0", exact_max_size=">= 0", num_classes=">= 1")
 def sigma_delta(
     d_a: Tensor, y: Tensor, delta: float, exact_max_size: int = 64, num_classes: int | None = None
 ) -> dict:
@@ -440,6 +451,7 @@ def sigma_delta(
 # ───────────────────────────── Lipschitz constant ─────────────────────────────
 
 
+@validated
 def lipschitz_lower(f: Callable[[Tensor], Tensor], x1: Tensor, x2: Tensor) -> Tensor:
     r"""Empirical lower estimate of the Lipschitz constant L of f (Huang et al., PAPERS.md §5):
     max over the given pairs of ‖f(x1) − f(x2)‖ / ‖x1 − x2‖, with inputs and outputs flattened
@@ -608,6 +620,7 @@ def _layer_lipschitz(m: nn.Module, x: Tensor | None, iters: int, certified: bool
     )
 
 
+@validated(iters=">= 1")
 def lipschitz_upper(
     model: nn.Module, input_shape: tuple[int, ...] | None = None, iters: int = 50, certified: bool = False
 ) -> Tensor:
@@ -663,6 +676,7 @@ def lipschitz_upper(
 # ───────────────────────────── nearest centre ─────────────────────────────
 
 
+@validated(chunk_size=">= 1")
 def nearest_center_predict(z: Tensor, centers: Tensor, chunk_size: int = 8192) -> Tensor:
     r"""Nearest-centre classifier G_f(x) = argmin_k ‖f(x) − μ_k‖ (Huang et al. 2023, PAPERS.md §5).
 
@@ -681,6 +695,7 @@ def nearest_center_predict(z: Tensor, centers: Tensor, chunk_size: int = 8192) -
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64, device=z.device)
 
 
+@validated(labels=("y",))
 def nearest_center_error(z: Tensor, y: Tensor, centers: Tensor) -> Tensor:
     r"""Err(G_f) = P[G_f(x) ≠ y], the error of the nearest-centre classifier that Huang et al.
     Theorem 1 bounds by (1 − σ) + R_ε (PAPERS.md §5).

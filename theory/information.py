@@ -16,6 +16,7 @@ import math
 import torch
 
 from clbounds.theory.losses import info_nce
+from clbounds.theory.validation import validated
 
 __all__ = ["infonce_mi_lower_bound", "knn_mutual_information", "conditional_negatives", "gaussian_mi", "knn_mi_calibration"]
 
@@ -23,6 +24,7 @@ __all__ = ["infonce_mi_lower_bound", "knn_mutual_information", "conditional_nega
 _BLOCK_ENTRIES = 1 << 22
 
 
+@validated(temperature="> 0")
 def infonce_mi_lower_bound(z_query: torch.Tensor, z_key: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     r"""InfoNCE lower bound on the mutual information of two views (van den Oord et al. 2018, eq. 5).
 
@@ -59,6 +61,7 @@ def _as_samples(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
+@validated(k=">= 1")
 def knn_mutual_information(x: torch.Tensor, y: torch.Tensor, k: int = 3) -> torch.Tensor:
     r"""KSG k-nearest-neighbour estimate of I(X; Y) in nats (Kraskov et al. 2004, algorithm 1, eq. 8).
 
@@ -115,6 +118,7 @@ def knn_mutual_information(x: torch.Tensor, y: torch.Tensor, k: int = 3) -> torc
     return psi_k_n - psi_sum / n
 
 
+@validated(tau_neg=">= 0")
 def conditional_negatives(z_query: torch.Tensor, z_key: torch.Tensor, tau_neg: float, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""For each query i, one negative j ≠ i drawn as CACR's repulsion weights draw it (PAPERS.md §4):
 
@@ -146,6 +150,7 @@ def conditional_negatives(z_query: torch.Tensor, z_key: torch.Tensor, tau_neg: f
     return torch.multinomial(probs.to(dev), 1, generator=generator).flatten().to(z_query.device)
 
 
+@validated(dim=">= 1")
 def gaussian_mi(rho: float, dim: int) -> float:
     r"""I(X; Y) in nats of X, Y ∈ R^dim with i.i.d. coordinate pairs of correlation ρ:
     −(dim/2)·log(1 − ρ²), the known truth the KSG estimator is calibrated on.
@@ -159,6 +164,7 @@ def gaussian_mi(rho: float, dim: int) -> float:
     return -0.5 * dim * math.log1p(-rho * rho)
 
 
+@validated(dim=">= 1", k=">= 1")
 def knn_mi_calibration(n: int, dim: int, true_mi: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0), k: int = 3,
                        generator: torch.Generator | None = None) -> list[dict[str, float]]:
     r"""The KSG estimate (:func:`knn_mutual_information`) at a known MI, at the sample size and

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clbounds.theory.validation import validated
+
 __all__ = [
     "info_nce",
     "barlow_twins",
@@ -35,6 +37,7 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
+@validated(temperature="> 0")
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     r"""NT-Xent loss of SimCLR (Chen et al. 2020, eq. 1), the InfoNCE used by all five papers.
 
@@ -67,6 +70,7 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> to
     return F.cross_entropy(s, positive)
 
 
+@validated(eps=">= 0")
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     r"""Cross-correlation matrix F of Barlow Twins (Zbontar et al. 2021, eq. 2).
 
@@ -109,6 +113,7 @@ def _barlow_terms(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return on_diag, off_diag
 
 
+@validated(lambd=">= 0")
 def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> torch.Tensor:
     r"""Barlow Twins loss (Zbontar et al. 2021, eq. 1).
 
@@ -129,6 +134,7 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> tor
     return on_diag + lambd * off_diag
 
 
+@validated(tau_pos=">= 0", tau_neg=">= 0")
 def cacr(
     views: torch.Tensor,
     tau_pos: float = 1.0,
@@ -240,6 +246,7 @@ def cacr(
     }
 
 
+@validated(temperature="> 0")
 def huang_infonce_split(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> dict[str, torch.Tensor]:
     r"""Huang, Yi & Zhao (ICLR 2023; PAPERS.md §5) split of InfoNCE into L1 + L2.
 
@@ -274,6 +281,7 @@ def huang_infonce_split(z1: torch.Tensor, z2: torch.Tensor, temperature: float =
     return {"L1": l1, "L2": l2, "total": l1 + l2}
 
 
+@validated
 def huang_barlow_split(z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
     r"""Huang et al. (2023; PAPERS.md §5) split of the cross-correlation (Barlow Twins) loss.
 
@@ -294,6 +302,7 @@ def huang_barlow_split(z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Te
     return {"L1": l1, "L2": l2}
 
 
+@validated(lambd=">= 0, <= 1")
 def huang_barlow_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch.Tensor:
     r"""Cross-correlation loss in Huang et al.'s convention (2023; PAPERS.md §5):
     (1 − λ)·L1 + λ·L2, with L1, L2 of :func:`huang_barlow_split` and 0 ≤ λ ≤ 1.

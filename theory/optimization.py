@@ -19,6 +19,7 @@ from torch import nn
 
 # The flatten / gradient / restore machinery is shared with the sharpness terms.
 from clbounds.theory.sharpness import LossFn, _as_list, _loss_and_grad, _preserved
+from clbounds.theory.validation import validated
 
 __all__ = ["full_batch_gradient_norm", "relative_weight_movement", "loglog_slope"]
 
@@ -107,6 +108,7 @@ def relative_weight_movement(
     return math.sqrt(sum(moved.values()) / total)
 
 
+@validated(confidence="> 0, < 1")
 def loglog_slope(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     r"""Least-squares power-law fit log y = intercept + slope·log x (PAPERS.md §3, "fitted slopes").
 

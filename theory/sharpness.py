@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from clbounds.theory.validation import validated
+
 __all__ = ["sharpness", "m_sharpness", "average_sharpness", "hessian_top_eigenvalue", "hessian_trace"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -193,6 +195,7 @@ def _rademacher(n: int, like: torch.Tensor, generator: torch.Generator) -> torch
 # --------------------------------------------------------------------------- sharpness
 
 
+@validated(rho=">= 0", steps=">= 1")
 def sharpness(
     model: nn.Module,
     loss_fn: LossFn,
@@ -287,6 +290,7 @@ def sharpness(
         return best
 
 
+@validated(rho=">= 0", m=">= 1", steps=">= 1")
 def m_sharpness(
     model: nn.Module,
     loss_fn: LossFn,
@@ -329,6 +333,7 @@ def m_sharpness(
     return sum(sharpness(model, loss_fn, [s], rho, steps=steps, adaptive=adaptive, generator=generator) for s in subs) / len(subs)
 
 
+@validated(sigma=">= 0", samples=">= 1")
 def average_sharpness(
     model: nn.Module,
     loss_fn: LossFn,
@@ -379,6 +384,7 @@ def average_sharpness(
 # --------------------------------------------------------------------------- Hessian
 
 
+@validated(iters=">= 1", tol=">= 0")
 def hessian_top_eigenvalue(
     model: nn.Module,
     loss_fn: LossFn,
@@ -473,6 +479,7 @@ def _lanczos(hvp: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor, k: in
     return top  # unreachable: the loop returns at j == k − 1
 
 
+@validated(samples=">= 1")
 def hessian_trace(
     model: nn.Module,
     loss_fn: LossFn,

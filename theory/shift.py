@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from clbounds.theory.losses import info_nce
+from clbounds.theory.validation import validated
 
 __all__ = [
     "positive_pair_loss_gap",
@@ -62,6 +63,7 @@ def _check_pairs(ideal: tuple[torch.Tensor, torch.Tensor], practical: tuple[torc
             raise ValueError(f"{name} must be two [B, D] tensors of one shape, got {tuple(z.shape)} and {tuple(z_pos.shape)}")
 
 
+@validated(temperature="> 0")
 def positive_pair_loss_gap(
     ideal: tuple[torch.Tensor, torch.Tensor],
     practical: tuple[torch.Tensor, torch.Tensor],
@@ -91,6 +93,7 @@ def _log1p_exp(t: float) -> float:
     return max(t, 0.0) + math.log1p(math.exp(-abs(t)))
 
 
+@validated(num_negatives=">= 0", temperature="> 0")
 def infonce_range(num_negatives: int, temperature: float) -> tuple[float, float]:
     r"""Interval that contains the per-anchor InfoNCE on normalised embeddings (PAPERS.md §2).
 
@@ -181,6 +184,7 @@ def _median_bandwidth(z: torch.Tensor) -> float:
     return nonzero.mean().item() if nonzero.numel() else 1.0
 
 
+@validated(bandwidth="> 0")
 def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, paired: bool = False) -> torch.Tensor:
     r"""Unbiased RBF-kernel MMD² (Gretton et al. 2012, eq. 3; the shift term of PAPERS.md §2).
 
@@ -220,10 +224,16 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, paire
         raise ValueError(f"the unbiased MMD² needs at least 2 points per sample, got {m} and {n}")
     if bandwidth is not None and bandwidth <= 0:
         raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+    # The kernel depends on ‖a − b‖/h only, so x, y and h may be scaled together: by a power
+    # of two (exact in floating point) that brings the largest entry near 1, so that squared
+    # distances of inputs at 1e20 (or 1e-20) neither overflow nor underflow.
+    largest = float(torch.cat([x, y]).abs().max()) if x.device.type != "meta" else 0.0  # meta: shapes only
+    scale = 2.0 ** math.floor(math.log2(largest)) if largest > 0 else 1.0
+    x, y = x / scale, y / scale
     # Distances are translation invariant; centring cuts the cancellation in ‖a‖²+‖b‖²−2aᵀb.
     centre = torch.cat([x, y]).mean(0)
     x, y = x - centre, y - centre
-    h = _median_bandwidth(torch.cat([x, y])) if bandwidth is None else float(bandwidth)
+    h = _median_bandwidth(torch.cat([x, y])) if bandwidth is None else float(bandwidth) / scale
     gamma = 1.0 / (2.0 * h * h)
     k_xx = _rbf_kernel_sum(x, None, gamma) / (m * (m - 1))
     k_yy = _rbf_kernel_sum(y, None, gamma) / (n * (n - 1))
@@ -266,6 +276,7 @@ def _quantile_coupling(m: int, n: int, device: torch.device) -> tuple[torch.Tens
     return ix.to(device), iy.to(device), (t - left).to(device)
 
 
+@validated(n_projections=">= 1", p=">= 1")
 def sliced_wasserstein(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -323,6 +334,7 @@ def sliced_wasserstein(
     return torch.cat(costs).mean().pow(1.0 / p)
 
 
+@validated
 def positive_cosine_gap(
     ideal: tuple[torch.Tensor, torch.Tensor], practical: tuple[torch.Tensor, torch.Tensor]
 ) -> torch.Tensor:
@@ -346,6 +358,7 @@ def positive_cosine_gap(
     return mean_cosine(*practical) - mean_cosine(*ideal)
 
 
+@validated(steps=">= 1", lr="> 0", holdout=">= 0, < 1", weight_decay=">= 0")
 def js_divergence(
     x: torch.Tensor,
     y: torch.Tensor,
