@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install autoattack run test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,20 +19,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The optional AutoAttack extra (experiments/robustness.py). torchattacks lists torchvision,
+# requests and a torch >= 1.7 as dependencies, which would pull a CUDA torch; its attacks
+# import none of them (tests/test_robustness.py checks), hence --no-deps.
+AUTOATTACK_STAMP := $(VENV)/.autoattack
+$(AUTOATTACK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
+	touch $(AUTOATTACK_STAMP)
+
+autoattack: $(AUTOATTACK_STAMP)
+
 run: install
 	$(BIN)/clbounds verify --preset quick
 
-test: install
+test: install autoattack
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install autoattack
 	$(BIN)/python -m pytest -m "not slow"
 
 # The benchmarks' peer libraries go into .venv here only. None of them changes torch:
 # torchattacks lists torchvision but never imports it, hence --no-deps.
-bench: install
+bench: install autoattack
 	$(BIN)/python -m pip install --quiet pytorch-metric-learning PyHessian
-	$(BIN)/python -m pip install --quiet --no-deps torchattacks
 	$(BIN)/python -m benchmarks.run
 
 clean:

@@ -201,7 +201,7 @@ def measure(
         >>> 0 <= rows.terms["alignment"] <= 4
         True
     """
-    from .measure import TERM_GROUPS, make_context, measure_context
+    from .measure import TERM_GROUPS, default_groups, make_context, measure_context
 
     unknown = sorted(set(terms or []) - set(TERM_GROUPS))
     if unknown:
@@ -219,7 +219,7 @@ def measure(
         collected.extend(rows)
         write(rows)
 
-    _, skipped = measure_context(ctx, list(terms or TERM_GROUPS), keep, log)
+    _, skipped = measure_context(ctx, list(terms or default_groups(cfg)), keep, log)
     return Rows(collected, skipped, target[1] if target else None)
 
 

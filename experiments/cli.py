@@ -37,18 +37,31 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, store: Store) -> None:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_transfer
 
     record = store.find_run(args.run)
     if record.status != "done":
         raise ConfigError(f"run {record.id} is {record.status}, not done; finish it with `clbounds train` first")
+    if args.random_init and (args.probe_data or args.autoattack):
+        raise ConfigError("--random-init probes the initial weights; it does not combine with --probe-data or --autoattack")
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})")
-    _print_rows(evaluate(record, store, random_init=args.random_init))
+    rows = evaluate(record, store, random_init=args.random_init)
+    if args.probe_data:
+        rows += evaluate_transfer(record, store, args.probe_data)
+    if args.autoattack:
+        from .measure import measure
+        from .robustness import autoattack_unavailable
+
+        if why := autoattack_unavailable():
+            print(why, file=sys.stderr)
+        else:
+            rows += measure(record, store, ["autoattack"], log=lambda line: print(line, file=sys.stderr))
+    _print_rows(rows)
 
 
 #: The term groups of ``clbounds measure`` (experiments/measure.py TERM_GROUPS; a test keeps the
 #: two equal), here so that `--help` lists them without importing torch.
-TERM_GROUP_NAMES = ("losses", "geometry", "sigma", "lipschitz", "sharpness", "shift", "adversarial", "optimization", "information", "cacr_weights", "bounds")
+TERM_GROUP_NAMES = ("losses", "geometry", "sigma", "lipschitz", "sharpness", "shift", "adversarial", "autoattack", "optimization", "information", "cacr_weights", "bounds")
 
 
 def cmd_measure(args: argparse.Namespace, store: Store) -> None:
@@ -146,6 +159,28 @@ def cmd_import(args: argparse.Namespace, store: Store) -> None:
         print(f"  not used: {len(dropped)} tensors ({', '.join(dropped[:4])}{'…' if len(dropped) > 4 else ''})")
 
 
+def cmd_certify(args: argparse.Namespace, store: Store) -> None:
+    from .certify import certify
+
+    record = store.find_run(args.run)
+    if record.status != "done":
+        raise ConfigError(f"run {record.id} is {record.status}, not done; finish it with `clbounds train` first")
+    for name, value, low, high in (("--n", args.n, 100, 10_000_000), ("--draws", args.draws, 10, 1_000_000), ("--steps", args.steps, 0, 1_000_000)):
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={value} is out of range: must be >= {low} and <= {high}")
+    if not 0 < args.delta < 0.5:
+        raise ConfigError(f"--delta={args.delta} is out of range: must be > 0 and < 0.5")
+    print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder}): certifying ...", file=sys.stderr)
+    r = certify(record, store, n_bound=args.n, draws=args.draws, delta=args.delta, delta_mc=args.delta / 5, steps=args.steps,
+                log=lambda line: print(line, file=sys.stderr))
+    print(f"certified downstream error (Gibbs classifier) <= {r['bound']:.4f} with probability >= {1 - args.delta:g}"
+          f"   [chance {r['chance']:.3f}; {'vacuous' if r['bound'] >= r['chance'] else 'non-vacuous'}]")
+    print(f"  measured: Gibbs error on T {r['gibbs_error_t']:.4f}, posterior-mean probe on T {r['mean_error_t']:.4f}")
+    print(f"  test-set bound on the posterior-mean probe (floor): {r['test_set_bound']:.4f}")
+    print(f"  n={r['n']}, KL={r['kl']:.1f}, prior sigma={r['prior_sigma']:g}, wall {r['seconds']:.0f} s")
+    print(f"  protocol: {r['protocol']}")
+
+
 def cmd_runs(args: argparse.Namespace, store: Store) -> None:
     from .train import mark_orphaned_runs
 
@@ -229,7 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="offline probes: kNN, linear, nearest centre")
     p.add_argument("run", help="run id (a unique prefix is enough)")
     p.add_argument("--random-init", action="store_true", help="probe the same architecture at its initial weights instead")
+    p.add_argument("--probe-data", metavar="NAME", help="transfer: fit and test the probes on another dataset at the run's image size, e.g. digits")
+    p.add_argument("--autoattack", action="store_true", help="also AutoAttack (standard, Linf at measure.attack_eps) on the linear probe, with RobustBench sanity checks; needs `make autoattack`")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("certify", help="a PAC-Bayes certificate on the downstream error of encoder + probe, with the test-set bound")
+    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("--n", type=int, default=5000, help="size of the bound sample S (fresh draws for synthetic data; else half the test split)")
+    p.add_argument("--draws", type=int, default=1000, help="posterior samples of the Monte-Carlo step")
+    p.add_argument("--delta", type=float, default=0.05, help="total failure probability (a fifth goes to the Monte-Carlo step)")
+    p.add_argument("--steps", type=int, default=500, help="Adam steps of each posterior optimisation")
+    p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("measure", help="compute the empirical terms of the theorems")
     p.add_argument("run", help="run id (a unique prefix is enough)")

@@ -188,6 +188,9 @@ class MeasureConfig:
     attack_eps: float = field(default=8 / 255, metadata=_range(gt=0))
     attack_alpha: float = field(default=0.8 / 255, metadata=_range(gt=0))
     attack_steps: int = field(default=20, metadata=_range(ge=1, le=10_000))
+    attack_l2_eps: float = field(default=0.5, metadata=_range(gt=0, le=100))  # the unseen PGD-L2 attack of robust CL (PAPERS §1): ε = 0.5
+    attack_l2_alpha: float = field(default=0.05, metadata=_range(gt=0, le=100))  # its step; attack_steps steps
+    autoattack: bool = False  # also AutoAttack (standard, L∞ at attack_eps) on the linear probe: the "autoattack" group, needs the torchattacks extra
     center_views: int = field(default=4, metadata=_range(ge=1, le=1024))  # augmented views per training input for Huang's class centres
     pac_bayes_units: int = field(default=64, metadata=_range(ge=2, le=100_000))  # most disjoint train batches (i.i.d. units) of the PAC-Bayes terms
     controls: bool = True  # also measure the terms on the controls (random init, shuffled labels, random embeddings)

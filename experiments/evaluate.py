@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from .checkpoint import load_weights
-from .config import EvalConfig, config_from_dict
+from .config import ConfigError, EvalConfig, config_from_dict
 from .data import ImageDataset
 from .probes import extract_features, knn_predict, linear_probe, nearest_center_accuracy
 from .store import RunRecord, Store
+from .resources import image_shape
 from .train import build_encoder, load_run_data, resolve_device
 
 
@@ -22,7 +23,7 @@ def load_encoder(record: RunRecord, image_shape: tuple[int, int, int], random_in
     return model
 
 
-def probe_rows(model: torch.nn.Module, data: ImageDataset, e: EvalConfig, weights: str) -> list[tuple[str, float, str]]:
+def probe_rows(model: torch.nn.Module, data: ImageDataset, e: EvalConfig, weights: str, split: str = "test") -> list[tuple[str, float, str]]:
     """kNN, linear and nearest-centre accuracy of ``model``'s frozen features on ``data``,
     with protocols naming k, t, the probe's steps and weight decay, and ``weights``."""
     f_tr = extract_features(model, data.x_train)
@@ -32,12 +33,12 @@ def probe_rows(model: torch.nn.Module, data: ImageDataset, e: EvalConfig, weight
     knn_acc = (knn == data.y_test).float().mean().item()
     lin = linear_probe(f_tr, data.y_train, f_te, data.y_test, k, steps=e.linear_steps, weight_decay=e.linear_weight_decay)
     nc_acc = nearest_center_accuracy(f_tr, data.y_train, f_te, data.y_test, k)
-    lin_protocol = f"linear offline lbfgs steps={e.linear_steps} wd={e.linear_weight_decay:g} {weights} test"
+    lin_protocol = f"linear offline lbfgs steps={e.linear_steps} wd={e.linear_weight_decay:g} {weights} {split}"
     return [
-        ("knn_accuracy", knn_acc, f"knn k={e.knn_k} t={e.knn_t:g} cosine-weighted offline {weights} test"),
+        ("knn_accuracy", knn_acc, f"knn k={e.knn_k} t={e.knn_t:g} cosine-weighted offline {weights} {split}"),
         ("linear_accuracy", lin["accuracy"], lin_protocol),
         ("linear_cross_entropy", lin["cross_entropy"], lin_protocol),
-        ("nearest_center_accuracy", nc_acc, f"nearest-centre normalised offline {weights} test"),
+        ("nearest_center_accuracy", nc_acc, f"nearest-centre normalised offline {weights} {split}"),
     ]
 
 
@@ -55,6 +56,36 @@ def evaluate(record: RunRecord, store: Store, random_init: bool = False) -> list
     store.add_measurements(record.id, rows)
     if not random_init:
         write_embedding_map(model, data, record.path / "tsne.csv", cfg.seed)
+    return rows
+
+
+def evaluate_transfer(record: RunRecord, store: Store, probe_data: str) -> list[tuple[str, float, str]]:
+    """Transfer probes: the run's frozen encoder, probes fitted on the training split of
+    another dataset ``probe_data`` and scored on its test split (robust CL, PAPERS §1).
+
+    The other dataset is drawn at the run's image size (``synthetic`` and ``digits`` are
+    resized; CIFAR and STL have fixed sizes and must match). The encoder keeps the input
+    normalisation it was trained with. Rows are named ``<probe>@<dataset>``, e.g.
+    ``knn_accuracy@digits``, and every protocol names both datasets.
+    """
+    from .data import DATASETS
+
+    if probe_data not in DATASETS:
+        raise ConfigError(f"--probe-data {probe_data!r} is not a dataset; choose one of {', '.join(DATASETS)}")
+    cfg = config_from_dict(record.config)
+    device = resolve_device(cfg.device)
+    side = image_shape(cfg)[-1]
+    fixed = {"cifar10": 32, "cifar100": 32, "stl10": 96}
+    if fixed.get(probe_data, side) != side:
+        raise ConfigError(f"--probe-data {probe_data}: its images are {fixed[probe_data]}x{fixed[probe_data]}, the run's encoder takes {side}x{side}")
+    raw = cfg.to_dict()
+    raw["data"] = {**raw["data"], "name": probe_data, "image_size": side if probe_data in ("synthetic", "digits") else None, "imbalanced": False}
+    data = load_run_data(config_from_dict(raw)).to(device)
+    model = load_encoder(record, image_shape(cfg)).to(device)
+    weights = f"final-epoch encoder trained on {cfg.data.name}; transfer: probes fitted on {probe_data} train (n={data.x_train.shape[0]}, {side}x{side})"
+    split = f"and scored on {probe_data} test (n={data.x_test.shape[0]})"
+    rows = [(f"{name}@{probe_data}", value, protocol) for name, value, protocol in probe_rows(model, data, cfg.eval, weights, split)]
+    store.add_measurements(record.id, rows)
     return rows
 
 

@@ -63,6 +63,7 @@ class Context:
     # Inputs that do not depend on the encoder (augmented views of the training set), made
     # once and shared with the controls: augmentation dominates measure's cost on a CPU.
     cache: dict = dataclasses.field(default_factory=dict)
+    log: Callable[[str], None] | None = None  # findings a group reports as it measures (a failed sanity check)
 
     def generator(self, salt: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed * 7919 + salt)
@@ -433,6 +434,8 @@ def adversarial_terms(ctx: Context) -> list[Row]:
     _, gap_normalized = adversarial.representation_attack(_NormalizedFeatures(ctx.model), x, m.attack_eps, m.attack_alpha, m.attack_steps, generator=ctx.generator(9))
     # The probe is W·diag(1/std) on h, so its Lipschitz constant in h is that matrix's spectral norm.
     probe_lipschitz = torch.linalg.matrix_norm(probe.head.weight / probe.std, ord=2)
+    l2 = adversarial.robust_accuracy(nn.Sequential(ctx.model, probe).eval(), x, ctx.y, m.attack_l2_eps, m.attack_l2_alpha, m.attack_steps, norm="l2", generator=ctx.generator(11))
+    l2_attack = f"PGD-{m.attack_steps} L2 eps={m.attack_l2_eps:g} step={m.attack_l2_alpha:g} random start"
     v1, v2 = ctx.views[0], ctx.views[1]
     b = min(m.batch_size, v1.shape[0])
     projector = nn.Sequential(ctx.model, ctx.model.projector).eval()
@@ -446,6 +449,7 @@ def adversarial_terms(ctx: Context) -> list[Row]:
         ("robust_accuracy", lin["robust_accuracy"], probe_proto),
         ("clean_cross_entropy", lin["clean_cross_entropy"], f"linear probe offline final-epoch, {ctx.split}"),
         ("robust_cross_entropy", lin["robust_cross_entropy"], probe_proto),
+        ("l2_robust_accuracy", l2["robust_accuracy"], f"linear probe offline lbfgs steps={ctx.cfg.eval.linear_steps} final-epoch, {l2_attack}, {ctx.split}"),
         ("probe_lipschitz", _f(probe_lipschitz), "spectral norm of W diag(1/std), the linear probe as a map of h"),
         ("nearest_center_robust_accuracy", nc["robust_accuracy"], f"nearest-centre normalised, {attack}, {ctx.split}"),
         ("representation_gap", _f(gap.mean()), f"mean over inputs of max ||h(x+d)-h(x)||, backbone h, {attack}"),
@@ -453,6 +457,18 @@ def adversarial_terms(ctx: Context) -> list[Row]:
         ("adversarial_info_nce", _f(adv_nce), f"InfoNCE(x1, x2_adv) tau={ctx.cfg.method.temperature:g}, RoCL attack PGD-7 Linf eps={m.attack_eps * 255:.3g}/255 step=2/255, batch {b}"),
         ("benign_info_nce", _f(ben_nce), f"InfoNCE(x1, x2) tau={ctx.cfg.method.temperature:g}, the same batch of {b}"),
     ]
+
+
+def autoattack_terms(ctx: Context) -> list[Row]:
+    """AutoAttack's robust accuracy of the linear probe on the same inputs as PGD, with the
+    RobustBench sanity rows (experiments/robustness.py; needs the torchattacks extra)."""
+    from .robustness import autoattack_rows
+
+    m = ctx.cfg.measure
+    probe, lin = _probe_attack(ctx)
+    pgd_name = f"PGD-{m.attack_steps} Linf eps={m.attack_eps * 255:.3g}/255"
+    return autoattack_rows(nn.Sequential(ctx.model, probe).eval(), ctx.x.float() / 255, ctx.y, ctx.data.num_classes, m.attack_eps, ctx.cfg.seed,
+                           lin["robust_accuracy"], pgd_name, f"linear probe offline lbfgs steps={ctx.cfg.eval.linear_steps} final-epoch, {ctx.split}", log=ctx.log)
 
 
 def _probe_attack(ctx: Context, f_train: torch.Tensor | None = None) -> tuple[nn.Module, dict]:
@@ -774,6 +790,7 @@ TERM_GROUPS: dict[str, Callable[[Context], list[Row]]] = {
     "sharpness": sharpness_terms,
     "shift": shift_terms,
     "adversarial": adversarial_terms,
+    "autoattack": autoattack_terms,  # opt-in (measure.autoattack): minutes per run on a CPU
     "optimization": optimization_terms,
     "information": information_terms,
     "cacr_weights": cacr_weight_terms,
@@ -787,7 +804,7 @@ TERM_GROUPS: dict[str, Callable[[Context], list[Row]]] = {
 #: Arora part. Random embedding: CACR's weight statistics. A check is evaluated on a control
 #: only where it reads a term the control measured again (experiments/bounds_step.py).
 CONTROL_PLAN: dict[str, dict[str, Callable[[Context], list[Row]]]] = {
-    "random_init": {name: fn for name, fn in TERM_GROUPS.items() if name != "sigma"}
+    "random_init": {name: fn for name, fn in TERM_GROUPS.items() if name not in ("sigma", "autoattack")}
     | {"sharpness": functools.partial(sharpness_terms, only=("sharpness", "sharpness_average"))},  # the two a check reads
     "shuffled_labels": {"geometry": geometry_terms, "sigma": sigma_terms, "bounds": arora_terms},
     "random_embedding": {"cacr_weights": cacr_weight_terms},
@@ -841,10 +858,20 @@ def control_rows(ctx: Context, name: str, rows: list[Row]) -> list[Row]:
 
 
 def skipped_groups(ctx: Context, names: list[str]) -> dict[str, str]:
-    """The groups that cannot be computed for this encoder, each with the reason."""
-    if ctx.loss_name is not None:
-        return {}
-    return {name: "needs the training loss, which this encoder does not record: pass loss_fn or method (simclr, barlow_twins)" for name in names if name in NEEDS_TRAINING_LOSS}
+    """The groups that cannot be computed for this encoder, or here, each with the reason."""
+    from .robustness import autoattack_unavailable
+
+    skipped = {}
+    if "autoattack" in names and (why := autoattack_unavailable()):
+        skipped["autoattack"] = why
+    if ctx.loss_name is None:
+        skipped |= {name: "needs the training loss, which this encoder does not record: pass loss_fn or method (simclr, barlow_twins)" for name in names if name in NEEDS_TRAINING_LOSS}
+    return skipped
+
+
+def default_groups(cfg: Config) -> list[str]:
+    """The groups measured when none are named: all but AutoAttack, unless ``measure.autoattack``."""
+    return [g for g in TERM_GROUPS if g != "autoattack" or cfg.measure.autoattack]
 
 
 def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]], None], log: Callable[[str], None] | None = None) -> tuple[list[Row], dict[str, str]]:
@@ -852,6 +879,7 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
     group's rows go to ``write`` as soon as they exist. Returns (own rows, skipped groups)."""
     skipped = skipped_groups(ctx, names)
     names = [n for n in names if n not in skipped]
+    ctx.log = log
     rows: list[Row] = []
     for i, name in enumerate(names):
         group = _group(ctx, name, TERM_GROUPS[name])
@@ -881,7 +909,8 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
 
 
 def measure(record: RunRecord, store: Store, terms: list[str] | None = None, log: Callable[[str], None] | None = None) -> list[Row]:
-    """Computes the chosen term groups (all by default) for a finished run and stores them.
+    """Computes the chosen term groups (by default all but AutoAttack, which ``measure.autoattack``
+    adds) for a finished run and stores them.
 
     With ``measure.controls`` (the default) each group is then measured again on the controls
     of :data:`CONTROL_PLAN`, stored as ``<control>/<term>`` rows, so that every bound check can
@@ -893,5 +922,5 @@ def measure(record: RunRecord, store: Store, terms: list[str] | None = None, log
     ctx = build_context(record)
     if not ctx.cfg.measure.controls:  # stale control rows would be read as this measurement's controls
         store.delete_measurements(record.id, f"%{CONTROL_SEP}%")
-    rows, _ = measure_context(ctx, terms or list(TERM_GROUPS), lambda group: store.add_measurements(record.id, group), log)
+    rows, _ = measure_context(ctx, terms or default_groups(ctx.cfg), lambda group: store.add_measurements(record.id, group), log)
     return rows

@@ -6,8 +6,9 @@ embedded default for several seeds, with clean, robust and timing columns.
 Each row is a bundled quick synthetic config (plus the overrides it lists); every row runs at
 16×16 so the columns compare like with like. Per run: train (a finished run in the store is
 reused), ``evaluate`` (kNN and linear probes), ``measure(..., ["adversarial"])`` (robust
-accuracy of the linear probe under PGD-20) and, for the rows marked so, the adversarially
-trained probe of ``adversarial_probe``. The Markdown gives mean ± sample std over seeds, the
+accuracy of the linear probe under PGD-20 L∞ and PGD-20 L2) and, for the rows marked so,
+AutoAttack (``measure(..., ["autoattack"])``, with the torchattacks extra) and the
+adversarially trained probe of ``adversarial_probe``. The Markdown gives mean ± sample std over seeds, the
 protocol of every column as the store records it, and the machine.
 """
 
@@ -28,6 +29,7 @@ from .adversarial_probe import adversarial_probe_terms
 from .config import load_config
 from .evaluate import evaluate
 from .measure import measure
+from .robustness import autoattack_unavailable
 from .store import Store
 from .train import train
 
@@ -57,6 +59,8 @@ COLUMNS = [  # (header, measurement name)
     ("kNN acc.", "knn_accuracy"),
     ("linear acc.", "linear_accuracy"),
     ("robust acc. (linear, PGD-20)", "robust_accuracy"),
+    ("robust acc. (linear, PGD-20 L2, unseen)", "l2_robust_accuracy"),
+    ("robust acc. (linear, AutoAttack, unseen)", "autoattack_robust_accuracy"),
     ("robust acc. (AT probe, PGD-20)", "adversarial_probe_robust_accuracy"),
     ("train wall s", "train_wall_s"),
 ]
@@ -83,8 +87,10 @@ def run_row(row: Row, seed: int, store: Store, probe_epochs: int, log=print) -> 
     have = {r["name"] for r in store.measurements(record.id) if "random-init" not in r["protocol"]}
     if "knn_accuracy" not in have:
         evaluate(record, store)
-    if "robust_accuracy" not in have:
+    if "l2_robust_accuracy" not in have:
         measure(record, store, ["adversarial"])
+    if row.adversarial_probe and "autoattack_robust_accuracy" not in have and autoattack_unavailable() is None:
+        measure(record, store, ["autoattack"], log=log)
     if row.adversarial_probe and probe_epochs > 0 and "adversarial_probe_robust_accuracy" not in have:
         adversarial_probe_terms(record, store, epochs=probe_epochs)
     rows = [r for r in store.measurements(record.id) if "random-init" not in r["protocol"]]
@@ -118,6 +124,8 @@ def render(results: dict[str, list[dict[str, float]]], protocols: dict[str, str]
             proto.append(f"- **{header}**: `{name}` — {protocols[name]}.")
     if probe_epochs > 0:
         proto.append(f"- The adversarially trained probe (AT probe) was fitted for the SimCLR, robust CL and RoCL-style rows only ({probe_epochs} epochs, PGD-10 inside training); '–' elsewhere.")
+    proto.append("- Unseen attacks (PAPERS §1): PGD-20 L2 for every row; AutoAttack for the SimCLR, robust CL and RoCL-style rows, on the same test inputs as PGD-20 L∞, with its RobustBench sanity checks stored as `sanity_*` rows."
+                 + (f" {autoattack_unavailable()}." if autoattack_unavailable() else ""))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     proto += [f"- **Machine**: {machine()}; load average (1, 5, 15 min) when the table was written: {load}.", f"- **Command**: `{command}`."]
     return "\n".join(["## Methods on the embedded default", "", *lines, "", "Protocol:", "", *proto, ""])

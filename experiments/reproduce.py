@@ -76,9 +76,9 @@ def _targets() -> dict[str, Target]:
             "ssa_clr", ["sharpness", "shift"],
         ),
         "robust-cl": Target(
-            "Robust CL (Tran et al. 2023): SimCLR vs RoCL-style vs robust CL; clean and PGD-20 robust accuracy, the terms of the reconstructed bound",
+            "Robust CL (Tran et al. 2023): SimCLR vs RoCL-style vs robust CL; clean, PGD-20 Linf, PGD-20 L2 and AutoAttack robust accuracy, the terms of the reconstructed bound",
             [("simclr", ["method.name=simclr"]), ("rocl", ROCL), ("robust-cl", ROBUST_CL)],
-            "robust_cl", ["adversarial", "sharpness", "bounds"], measure=["measure.attack_steps=20"],
+            "robust_cl", ["adversarial", "autoattack", "sharpness", "bounds"], measure=["measure.attack_steps=20", "measure.autoattack=true"],
         ),
         "wen-width": Target(
             "Wen (2020): width sweep of two-network full-batch GD; gradient norm per step, min gradient norm and weight movement against width (log-log slopes)",

@@ -68,7 +68,7 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
     step = on_step or (lambda name: None)
     from .bounds_step import evaluate_bounds
     from .evaluate import evaluate
-    from .measure import TERM_GROUPS, measure
+    from .measure import default_groups, measure
     from .train import train
 
     store = Store(store_root)
@@ -91,7 +91,7 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
         seconds["eval"] = time.perf_counter() - t
     settings = record.config["measure"]
     covered = measured_groups(store, record.id, settings)
-    missing = [g for g in (terms if terms is not None else TERM_GROUPS) if g not in covered]
+    missing = [g for g in (terms if terms is not None else default_groups(cfg)) if g not in covered]
     if missing:
         t = time.perf_counter()
         step("measure")

@@ -258,7 +258,8 @@ def ssa_clr(store_root, runs, labels, out_dir: Path, command: str) -> Path:
 
 
 ROBUST_NAMES = {"simclr": "SimCLR", "rocl": "RoCL", "robust_cl": "robust CL"}
-ROBUST_COLUMNS = {"knn_accuracy": "kNN acc", "clean_accuracy": "clean acc", "robust_accuracy": "robust acc", "adversarial_info_nce": "L_adv (InfoNCE)",
+ROBUST_COLUMNS = {"knn_accuracy": "kNN acc", "clean_accuracy": "clean acc", "robust_accuracy": "robust acc (PGD Linf)", "l2_robust_accuracy": "robust acc (PGD L2, unseen)",
+                  "autoattack_robust_accuracy": "robust acc (AutoAttack, unseen)", "adversarial_info_nce": "L_adv (InfoNCE)",
                   "benign_info_nce": "L_ben (InfoNCE)", "sharpness": "S_rho", "adversarial_js": "D (JS proxy)", "robust_cross_entropy": "robust CE",
                   "proxy_bound": "a=b=c=1 proxy bound", "transfer_bound": "Lipschitz-transfer bound"}
 
@@ -281,19 +282,45 @@ def robust_cl(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     sizes = set(re.findall(r"test n=(\d+)", robust_protocol))
     n_robust = int(sizes.pop()) if len(sizes) == 1 else None
     order = [v for v in ROBUST_NAMES.values() if v in set(df["method"])]
-    table = mean_table(df, "method", ROBUST_COLUMNS, list(ROBUST_NAMES.values()), accuracy=("clean_accuracy", "robust_accuracy"), n_test=n_robust, split_per_seed=_split_per_seed(df))
-    claims = test_claims(df, "method", [Claim(f"robust CL is more robust than {o} ({attack})", "robust_accuracy", "robust CL", o, "greater") for o in ("RoCL", "SimCLR")
-                                        if o in order and "robust CL" in order])
-    shown = ("clean_accuracy", "robust_accuracy", "adversarial_info_nce", "benign_info_nce", "sharpness", "adversarial_js")
-    fig = panels(_bars(df, "method", {k: ROBUST_COLUMNS[k] for k in shown}, order), out_dir, "robust-cl",
+    # The unseen attacks of PAPERS §1 where they were measured: PGD-L2 (measure's adversarial
+    # group) and AutoAttack (the opt-in autoattack group, with the torchattacks extra).
+    attacks = {"robust_accuracy": attack}
+    for column, pattern in (("l2_robust_accuracy", r"PGD-\d+ L2 eps=[^ ,]+ step=[^ ,]+"), ("autoattack_robust_accuracy", r"AutoAttack standard \([^)]*\)")):
+        if column in df and df[column].notna().any():
+            found = re.search(pattern, frames.protocol_of(store_root, column, runs))
+            attacks[column] = found.group(0) if found else column
+    columns = {k: v for k, v in ROBUST_COLUMNS.items() if k not in ("l2_robust_accuracy", "autoattack_robust_accuracy") or k in attacks}
+    table = mean_table(df, "method", columns, list(ROBUST_NAMES.values()), accuracy=("clean_accuracy", *attacks), n_test=n_robust, split_per_seed=_split_per_seed(df))
+    claims = test_claims(df, "method", [Claim(f"robust CL is more robust than {o} ({name})", column, "robust CL", o, "greater")
+                                        for column, name in attacks.items() for o in ("RoCL", "SimCLR") if o in order and "robust CL" in order])
+    shown = ("clean_accuracy", *attacks, "adversarial_info_nce", "benign_info_nce", "sharpness", "adversarial_js")
+    fig = panels(_bars(df, "method", {k: columns[k] for k in shown}, order), out_dir, "robust-cl",
                  f"Clean and robust ({attack}) linear-probe accuracy, and the three terms of the reconstructed robust-CL bound (adversarial InfoNCE, benign InfoNCE + its rho-sharpness, JS proxy between benign and adversarial projections); {len(df)} runs, bars mean ± sd over seeds. {protocol}.",
                  "Robust CL against RoCL and SimCLR")
     bound_rows = checks[checks["theorem"].str.startswith("robust_cl.")].assign(method=lambda c: c["run"].map(df.set_index("run")["method"]))
     bound_table = bound_rows[["theorem", "method", "bound", "measured", "holds", "tightness", "assumptions_met"]].sort_values(["theorem", "method"]).reset_index(drop=True)
     verdict = f"{summary(claims)} {claims_sentence(claims)}." if "robust CL" in order else "Not testable: the robust CL run did not finish."
+    if "autoattack_robust_accuracy" in attacks:
+        verdict += " " + autoattack_sentence(df, frames.measurements(store_root, runs))
     return _write(out_dir, "Robust contrastive learning (Tran et al. 2023) against RoCL and SimCLR", verdict, table,
                   [fig], command, protocol + f". The a=b=c=1 bound is a proxy of the reconstructed shape (bounds/robust_cl.py). {_interval_note(df)}",
                   [("Claims, paired across seeds", claims), ("Bound checks (bounds/robust_cl.py, reconstructed)", bound_table)])
+
+
+def autoattack_sentence(df: pd.DataFrame, measurements: pd.DataFrame) -> str:
+    """How AutoAttack compares with PGD-L∞ on the same inputs, per method, and the RobustBench
+    sanity checks (experiments/robustness.py): a failed check is named, never averaged away."""
+    parts = []
+    for method, group in df.groupby("method", sort=False):
+        pair = group[["robust_accuracy", "autoattack_robust_accuracy"]].dropna()
+        if len(pair):
+            drop = (pair["robust_accuracy"] - pair["autoattack_robust_accuracy"])
+            parts.append(f"{method} {drop.mean():+.3f} (range {drop.min():+.3f} to {drop.max():+.3f}, {len(pair)} runs)")
+    sanity = measurements[measurements["name"].str.startswith("sanity_")] if len(measurements) else measurements
+    failed = sanity[sanity["value"] < 1] if len(sanity) else sanity
+    checks = (f"all {len(sanity)} RobustBench sanity checks passed (AutoAttack <= PGD, deterministic forward, non-zero input gradients)" if len(sanity) and failed.empty
+              else f"{len(failed)} of {len(sanity)} RobustBench sanity checks FAILED: {'; '.join(sorted(set(failed['name'])))}" if len(sanity) else "no sanity rows were stored")
+    return f"PGD-Linf accuracy minus AutoAttack accuracy on the same inputs (how much PGD overestimated robustness): {'; '.join(parts)}; {checks}."
 
 
 def _wen_fit(df: pd.DataFrame) -> tuple[dict, dict[str, dict | None], str]:

@@ -1,0 +1,193 @@
+r"""Certified bounds on the downstream error: the tightness reference for every paper's bound.
+
+None of the five papers computes a numeric bound; the ones clbounds evaluates are vacuous or
+hold by construction. This module is the arithmetic of three certificates that are not,
+torch-free (the posterior is optimised in ``experiments/certify.py``). Every δ is accounted
+for in one union bound, and every constant is returned with the number.
+
+**Test-set bound** (Langford 2005, Theorem 3.3; the binomial tail inversion, i.e. the
+Clopper–Pearson upper limit). For a classifier fixed before the n held-out samples are
+drawn, with k errors among them, with probability ≥ 1 − δ
+
+    e ≤ B̄in(k, n, δ) = max{p : P[Bin(n, p) ≤ k] ≥ δ} = Beta⁻¹(1 − δ; k + 1, n − k).
+
+This is the floor any certificate is compared with: it spends held-out samples instead of
+training samples, and needs no complexity term.
+
+**PAC-Bayes-kl bound** (Seeger 2002; Maurer 2004, Theorem 5). For a prior P chosen before
+the sample S of n i.i.d. examples is drawn, with probability ≥ 1 − δ, for every posterior Q
+at once,
+
+    kl(ê_S(Q) ‖ e(Q)) ≤ (KL(Q ‖ P) + ln(2√n / δ)) / n,
+
+with kl(q‖p) = q ln(q/p) + (1 − q) ln((1 − q)/(1 − p)) the Bernoulli divergence, e(Q) the
+error of the Gibbs classifier (draw h ~ Q per prediction) and ê_S(Q) its empirical error on S.
+Hence e(Q) ≤ kl⁻¹(ê_S(Q), ·), the largest p ≥ ê_S(Q) with kl(ê_S(Q)‖p) ≤ the right side.
+
+**Monte-Carlo estimate of ê_S(Q)** (Langford & Caruana 2001; Dziugaite & Roy 2017, §3).
+ê_S(Q) is an expectation over h ~ Q; with m independent draws h_1..h_m and their mean
+empirical error ê_m (each draw evaluated on all of S, so the m terms are i.i.d. in [0, 1]
+given S), with probability ≥ 1 − δ'
+
+    ê_S(Q) ≤ kl⁻¹(ê_m, ln(2/δ') / m).
+
+**Union bound.** The prior's variance is picked from a grid of G values after seeing S (the
+best certificate is reported), so each prior gets δ_PB / G; the Monte-Carlo step gets δ'.
+With δ_PB + δ' = δ, the reported certificate holds with probability ≥ 1 − δ over S and the
+draws. The defaults split δ = 0.05 as δ' = 0.01 and δ_PB = 0.04 (as Dziugaite & Roy).
+
+**Data-dependent prior** (Pérez-Ortiz et al. 2021). The prior's mean is learnt on data that
+S is independent of: in clbounds, the encoder (trained without labels on the training
+split) and the linear probe fitted on the training split; S is a fresh sample (see
+``experiments/certify.py``). A component the prior fixes exactly and the posterior keeps (a
+point mass on the encoder's weights) adds 0 to KL(Q‖P).
+
+**Diagonal Gaussians.** KL(N(μ_q, diag σ_q²) ‖ N(μ_p, diag σ_p²))
+= ½ Σ_i [σ_q,i²/σ_p,i² + (μ_q,i − μ_p,i)²/σ_p,i² − 1 + ln(σ_p,i²/σ_q,i²)].
+
+Example:
+    >>> round(kl_inverse_upper(0.1, 0.05), 4)
+    0.2201
+    >>> round(binomial_tail_bound(10, 1000, 0.05), 4)
+    0.0169
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from scipy import stats
+
+from .common import BoundCheck, make_check
+
+__all__ = ["DELTA", "DELTA_MC", "certificate_check", "gaussian_kl", "kl_bernoulli", "kl_inverse_upper", "mc_error_upper",
+           "pac_bayes_kl_bound", "binomial_tail_bound", "holdout_check"]
+
+DELTA = 0.05  # the total failure probability of a certificate
+DELTA_MC = 0.01  # the part spent on the Monte-Carlo estimate of the posterior's empirical error
+
+
+def kl_bernoulli(q: float, p: float) -> float:
+    """kl(q ‖ p) between Bernoulli(q) and Bernoulli(p), in nats (0 ln 0 = 0).
+
+    Example:
+        >>> kl_bernoulli(0.5, 0.5), round(kl_bernoulli(0.0, 0.5), 6)
+        (0.0, 0.693147)
+    """
+    if not (0.0 <= q <= 1.0 and 0.0 <= p <= 1.0):
+        raise ValueError(f"q and p must lie in [0, 1], got {q} and {p}")
+    out = 0.0
+    if q > 0:
+        out += math.inf if p == 0 else q * math.log(q / p)
+    if q < 1:
+        out += math.inf if p == 1 else (1 - q) * math.log((1 - q) / (1 - p))
+    return out
+
+
+def kl_inverse_upper(q: float, c: float, tol: float = 1e-12) -> float:
+    """The largest p in [q, 1] with kl(q ‖ p) ≤ c, by bisection (kl(q‖·) increases on [q, 1]).
+
+    Example:
+        >>> round(kl_inverse_upper(0.0, math.log(2)), 9)  # kl(0‖p) = −ln(1 − p)
+        0.5
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must lie in [0, 1], got {q}")
+    if not c >= 0 or math.isnan(c):
+        raise ValueError(f"c must be >= 0, got {c}")
+    if q == 1.0 or kl_bernoulli(q, 1.0) <= c:
+        return 1.0
+    if c == 0:
+        return q
+    low, high = q, 1.0
+    while high - low > tol:
+        mid = (low + high) / 2
+        if kl_bernoulli(q, mid) > c:
+            high = mid
+        else:
+            low = mid
+    return high  # kl(q‖high) ≥ c up to tol: rounding up keeps the bound valid
+
+
+def binomial_tail_bound(errors: int, n: int, delta: float = DELTA) -> float:
+    """Langford's test-set bound: the Clopper–Pearson upper limit of the error of a classifier
+    fixed before the n held-out samples, given ``errors`` of them wrong (probability ≥ 1 − δ).
+
+    Example:
+        >>> binomial_tail_bound(0, 100, 0.05) == 1 - 0.05 ** (1 / 100)  # (1 − p)^n = δ
+        True
+    """
+    if not (0 <= errors <= n and n >= 1):
+        raise ValueError(f"need 0 <= errors <= n and n >= 1, got errors={errors}, n={n}")
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must lie in (0, 1), got {delta}")
+    if errors == n:
+        return 1.0
+    if errors == 0:  # the closed form: (1 − p)^n = δ
+        return 1.0 - delta ** (1.0 / n)
+    return float(stats.beta.ppf(1.0 - delta, errors + 1, n - errors))
+
+
+def mc_error_upper(mean_error: float, draws: int, delta: float = DELTA_MC) -> float:
+    """Upper bound on the posterior's empirical error ê_S(Q) from ``draws`` sampled classifiers
+    with mean empirical error ``mean_error`` (Langford & Caruana 2001), probability ≥ 1 − δ."""
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    return kl_inverse_upper(mean_error, math.log(2.0 / delta) / draws)
+
+
+def pac_bayes_kl_bound(empirical_error: float, kl: float, n: int, delta: float) -> float:
+    """Seeger/Maurer: e(Q) ≤ kl⁻¹(ê_S(Q), (KL(Q‖P) + ln(2√n/δ)) / n), probability ≥ 1 − δ."""
+    if kl < 0 or n < 1:
+        raise ValueError(f"need KL >= 0 and n >= 1, got KL={kl}, n={n}")
+    return kl_inverse_upper(empirical_error, (kl + math.log(2.0 * math.sqrt(n) / delta)) / n)
+
+
+def gaussian_kl(mu_q: np.ndarray, sigma_q: np.ndarray, mu_p: np.ndarray, sigma_p: np.ndarray | float) -> float:
+    """KL(N(μ_q, diag σ_q²) ‖ N(μ_p, diag σ_p²)) in nats, summed over coordinates (float64)."""
+    mu_q, sigma_q, mu_p = (np.asarray(a, dtype=np.float64) for a in (mu_q, sigma_q, mu_p))
+    var_p = np.broadcast_to(np.asarray(sigma_p, dtype=np.float64) ** 2, mu_q.shape)
+    var_q = sigma_q**2
+    if np.any(var_q <= 0) or np.any(var_p <= 0):
+        raise ValueError("standard deviations must be > 0")
+    return float(0.5 * np.sum(var_q / var_p + (mu_q - mu_p) ** 2 / var_p - 1.0 + np.log(var_p / var_q)))
+
+
+_e, _q, _kl, _n, _d = sp.symbols(r"e_Q \hat{e}_S(Q) \mathrm{KL}(Q\|P) n \delta", positive=True)
+PAC_BAYES_STATEMENT = sp.Le(_e, sp.Function(r"\mathrm{kl}^{-1}")(_q, (_kl + sp.log(2 * sp.sqrt(_n) / _d)) / _n))
+_k = sp.Symbol("k", nonnegative=True)
+TEST_SET_STATEMENT = sp.Le(sp.Symbol("e"), sp.Function(r"\overline{\mathrm{Bin}}")(_k, _n, _d))
+
+
+def certificate_check(draws_mean_error: float, draws: int, kl: float, n: int, num_classes: int, measured_error: float | None,
+                      priors: int = 1, delta: float = DELTA, delta_mc: float = DELTA_MC, **details: Any) -> BoundCheck:
+    """The PAC-Bayes certificate on the Gibbs classifier's error, every δ in one union bound.
+
+    ``draws_mean_error``: the mean empirical error on S of ``draws`` posterior samples;
+    ``kl``: KL(Q‖P) of the reported prior; ``priors``: how many priors the best was chosen
+    from; ``measured_error``: the posterior's error on held-out data (the quantity bounded).
+    Vacuous at or above the chance error 1 − 1/K.
+    """
+    if not 0 < delta_mc < delta < 1:
+        raise ValueError(f"need 0 < delta_mc < delta < 1, got {delta_mc} and {delta}")
+    delta_pb = (delta - delta_mc) / priors
+    empirical_upper = mc_error_upper(draws_mean_error, draws, delta_mc)
+    bound = pac_bayes_kl_bound(empirical_upper, kl, n, delta_pb)
+    chance = 1.0 - 1.0 / num_classes
+    inputs = {"mc_mean_error": draws_mean_error, "mc_draws": draws, "empirical_error_upper": empirical_upper, "kl": kl, "n": n,
+              "delta": delta, "delta_mc": delta_mc, "delta_pac_bayes_per_prior": delta_pb, "priors": priors,
+              "complexity": (kl + math.log(2.0 * math.sqrt(n) / delta_pb)) / n}
+    return make_check("certificate.pac_bayes_downstream", PAC_BAYES_STATEMENT, bound, measured_error, "reconstructed", inputs=inputs,
+                      ceiling=chance, ceiling_note=f"chance error 1 - 1/K of random guessing, K={num_classes}", **details)
+
+
+def holdout_check(errors: int, n: int, num_classes: int, measured_error: float | None, delta: float = DELTA, **details: Any) -> BoundCheck:
+    """Langford's test-set bound on a classifier fixed before its n held-out samples."""
+    bound = binomial_tail_bound(errors, n, delta)
+    return make_check("certificate.test_set", TEST_SET_STATEMENT, bound, measured_error, "paper",
+                      inputs={"errors": errors, "n": n, "delta": delta}, ceiling=1.0 - 1.0 / num_classes,
+                      ceiling_note=f"chance error 1 - 1/K of random guessing, K={num_classes}", **details)
