@@ -8,13 +8,15 @@ and ``evaluate(terms) -> BoundCheck`` (numbers only; no torch).
   the adversarial-InfoNCE proxy.
 - ``wen2020``: width-sweep diagnostic (``evaluate_sweep``).
 - ``cacr``: CACR claims against SimCLR (``evaluate_pair``).
+- ``certificates``: the PAC-Bayes-kl certificate and the test-set bound, the tightness
+  reference for the others (the posterior is optimised in ``experiments/certify.py``).
 
 ``evaluate_all(terms)`` evaluates every single-run theorem on a mapping of measured terms
 (from a run store or ``clbounds.measure``), with vacuity and the controls.
 """
 
-from . import arora2019, cacr, common, huang2023, robust_cl, ssa_clr, wen2020
+from . import arora2019, cacr, certificates, common, huang2023, robust_cl, ssa_clr, wen2020
 from .common import BoundCheck, MissingTermError, headline, verdict
 from .evaluate import evaluate_all
 
-__all__ = ["BoundCheck", "MissingTermError", "arora2019", "cacr", "common", "evaluate_all", "headline", "huang2023", "robust_cl", "ssa_clr", "verdict", "wen2020"]
+__all__ = ["BoundCheck", "MissingTermError", "arora2019", "cacr", "certificates", "common", "evaluate_all", "headline", "huang2023", "robust_cl", "ssa_clr", "verdict", "wen2020"]

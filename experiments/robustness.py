@@ -46,7 +46,7 @@ TORCHATTACKS_PIN = "torchattacks==3.5.1"
 INSTALL_HINT = f"make autoattack, or pip install --no-deps {TORCHATTACKS_PIN}"
 STANDARD_ITERATIONS = 100  # of APGD-CE, APGD-T and FAB-T, per target (the original standard version)
 SQUARE_QUERIES = 5000
-STANDARD_ATTACKS = f"APGD-CE, APGD-T, FAB-T {STANDARD_ITERATIONS} iterations, 9 targets (or K-1), Square {SQUARE_QUERIES} queries, 1 restart each"
+STANDARD_ATTACKS = f"APGD-CE, APGD-T, FAB-T {STANDARD_ITERATIONS} iterations, min(9, K-1) targets, Square {SQUARE_QUERIES} queries, 1 restart each"
 
 
 def autoattack_unavailable() -> str | None:

@@ -285,10 +285,10 @@ def robust_cl(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     # The unseen attacks of PAPERS §1 where they were measured: PGD-L2 (measure's adversarial
     # group) and AutoAttack (the opt-in autoattack group, with the torchattacks extra).
     attacks = {"robust_accuracy": attack}
-    for column, pattern in (("l2_robust_accuracy", r"PGD-\d+ L2 eps=[^ ,]+ step=[^ ,]+"), ("autoattack_robust_accuracy", r"AutoAttack standard \([^)]*\)")):
+    for column, pattern, name in (("l2_robust_accuracy", r"PGD-\d+ L2 eps=[^ ,]+ step=[^ ,]+", "{}"), ("autoattack_robust_accuracy", r"Linf eps=[^ ,]+", "AutoAttack standard {}")):
         if column in df and df[column].notna().any():
             found = re.search(pattern, frames.protocol_of(store_root, column, runs))
-            attacks[column] = found.group(0) if found else column
+            attacks[column] = name.format(found.group(0)) if found else column
     columns = {k: v for k, v in ROBUST_COLUMNS.items() if k not in ("l2_robust_accuracy", "autoattack_robust_accuracy") or k in attacks}
     table = mean_table(df, "method", columns, list(ROBUST_NAMES.values()), accuracy=("clean_accuracy", *attacks), n_test=n_robust, split_per_seed=_split_per_seed(df))
     claims = test_claims(df, "method", [Claim(f"robust CL is more robust than {o} ({name})", column, "robust CL", o, "greater")
