@@ -864,6 +864,8 @@ def skipped_groups(ctx: Context, names: list[str]) -> dict[str, str]:
     skipped = {}
     if "autoattack" in names and (why := autoattack_unavailable()):
         skipped["autoattack"] = why
+    elif "autoattack" in names and ctx.data.num_classes < 4:
+        skipped["autoattack"] = f"AutoAttack needs at least 4 classes (APGD-T's DLR loss reads the 4th-largest logit); this data has {ctx.data.num_classes}"
     if ctx.loss_name is None:
         skipped |= {name: "needs the training loss, which this encoder does not record: pass loss_fn or method (simclr, barlow_twins)" for name in names if name in NEEDS_TRAINING_LOSS}
     return skipped

@@ -29,7 +29,9 @@ AutoAttack row's protocol, so the number is never kept silently:
   (a random forward makes gradients meaningless and accuracies unrepeatable);
 - ``sanity_nonzero_input_gradients``: every input has a non-zero gradient of its
   cross-entropy (zero gradients are the mark of gradient masking, under which gradient
-  attacks fail while the model is not robust).
+  attacks fail while the model is not robust; RobustBench's check). A float32 softmax
+  saturated by a logit margin above about 100 also has an exactly zero gradient, so a
+  failure is a finding to inspect, not proof of masking.
 """
 
 from __future__ import annotations

@@ -233,7 +233,11 @@ def mark_orphaned_runs(store: Store) -> list[str]:
     for record in store.runs():
         if record.status != "running" or not record.path.is_dir():
             continue
-        with open(record.path / ".train.lock", "a") as f:
+        try:
+            f = open(record.path / ".train.lock", "a")
+        except OSError:  # a read-only store: nothing can be marked, and nothing is lost by not marking it
+            continue
+        with f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -317,6 +317,8 @@ def autoattack_sentence(df: pd.DataFrame, measurements: pd.DataFrame) -> str:
             drop = (pair["robust_accuracy"] - pair["autoattack_robust_accuracy"])
             parts.append(f"{method} {drop.mean():+.3f} (range {drop.min():+.3f} to {drop.max():+.3f}, {len(pair)} runs)")
     sanity = measurements[measurements["name"].str.startswith("sanity_")] if len(measurements) else measurements
+    if len(sanity):  # a re-measurement adds rows (their protocols hold the numbers): keep each run's latest
+        sanity = sanity.sort_values("created").drop_duplicates(["run", "name"], keep="last")
     failed = sanity[sanity["value"] < 1] if len(sanity) else sanity
     checks = (f"all {len(sanity)} RobustBench sanity checks passed (AutoAttack <= PGD, deterministic forward, non-zero input gradients)" if len(sanity) and failed.empty
               else f"{len(failed)} of {len(sanity)} RobustBench sanity checks FAILED: {'; '.join(sorted(set(failed['name'])))}" if len(sanity) else "no sanity rows were stored")

@@ -49,3 +49,22 @@ def test_certify_without_a_generator_splits_the_test_split_in_two(tmp_path, caps
     assert main(["--store", str(store), "certify", run.id, "--draws", "100", "--steps", "10"]) == 0
     protocol = {m["name"]: m for m in Store(store).measurements(run.id)}["certificate_downstream_error"]["protocol"]
     assert "S: a random half of the test split (n=225); T: the other half (n=225)" in protocol
+
+
+def test_the_contrastive_certificate_bounds_the_nt_xent_risk_of_the_gibbs_encoder(tiny_store, capsys):
+    (run,) = Store(tiny_store).runs()
+    assert main(["--store", str(tiny_store), "certify", run.id, "--contrastive", "--units", "40", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "certified NT-Xent risk of the Gibbs encoder <=" in out and "non-vacuous" in out
+    check = {c["theorem"]: c for c in Store(tiny_store).bound_checks(run.id)}["certificate.pac_bayes_contrastive"]
+    inputs = check["details"]["inputs"]
+    assert inputs["units"] == 40 and inputs["loss_low"] < check["measured"] < check["bound"] < inputs["loss_high"] and check["holds"]
+    assert check["details"]["label"] == "reconstructed"
+
+
+def test_the_contrastive_certificate_refuses_runs_it_does_not_apply_to(tmp_path, capsys):
+    store = tmp_path / "s"
+    assert main(["--store", str(store), "train", "quick-barlow-synthetic", *TINY, "--quiet"]) == 0
+    (run,) = Store(store).runs()
+    assert main(["--store", str(store), "certify", run.id, "--contrastive"]) == 2
+    assert "bounds the NT-Xent risk" in capsys.readouterr().err

@@ -166,7 +166,10 @@ def test_a_dataset_file_that_declares_more_data_than_it_holds_is_refused_before_
     # numpy's _reconstruct asked for a 2^40-byte array directly (numpy itself writes shape (0,)).
     huge_array = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
                   b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85U\x01b\x87R.")
-    for i, raw in enumerate((huge_bytes, huge_array)):
+    # ndarray((2^20, 2^20)) and bytearray(2^40) called directly from a 40-byte pickle
+    huge_ndarray = b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x10\x00J\x00\x00\x10\x00\x86\x85R."
+    huge_bytearray = b"\x80\x02c__builtin__\nbytearray\n\x8a\x06\x00\x00\x00\x00\x00\x01\x85R."
+    for i, raw in enumerate((huge_bytes, huge_array, huge_ndarray, huge_bytearray)):
         _cifar_batches(tmp_path / str(i), 2, raw)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         with pytest.raises(DatasetFormatError, match="data_batch_1: not a readable CIFAR batch"):

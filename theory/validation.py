@@ -86,7 +86,7 @@ def check_number(where: str, name: str, value: Any, integer: bool = False, bound
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ValueError(f"{where}: {name} must be {'an integer' if integer else 'a real number'}, got {value!r}")
-    if not math.isfinite(value):
+    if not isinstance(value, numbers.Integral) and not math.isfinite(value):  # an int is finite (and 10**400 would overflow a float)
         raise ValueError(f"{where}: {name} must be finite, got {value}")
     for condition in bound.split(",") if bound else ():
         symbol, limit = condition.split()

@@ -74,21 +74,44 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
 _RECONSTRUCT_NUMPY = np.zeros(0).__reduce__()[0]
 
 
+class _NdarrayType:
+    """Stands for ``numpy.ndarray`` in a pickle. numpy's pickles only pass the type to
+    ``_reconstruct``; called itself, ``ndarray((10**6, 10**6))`` would allocate whatever a
+    crafted file asks, so here it cannot be called."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("refused to call numpy.ndarray: a CIFAR batch only names it for _reconstruct")
+
+
+_NDARRAY = _NdarrayType()
+
+
 def _RECONSTRUCT(subtype: Any, shape: Any, dtype: Any) -> Any:
     # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') and fills it in
     # __setstate__, which checks the data's length against the shape before allocating; a
     # crafted file could instead ask _reconstruct itself for an array of any size.
-    if shape != (0,):
-        raise pickle.UnpicklingError(f"refused numpy _reconstruct with shape {shape!r}: numpy writes (0,) and sets the data afterwards")
-    return _RECONSTRUCT_NUMPY(subtype, shape, dtype)
+    if subtype is not _NDARRAY or shape != (0,):
+        raise pickle.UnpicklingError(f"refused numpy _reconstruct of {subtype!r} with shape {shape!r}: numpy writes (ndarray, (0,)) and sets the data afterwards")
+    return _RECONSTRUCT_NUMPY(np.ndarray, shape, dtype)
+
+
+def _sized(kind: type) -> Any:
+    """``bytes``/``bytearray`` that refuse a size argument: ``bytearray(10**12)`` allocates it."""
+
+    def make(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise pickle.UnpicklingError(f"refused {kind.__name__}({args[0]}): a CIFAR batch never builds bytes of a given size")
+        return kind(*args)
+
+    return make
 
 
 _FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
 _SCALAR = np.int64(0).__reduce__()[0]
 _NUMPY_CORES = ("numpy.core", "numpy._core")
-_BUILTIN_TYPES = (bytes, bytearray, dict, list, tuple, set, frozenset, str, int, float, complex)
+_BUILTIN_TYPES = (dict, list, tuple, set, frozenset, str, int, float, complex)
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_bytes,
     **{(f"{core}.multiarray", "_reconstruct"): _RECONSTRUCT for core in _NUMPY_CORES},
@@ -96,6 +119,7 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     **{(f"{core}.numeric", "_frombuffer"): _FROMBUFFER for core in _NUMPY_CORES},
     # "__builtin__" is the module name Python 2 pickles use.
     **{(module, t.__name__): t for module in ("builtins", "__builtin__") for t in _BUILTIN_TYPES},
+    **{(module, t.__name__): _sized(t) for module in ("builtins", "__builtin__") for t in (bytes, bytearray)},
 }
 
 
