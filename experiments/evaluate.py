@@ -8,8 +8,8 @@ from .checkpoint import load_weights
 from .config import ConfigError, EvalConfig, config_from_dict
 from .data import ImageDataset
 from .probes import extract_features, knn_predict, linear_probe, nearest_center_accuracy
-from .store import RunRecord, Store
 from .resources import image_shape
+from .store import RunRecord, Store
 from .train import build_encoder, load_run_data, resolve_device
 
 

@@ -80,8 +80,16 @@ def grid_items(preset: Preset, extra: list[str] | None = None) -> list[GridItem]
     return items
 
 
-def verify(preset_name: str, store: Store, extra: list[str] | None = None, executor: Executor | None = None, out_dir: Path | None = None, log=print) -> tuple[Path, Path]:
-    """Runs the main job and returns the paths of report.md and report.html."""
+#: ``verify --certify``: a cheaper certificate per run than `clbounds certify`'s defaults (about
+#: 10 s a run on 2 CPU cores instead of about a minute); its protocol names the budget.
+VERIFY_CERTIFY = {"n_bound": 2000, "draws": 500, "steps": 200}
+
+
+def verify(preset_name: str, store: Store, extra: list[str] | None = None, executor: Executor | None = None, out_dir: Path | None = None, log=print,
+           certify: bool = False) -> tuple[Path, Path]:
+    """Runs the main job and returns the paths of report.md and report.html. With ``certify``
+    every finished run also gets the PAC-Bayes downstream certificate and its test-set floor
+    (experiments/certify.py), which the report shows beside the papers' bounds."""
     from clbounds.figures.verify_report import make_report
 
     from .bounds_step import evaluate_sweep_bounds, theorem_statements
@@ -97,6 +105,13 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
         raise RuntimeError(f"verify {preset.name}: every run failed; see `clbounds runs`")
     labels = {r.run_id: r.label for r in done}
     evaluate_sweep_bounds([store.get_run(r.run_id) for r in done], store)  # Wen width sweeps, CACR vs SimCLR pairs
+    if certify:
+        from .certify import certify as certify_run
+
+        for r in done:
+            if not any(c["theorem"] == "certificate.pac_bayes_downstream" for c in store.bound_checks(r.run_id)):
+                result = certify_run(store.get_run(r.run_id), store, **VERIFY_CERTIFY)
+                log(f"  certified {r.label}: downstream error <= {result['bound']:.4f} (Gibbs error {result['gibbs_error_t']:.4f}, test-set floor {result['test_set_bound']:.4f}, {result['seconds']:.0f} s)")
     commands = [f"clbounds verify --preset {preset.name}" + (" " + " ".join(extra) if extra else "")]
     md, html, _ = make_report(store.root, [r.run_id for r in done], labels, out_dir, f"clbounds verify --preset {preset.name}", commands, theorem_statements())
     log(f"verify {preset.name}: {len(done)}/{len(results)} runs done in {time.perf_counter() - t0:.0f} s; report {html}")

@@ -131,3 +131,19 @@ def test_verify_resumes_a_half_finished_grid(tmp_path, tiny_preset, monkeypatch)
     verify(str(tiny_preset), store, log=lambda s: None)
     assert first not in started and len(started) == 2  # the finished run is kept; the other two train
     assert [r.status for r in store.runs()] == ["done"] * 3
+
+
+@pytest.mark.slow
+def test_verify_certify_puts_the_certificates_beside_the_papers_bounds(tmp_path, tiny_preset, monkeypatch):
+    import clbounds.experiments.verify as verify_mod
+
+    monkeypatch.setattr(verify_mod, "VERIFY_CERTIFY", {"n_bound": 500, "draws": 50, "steps": 10})
+    store = Store(tmp_path / "store")
+    lines = []
+    md, _ = verify(str(tiny_preset), store, log=lines.append, certify=True)
+    text = md.read_text()
+    assert "certificate.pac_bayes_downstream" in text and "certificate.test_set" in text
+    assert sum("certified" in line for line in lines) == 3
+    for run in store.runs():
+        theorems = {c["theorem"] for c in store.bound_checks(run.id)}
+        assert {"certificate.pac_bayes_downstream", "certificate.test_set", "huang2023.theorem1"} <= theorems
