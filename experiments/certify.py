@@ -11,6 +11,11 @@ and Pérez-Ortiz et al. (2021):
    distribution, never seen in training); otherwise the first half of the test split. The
    *held-out* sample T is the test split (its second half otherwise): it measures the error
    that is bounded, and gives the test-set bound, the floor any certificate is compared with.
+   The fresh draws are class-balanced (n/K of each class, as the generator draws its
+   splits): independent, but not identically distributed. The bounds still hold, since a sum
+   of independent non-identical [0, 1] variables is more concentrated than the i.i.d. sum
+   with the same mean in the convex order (Hoeffding 1956, Theorem 3), and the kl bounds
+   only use E exp(n kl(ê‖e)), a convex function of ê.
 2. **Prior and posterior.** The encoder is fixed (a point mass in prior and posterior, so it
    adds nothing to the KL); the stochastic part is the probe's weights and biases, with
    prior N(μ₀, σ_p² I), μ₀ the probe fitted on the training split, and posterior
