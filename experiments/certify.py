@@ -8,7 +8,7 @@ and Pérez-Ortiz et al. (2021):
    was trained on its images (without labels) and the linear probe is fitted on its
    features and labels. The *bound* sample S, of n examples, is drawn independently of it:
    for ``synthetic``, a fresh draw of n images from the run's generator (the same
-   distribution, never seen in training); otherwise the first half of the test split. The
+   distribution, never seen in training); otherwise a random half of the test split. The
    *held-out* sample T is the test split (its second half otherwise): it measures the error
    that is bounded, and gives the test-set bound, the floor any certificate is compared with.
    The fresh draws are class-balanced (n/K of each class, as the generator draws its
