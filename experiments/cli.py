@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help="quick (embedded data, CPU, minutes), cpu (tens of minutes) or paper (CIFAR, GPU), or a preset YAML")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run, e.g. device=cpu")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: one run uses all cores)")
-    p.add_argument("--certify", action="store_true", help="also certify every run's downstream error (PAC-Bayes, with the test-set floor; about 10 s a run)")
+    p.add_argument("--certify", action="store_true", help="also certify every run's downstream error (PAC-Bayes, with the test-set floor; about 7 s a run)")
     p.set_defaults(func=cmd_verify)
 
     from .reproduce import TARGETS
