@@ -117,10 +117,24 @@ def _robust_store(root, robust: dict, noise: float = 0.005):
     return store, labels
 
 
+def test_robust_cl_report_adds_the_unseen_attacks_when_measured(tmp_path):
+    store, labels = _robust_store(tmp_path / "a", {"simclr": 0.1, "rocl": 0.3, "robust-cl": 0.4})
+    for r in store.runs():
+        pgd = next(m["value"] for m in store.measurements(r.id) if m["name"] == "robust_accuracy")
+        store.add_measurements(r.id, [("l2_robust_accuracy", pgd + 0.2, "linear probe, PGD-20 L2 eps=0.5 step=0.05 random start, test n=64"),
+                                      ("autoattack_robust_accuracy", pgd - 0.02, "linear probe, test n=64, AutoAttack standard (...), Linf eps=8/255, seed=0; sanity checks passed"),
+                                      ("sanity_autoattack_le_pgd", 1.0, "AutoAttack vs PGD: pass")])
+    text, verdict, columns = _analyse(reproductions.robust_cl, store, labels, tmp_path / "ra", draw=False)
+    assert "robust acc (PGD L2, unseen)" in columns and "robust acc (AutoAttack, unseen)" in columns
+    assert "of 6 claims" in verdict and "Holm over the target's 12 one-sided tests" in verdict
+    assert "robust CL is more robust than SimCLR (AutoAttack standard Linf eps=8/255)" in verdict and "(PGD-20 L2 eps=0.5 step=0.05)" in verdict
+    assert "PGD-Linf accuracy minus AutoAttack accuracy on the same inputs" in verdict and "SimCLR +0.020" in verdict and "all 15 RobustBench sanity checks passed" in verdict
+
+
 def test_robust_cl_report_claims_are_paired_tests_across_seeds(tmp_path):
     text, verdict, columns = _analyse(reproductions.robust_cl, *_robust_store(tmp_path / "a", {"simclr": 0.1, "rocl": 0.3, "robust-cl": 0.4}), tmp_path / "ra")
-    assert columns == ["method", "seeds", "kNN acc", "clean acc", "robust acc", "L_adv (InfoNCE)", "L_ben (InfoNCE)", "S_rho", "D (JS proxy)", "robust CE",
-                       "a=b=c=1 proxy bound", "Lipschitz-transfer bound"]
+    assert columns == ["method", "seeds", "kNN acc", "clean acc", "robust acc (PGD Linf)", "L_adv (InfoNCE)", "L_ben (InfoNCE)", "S_rho", "D (JS proxy)", "robust CE",
+                       "a=b=c=1 proxy bound", "Lipschitz-transfer bound"]  # no unseen attack measured: no column for it
     assert _figure_written(tmp_path / "ra", "robust-cl") and "robust_cl.adversarial_infonce" in text and "| 9.4 |" in text
     assert verdict.startswith("Reproduced: 2 of 2 claims reproduced") and "robust CL is more robust than RoCL (PGD-10 Linf eps=8/255 step=0.8/255)" in verdict
 
