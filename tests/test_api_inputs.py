@@ -172,3 +172,16 @@ def test_values_go_unchecked_only_inside_the_training_loop(tiny_config, store, m
     monkeypatch.setattr(train_mod, "ssl_loss", ssl_loss)
     train_mod.train(tiny_config, store, progress=False)
     assert seen and not any(seen)
+
+
+def test_a_learnable_temperature_as_a_0d_tensor_is_accepted_and_checked():
+    from clbounds.theory.losses import info_nce
+
+    z = torch.randn(4, 3)
+    tau = torch.tensor(0.5, requires_grad=True)
+    info_nce(z, z.flip(0), tau).backward()
+    assert tau.grad is not None
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        info_nce(z, z, torch.tensor(-0.5))
+    with pytest.raises(ValueError, match="temperature must be finite"):
+        info_nce(z, z, torch.tensor(float("nan")))

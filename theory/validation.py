@@ -7,8 +7,8 @@ argument, before any work starts:
 - a ``Tensor`` argument must be a real floating tensor (float16, bfloat16, float32, float64)
   with finite entries; the arguments declared as labels must be integer tensors with
   entries >= 0;
-- a ``float`` argument must be a finite real number (an ``int`` is fine, a ``bool`` is not),
-  an ``int`` argument an integer;
+- a ``float`` argument must be a finite real number (an ``int`` or a 0-d floating tensor is
+  fine, a ``bool`` is not), an ``int`` argument an integer;
 - declared ranges, e.g. ``@validated(t="> 0", block_size=">= 1")``, are checked too.
 
 Checking the entries of a tensor costs one pass over it and, on a GPU, a device-to-host
@@ -83,6 +83,11 @@ def check_tensor(where: str, name: str, x: Any, labels: bool = False, infinite: 
 
 def check_number(where: str, name: str, value: Any, integer: bool = False, bound: str | None = None) -> None:
     """A finite real number (an integer with ``integer``), within ``bound`` such as ``"> 0"``."""
+    if not integer and isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point():
+        # a 0-d tensor, e.g. a learnable temperature: its value is checked like the entries of a tensor
+        if not _check_values.get() or value.device.type == "meta":
+            return
+        value = float(value.detach())
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ValueError(f"{where}: {name} must be {'an integer' if integer else 'a real number'}, got {value!r}")
