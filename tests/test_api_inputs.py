@@ -185,3 +185,13 @@ def test_a_learnable_temperature_as_a_0d_tensor_is_accepted_and_checked():
         info_nce(z, z, torch.tensor(-0.5))
     with pytest.raises(ValueError, match="temperature must be finite"):
         info_nce(z, z, torch.tensor(float("nan")))
+    with unchecked_values(), pytest.raises(ValueError, match="temperature must be > 0"):
+        info_nce(z, z, torch.tensor(0.0))  # a parameter, not data: checked inside the training loop too
+
+
+def test_js_divergence_keeps_its_zero_step_discriminator():
+    from clbounds.theory.shift import js_divergence
+
+    x, y = torch.randn(16, 2, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64) + 1
+    value = float(js_divergence(x, y, steps=0, generator=torch.Generator().manual_seed(0)))
+    assert 0 <= value < 0.05  # the discriminator at its small random start (weights 0.01·N(0, 1)): near log 2 − log 2

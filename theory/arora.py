@@ -131,8 +131,6 @@ def collision_floor(p: Tensor, num_negatives: int, multiplicity: int = 1) -> Ten
         True
     """
     p = _check_probabilities(p, num_negatives)
-    if multiplicity < 1:
-        raise ValueError(f"multiplicity must be >= 1, got {multiplicity}")
     m = num_negatives
     j = torch.arange(m + 1, dtype=torch.float64, device=p.device)
     log_binom = torch.lgamma(torch.tensor(m + 1.0, dtype=torch.float64, device=p.device)) - torch.lgamma(j + 1) - torch.lgamma(m - j + 1)
@@ -256,8 +254,6 @@ def unsupervised_loss(f: Tensor, y: Tensor, num_negatives: int, samples: int = 3
         >>> bool(out["loss"] > 0) and bool(out["stderr"] >= 0)
         True
     """
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
     f, labels, p, _ = _compact(f, y)
     _check_probabilities(p, num_negatives)
     n, k = f.shape[0], p.numel()
@@ -320,8 +316,6 @@ def mean_classifier_loss(f: Tensor, y: Tensor, num_negatives: int, samples: int 
         >>> round(out["loss"].item(), 6), out["stderr"].item()  # two classes: Q is always the other one
         (0.313262, 0.0)
     """
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
     f, labels, p, centers = _compact(f, y)
     _check_probabilities(p, num_negatives)
     n, k = f.shape[0], p.numel()

@@ -133,8 +133,6 @@ def loglog_slope(x: Sequence[float], y: Sequence[float], confidence: float = 0.9
         raise ValueError(f"a slope with a confidence interval needs at least 3 points, got {n}")
     if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly)) and np.all(lx > 0) and np.all(ly > 0)):
         raise ValueError("x and y must be finite and > 0 for a log-log fit")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     lx, ly = np.log(lx), np.log(ly)
     dx, dy = lx - lx.mean(), ly - ly.mean()
     sxx = float(dx @ dx)

@@ -84,8 +84,9 @@ def check_tensor(where: str, name: str, x: Any, labels: bool = False, infinite: 
 def check_number(where: str, name: str, value: Any, integer: bool = False, bound: str | None = None) -> None:
     """A finite real number (an integer with ``integer``), within ``bound`` such as ``"> 0"``."""
     if not integer and isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point():
-        # a 0-d tensor, e.g. a learnable temperature: its value is checked like the entries of a tensor
-        if not _check_values.get() or value.device.type == "meta":
+        # a 0-d tensor, e.g. a learnable temperature: a parameter, so checked even inside
+        # unchecked_values (one scalar; the trainer passes floats)
+        if value.device.type == "meta":
             return
         value = float(value.detach())
     kind = numbers.Integral if integer else numbers.Real
