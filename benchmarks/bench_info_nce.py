@@ -29,15 +29,10 @@ def peer_peak_bytes(b: int) -> int:
 
 
 def available_bytes() -> int:
-    """MemAvailable from /proc/meminfo (0 where it cannot be read)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    """Free host memory (experiments.resources; 0 where it cannot be read)."""
+    from clbounds.experiments.resources import available_bytes as free
+
+    return free(torch.device("cpu")) or 0
 
 
 def case(size: str = "full") -> Case:

@@ -72,12 +72,23 @@ def _samples(cfg: Any, data: Any, n_bound: int) -> tuple[torch.Tensor, torch.Ten
     return data.x_test[s], data.y_test[s], data.x_test[t], data.y_test[t], how
 
 
+def _with_bias(x: torch.Tensor) -> torch.Tensor:
+    """[x | 1]: the probe's bias as the weight of a last input of 1."""
+    return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], 1)
+
+
+def _kl_to_prior(mu: torch.Tensor, rho: torch.Tensor, mu0: torch.Tensor, sigma_p: float) -> torch.Tensor:
+    """KL(N(mu, diag e^{2 rho}) ‖ N(mu0, sigma_p² I)), differentiable (the surrogate's; the
+    certificate uses bounds.certificates.gaussian_kl in float64)."""
+    return 0.5 * ((rho.exp() / sigma_p) ** 2 + ((mu - mu0) / sigma_p) ** 2 - 1 - 2 * (rho - math.log(sigma_p))).sum()
+
+
 def _sample_errors(x: torch.Tensor, y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, draws: int, g: torch.Generator, chunk: int = 64) -> np.ndarray:
     """The error on (x, y) of each of ``draws`` probes (flattened [W | b]) drawn from N(mu, diag sigma²)."""
-    n, d = x.shape
+    d = x.shape[1]
     classes = mu.numel() // (d + 1)
     errors = []
-    x1 = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)  # the bias as a last input of 1
+    x1 = _with_bias(x)
     for start in range(0, draws, chunk):
         m = min(chunk, draws - start)
         w = mu + sigma * torch.randn(m, mu.numel(), generator=g, dtype=mu.dtype)
@@ -94,7 +105,7 @@ def _optimise_posterior(x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sig
     """μ and σ of the posterior, by Adam on the McAllester surrogate (one sampled probe per step)."""
     n, d = x.shape
     classes = mu0.numel() // (d + 1)
-    x1 = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)
+    x1 = _with_bias(x)
     mu = mu0.clone().requires_grad_(True)
     rho = torch.full_like(mu0, math.log(sigma_p)).requires_grad_(True)  # σ = e^ρ, started at the prior's σ
     opt = torch.optim.Adam([mu, rho], lr=0.01)
@@ -102,7 +113,7 @@ def _optimise_posterior(x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sig
     for _ in range(steps):
         sigma = rho.exp()
         w = mu + sigma * torch.randn(mu.shape, generator=g, dtype=mu.dtype)
-        kl = 0.5 * ((sigma / sigma_p) ** 2 + ((mu - mu0) / sigma_p) ** 2 - 1 - 2 * (rho - math.log(sigma_p))).sum()
+        kl = _kl_to_prior(mu, rho, mu0, sigma_p)
         loss = _bounded_ce(x1 @ w.view(classes, d + 1).T, y) + torch.sqrt((kl + constant) / (2 * n))
         opt.zero_grad()
         loss.backward()
@@ -148,7 +159,7 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     mean_error = float(_sample_errors(f_s, y_s, mu, sigma, draws, g).mean())
     bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(mean_error, draws, delta_mc), kl, n, delta_pb)
     gibbs_t = float(_sample_errors(f_t, y_t, mu, sigma, draws, g).mean())  # the bounded quantity, estimated on T
-    x1_t = torch.cat([f_t, torch.ones(f_t.shape[0], 1, dtype=f_t.dtype)], 1)
+    x1_t = _with_bias(f_t)
     mean_errors = int((x1_t @ mu.view(k, -1).T).argmax(1).ne(y_t).sum())  # the posterior mean, a fixed classifier
     n_t = f_t.shape[0]
     seconds = time.perf_counter() - t0
@@ -241,7 +252,7 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
         for step in range(steps):  # McAllester surrogate on the normalised loss, one unit and one draw per step
             x1, x2 = s_units[step % u]
             sigma = rho.exp()
-            kl = 0.5 * ((sigma / sigma_p) ** 2 + ((mu - mu0) / sigma_p) ** 2 - 1 - 2 * (rho - math.log(sigma_p))).sum()
+            kl = _kl_to_prior(mu, rho, mu0, sigma_p)
             objective = (loss(mu + sigma * torch.randn(mu.shape, generator=g, dtype=mu.dtype), x1, x2) - low) / (high - low) + torch.sqrt((kl + constant) / (2 * u))
             opt.zero_grad()
             objective.backward()

@@ -68,20 +68,22 @@ def evaluate_transfer(record: RunRecord, store: Store, probe_data: str) -> list[
     normalisation it was trained with. Rows are named ``<probe>@<dataset>``, e.g.
     ``knn_accuracy@digits``, and every protocol names both datasets.
     """
-    from .data import DATASETS
+    from .data import DATASETS, RESIZABLE
 
     if probe_data not in DATASETS:
         raise ConfigError(f"--probe-data {probe_data!r} is not a dataset; choose one of {', '.join(DATASETS)}")
     cfg = config_from_dict(record.config)
     device = resolve_device(cfg.device)
-    side = image_shape(cfg)[-1]
-    fixed = {"cifar10": 32, "cifar100": 32, "stl10": 96}
-    if fixed.get(probe_data, side) != side:
-        raise ConfigError(f"--probe-data {probe_data}: its images are {fixed[probe_data]}x{fixed[probe_data]}, the run's encoder takes {side}x{side}")
+    shape = image_shape(cfg)
+    side = shape[-1]
     raw = cfg.to_dict()
-    raw["data"] = {**raw["data"], "name": probe_data, "image_size": side if probe_data in ("synthetic", "digits") else None, "imbalanced": False}
-    data = load_run_data(config_from_dict(raw)).to(device)
-    model = load_encoder(record, image_shape(cfg)).to(device)
+    raw["data"] = {**raw["data"], "name": probe_data, "image_size": side if probe_data in RESIZABLE else None, "imbalanced": False}
+    probe_cfg = config_from_dict(raw)
+    probe_side = image_shape(probe_cfg)[-1]
+    if probe_side != side:
+        raise ConfigError(f"--probe-data {probe_data}: its images are {probe_side}x{probe_side}, the run's encoder takes {side}x{side}")
+    data = load_run_data(probe_cfg).to(device)
+    model = load_encoder(record, shape).to(device)
     weights = f"final-epoch encoder trained on {cfg.data.name}; transfer: probes fitted on {probe_data} train (n={data.x_train.shape[0]}, {side}x{side})"
     split = f"and scored on {probe_data} test (n={data.x_test.shape[0]})"
     rows = [(f"{name}@{probe_data}", value, protocol) for name, value, protocol in probe_rows(model, data, cfg.eval, weights, split)]

@@ -40,8 +40,10 @@ FRACTION_USABLE = 0.8  # leave room for activations and everything else the proc
 
 def image_shape(cfg: Config) -> tuple[int, int, int]:
     """The (C, H, W) of the run's images, from the config alone."""
-    default_side = {"synthetic": 32, "digits": 16, "cifar10": 32, "cifar100": 32, "stl10": 96}[cfg.data.name]
-    side = (cfg.data.image_size or default_side) if cfg.data.name in ("synthetic", "digits") else default_side
+    from .data import IMAGE_SIDES, RESIZABLE
+
+    side = IMAGE_SIDES[cfg.data.name]
+    side = (cfg.data.image_size or side) if cfg.data.name in RESIZABLE else side
     return (3, side, side)
 
 

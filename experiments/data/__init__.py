@@ -16,6 +16,10 @@ from .cifar import DatasetFormatError
 from .synthetic import SyntheticGenerator, SyntheticSample
 
 DATASETS = ("synthetic", "digits", "cifar10", "cifar100", "stl10")
+#: Image side of each dataset: the default for the generated/resized ones (``image_size``
+#: overrides it), the fixed size of the files for the others.
+IMAGE_SIDES = {"synthetic": 32, "digits": 16, "cifar10": 32, "cifar100": 32, "stl10": 96}
+RESIZABLE = ("synthetic", "digits")
 
 # Per-channel statistics for input normalisation inside the encoders. For the generated and
 # bundled data they were measured once on the training split; CIFAR/STL are the usual values.
@@ -89,7 +93,7 @@ def load_dataset(
 def _load(name: str, root: str | Path, image_size: int | None, num_classes: int, n_train: int, n_test: int,
           seed: int, synthetic: dict | None, download: bool) -> ImageDataset:
     if name == "synthetic":
-        gen = SyntheticGenerator(num_classes=num_classes, image_size=image_size or 32, seed=seed, **(synthetic or {}))
+        gen = SyntheticGenerator(num_classes=num_classes, image_size=image_size or IMAGE_SIDES["synthetic"], seed=seed, **(synthetic or {}))
         g = torch.Generator().manual_seed(seed + 1)
         train = gen.sample(gen.balanced_labels(n_train, g), g)
         test = gen.sample(gen.balanced_labels(n_test, g), g)
@@ -97,7 +101,7 @@ def _load(name: str, root: str | Path, image_size: int | None, num_classes: int,
     if name == "digits":
         from .digits import load_digits
 
-        return ImageDataset(name, *load_digits(image_size=image_size or 16, seed=seed), num_classes=10)
+        return ImageDataset(name, *load_digits(image_size=image_size or IMAGE_SIDES["digits"], seed=seed), num_classes=10)
     if name in ("cifar10", "cifar100"):
         from .cifar import load_cifar10, load_cifar100
 
@@ -114,4 +118,4 @@ def _load(name: str, root: str | Path, image_size: int | None, num_classes: int,
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-__all__ = ["CHANNEL_STATS", "DATASETS", "ImageDataset", "SyntheticGenerator", "SyntheticSample", "load_dataset"]
+__all__ = ["CHANNEL_STATS", "DATASETS", "IMAGE_SIDES", "RESIZABLE", "ImageDataset", "SyntheticGenerator", "SyntheticSample", "load_dataset"]
