@@ -36,6 +36,12 @@ def tiny_raw(**overrides) -> dict:
     return raw
 
 
+#: CLI overrides for a run that trains in about a second: a narrow MLP on 8×8 synthetic images
+#: of 4 classes (add the sizes and epochs a test needs).
+TINY_ARGS = ["device=cpu", "data.num_classes=4", "data.image_size=8", "augment=ae", "encoder.arch=mlp",
+             "encoder.width=0.125", "encoder.proj_hidden=16", "encoder.proj_dim=8"]
+
+
 @pytest.fixture
 def tiny_config() -> Config:
     return config_from_dict(tiny_raw())

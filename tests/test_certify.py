@@ -7,8 +7,9 @@ import pytest
 from clbounds.experiments.cli import main
 from clbounds.experiments.store import Store
 
-TINY = ["device=cpu", "data.n_train=256", "data.n_test=128", "data.num_classes=4", "data.image_size=8", "augment=ae", "encoder.arch=mlp",
-        "encoder.width=0.125", "encoder.proj_hidden=16", "encoder.proj_dim=8", "optim.epochs=2", "optim.batch_size=32", "eval.linear_steps=20"]
+from conftest import TINY_ARGS
+
+TINY = [*TINY_ARGS, "data.n_train=256", "data.n_test=128", "optim.epochs=2", "optim.batch_size=32", "eval.linear_steps=20"]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from clbounds.experiments.config import ConfigError, load_config, load_yaml
 from clbounds.experiments.store import Store
 from clbounds.experiments.verify import load_preset
 
-from conftest import tiny_raw
+from conftest import TINY_ARGS, tiny_raw
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:
@@ -372,8 +372,7 @@ def test_a_run_whose_trainer_was_killed_is_not_shown_as_running(tmp_path, tiny_c
 
 # ---- fuzz: random bytes and YAML structures through train, verify --preset and eval -------
 
-TINY = ["device=cpu", "data.n_train=64", "data.n_test=32", "data.num_classes=4", "data.image_size=8", "augment=ae", "encoder.arch=mlp",
-        "encoder.width=0.125", "encoder.proj_hidden=16", "encoder.proj_dim=8", "optim.epochs=1", "optim.batch_size=16", "eval.knn_k=5", "eval.linear_steps=5"]
+TINY = [*TINY_ARGS, "data.n_train=64", "data.n_test=32", "optim.epochs=1", "optim.batch_size=16", "eval.knn_k=5", "eval.linear_steps=5"]
 YAML_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["name", "base", "runs", "seeds", "data", "optim", "seed", "x"]) | st.text(max_size=6), inner, max_size=3),
                            max_leaves=10)

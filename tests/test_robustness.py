@@ -16,6 +16,8 @@ from torch import nn
 from clbounds.experiments import robustness
 from clbounds.experiments.store import Store
 
+from conftest import TINY_ARGS
+
 needs_torchattacks = pytest.mark.skipif(robustness.autoattack_unavailable() is not None, reason=str(robustness.autoattack_unavailable()))
 
 
@@ -104,9 +106,8 @@ def test_without_the_extra_autoattack_is_skipped_with_one_line(monkeypatch):
     assert why is not None and "\n" not in why and "make autoattack" in why and "PGD stays" in why
 
 
-TINY = ["device=cpu", "data.n_train=128", "data.n_test=48", "data.num_classes=4", "data.image_size=8", "augment=ae", "encoder.arch=mlp",
-        "encoder.width=0.125", "encoder.proj_hidden=16", "encoder.proj_dim=8", "optim.epochs=2", "optim.batch_size=32", "eval.knn_k=5",
-        "eval.linear_steps=20", "measure.n_samples=48", "measure.attack_steps=5"]
+TINY = [*TINY_ARGS, "data.n_train=128", "data.n_test=48", "optim.epochs=2", "optim.batch_size=32", "eval.knn_k=5", "eval.linear_steps=20",
+        "measure.n_samples=48", "measure.attack_steps=5"]
 
 
 @pytest.fixture(scope="module")
