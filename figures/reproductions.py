@@ -301,27 +301,27 @@ def robust_cl(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     bound_table = bound_rows[["theorem", "method", "bound", "measured", "holds", "tightness", "assumptions_met"]].sort_values(["theorem", "method"]).reset_index(drop=True)
     verdict = f"{summary(claims)} {claims_sentence(claims)}." if "robust CL" in order else "Not testable: the robust CL run did not finish."
     if "autoattack_robust_accuracy" in attacks:
-        verdict += " " + autoattack_sentence(df, frames.measurements(store_root, runs))
+        verdict += " " + autoattack_sentence(df)
     return _write(out_dir, "Robust contrastive learning (Tran et al. 2023) against RoCL and SimCLR", verdict, table,
                   [fig], command, protocol + f". The a=b=c=1 bound is a proxy of the reconstructed shape (bounds/robust_cl.py). {_interval_note(df)}",
                   [("Claims, paired across seeds", claims), ("Bound checks (bounds/robust_cl.py, reconstructed)", bound_table)])
 
 
-def autoattack_sentence(df: pd.DataFrame, measurements: pd.DataFrame) -> str:
+def autoattack_sentence(df: pd.DataFrame) -> str:
     """How AutoAttack compares with PGD-L∞ on the same inputs, per method, and the RobustBench
-    sanity checks (experiments/robustness.py): a failed check is named, never averaged away."""
+    sanity checks (experiments/robustness.py; ``df`` is frames.wide, so each run's latest row
+    of each check): a failed check is named, never averaged away."""
     parts = []
     for method, group in df.groupby("method", sort=False):
         pair = group[["robust_accuracy", "autoattack_robust_accuracy"]].dropna()
         if len(pair):
             drop = (pair["robust_accuracy"] - pair["autoattack_robust_accuracy"])
             parts.append(f"{method} {drop.mean():+.3f} (range {drop.min():+.3f} to {drop.max():+.3f}, {len(pair)} runs)")
-    sanity = measurements[measurements["name"].str.startswith("sanity_")] if len(measurements) else measurements
-    if len(sanity):  # a re-measurement adds rows (their protocols hold the numbers): keep each run's latest
-        sanity = sanity.sort_values("created").drop_duplicates(["run", "name"], keep="last")
-    failed = sanity[sanity["value"] < 1] if len(sanity) else sanity
-    checks = (f"all {len(sanity)} RobustBench sanity checks passed (AutoAttack <= PGD, deterministic forward, non-zero input gradients)" if len(sanity) and failed.empty
-              else f"{len(failed)} of {len(sanity)} RobustBench sanity checks FAILED: {'; '.join(sorted(set(failed['name'])))}" if len(sanity) else "no sanity rows were stored")
+    sanity = df[[c for c in df.columns if c.startswith("sanity_")]]
+    stored = int(sanity.notna().sum().sum())
+    failed = sorted(c for c in sanity.columns if (sanity[c] < 1).any())
+    checks = (f"all {stored} RobustBench sanity checks passed (AutoAttack <= PGD, deterministic forward, non-zero input gradients)" if stored and not failed
+              else f"{int((sanity < 1).sum().sum())} of {stored} RobustBench sanity checks FAILED: {'; '.join(failed)}" if stored else "no sanity rows were stored")
     return f"PGD-Linf accuracy minus AutoAttack accuracy on the same inputs (how much PGD overestimated robustness): {'; '.join(parts)}; {checks}."
 
 
