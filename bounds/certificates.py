@@ -31,6 +31,12 @@ given S), with probability ≥ 1 − δ'
 
     ê_S(Q) ≤ kl⁻¹(ê_m, ln(2/δ') / m).
 
+The same holds with one draw per example (h_i ~ Q for example i, m = n terms): the Z_i =
+1[h_i(x_i) ≠ y_i] are independent Bernoulli(p_i) given S with mean p̄ = ê_S(Q), and
+E exp(λ Σ Z_i) = Π (1 − p_i + p_i e^λ) ≤ (1 − p̄ + p̄ e^λ)^m by the AM–GM inequality, so
+every Chernoff bound of Bin(m, p̄) applies. This is how the posterior over an encoder's
+weights is estimated: a pass over S costs one batched forward instead of one per draw.
+
 **Union bound.** The prior's variance is picked from a grid of G values after seeing S (the
 best certificate is reported), so each prior gets δ_PB / G. The Monte-Carlo step gets δ'
 once: the choice among the G candidates is made on draws of its own, and the reported
@@ -169,13 +175,15 @@ TEST_SET_STATEMENT = sp.Le(sp.Symbol("e"), sp.Function(r"\overline{\mathrm{Bin}}
 
 
 def certificate_check(draws_mean_error: float, draws: int, kl: float, n: int, num_classes: int, measured_error: float | None,
-                      priors: int = 1, delta: float = DELTA, delta_mc: float = DELTA_MC, **details: Any) -> BoundCheck:
+                      priors: int = 1, delta: float = DELTA, delta_mc: float = DELTA_MC, theorem: str = "certificate.pac_bayes_downstream",
+                      **details: Any) -> BoundCheck:
     """The PAC-Bayes certificate on the Gibbs classifier's error, every δ in one union bound.
 
     ``draws_mean_error``: the mean empirical error on S of ``draws`` posterior samples;
     ``kl``: KL(Q‖P) of the reported prior; ``priors``: how many priors the best was chosen
     from; ``measured_error``: the posterior's error on held-out data (the quantity bounded).
-    Vacuous at or above the chance error 1 − 1/K.
+    ``theorem`` names what the posterior covers (``certificate.pac_bayes_encoder_probe`` when
+    the encoder's weights are random too). Vacuous at or above the chance error 1 − 1/K.
     """
     if not 0 < delta_mc < delta < 1:
         raise ValueError(f"need 0 < delta_mc < delta < 1, got {delta_mc} and {delta}")
@@ -186,7 +194,7 @@ def certificate_check(draws_mean_error: float, draws: int, kl: float, n: int, nu
     inputs = {"mc_mean_error": draws_mean_error, "mc_draws": draws, "empirical_error_upper": empirical_upper, "kl": kl, "n": n,
               "delta": delta, "delta_mc": delta_mc, "delta_pac_bayes_per_prior": delta_pb, "priors": priors,
               "complexity": (kl + math.log(2.0 * math.sqrt(n) / delta_pb)) / n}
-    return make_check("certificate.pac_bayes_downstream", PAC_BAYES_STATEMENT, bound, measured_error, "reconstructed", inputs=inputs,
+    return make_check(theorem, PAC_BAYES_STATEMENT, bound, measured_error, "reconstructed", inputs=inputs,
                       ceiling=chance, ceiling_note=f"chance error 1 - 1/K of random guessing, K={num_classes}", **details)
 
 

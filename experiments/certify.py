@@ -32,6 +32,20 @@ and Pérez-Ortiz et al. (2021):
 
 The quantity bounded is the error of the *Gibbs* classifier (a fresh probe drawn from the
 posterior for each prediction), not that of the deterministic probe; both are measured on T.
+
+**With the encoder in the posterior** (``certify(..., encoder=True)``, ``clbounds certify RUN
+--encoder``): the stochastic part is every weight of the encoder's backbone *and* the probe.
+Prior N(θ, σ_e² I) × N(μ₀, σ_p² I), θ the trained backbone (trained on the training split
+only, so independent of S) and μ₀ as above; posterior N(θ, diag σ_enc²) × N(μ, diag σ²), the
+encoder's mean kept at θ (moving 10⁴–10⁵ weights costs KL faster than it lowers the error),
+every σ and μ optimised on minibatches of S by the same surrogate; (σ_e, σ_p) from a grid of
+pairs, paid by the union bound. BatchNorm runs on its stored statistics, a fixed part of the
+prior. The Monte-Carlo step draws **one classifier per example** of S (encoder and probe;
+vmapped, so a pass costs about two deterministic forward passes): the n errors are
+independent Bernoulli(p_i) given S with mean p̄ = ê_S(Q), and E exp(λ Σ Z_i) = Π(1 − p_i +
+p_i e^λ) ≤ (1 − p̄ + p̄ e^λ)^n (AM–GM), so the binomial kl-Chernoff bound of
+``mc_error_upper`` holds with m = n. Drawing whole classifiers instead, each scored on all of
+S, would cost a full encoder pass per draw.
 """
 
 from __future__ import annotations
@@ -39,11 +53,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from itertools import product
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
 
 from clbounds.bounds import certificates as cert
 
@@ -56,6 +73,28 @@ from .train import load_run_data, resolve_device
 PRIOR_SIGMAS = (0.003, 0.01, 0.03, 0.1)  # σ_p of the probe's prior; each is one member of the union bound
 P_MIN = 1e-4  # bounded cross-entropy: log-probabilities clipped at ln p_min, then divided by ln(1/p_min)
 N_BOUND = 5000  # fresh examples in S for generated data
+#: (σ_e of the backbone's prior, σ_p of the probe's prior) with the encoder in the posterior;
+#: each pair is one member of the union bound.
+ENCODER_PRIORS = tuple(product((0.001, 0.003, 0.01), (0.01, 0.03)))
+ENCODER_BATCH = 256  # minibatch of S per surrogate step when the encoder is in the posterior
+
+
+class FlatParams:
+    """A module's parameters (those whose name does not start with ``exclude``) as one flat
+    float64 vector θ on the CPU (where the seeded draws are made), and back: ``params(theta)``
+    gives the float32 dict, on the module's device, that functional_call takes."""
+
+    def __init__(self, model: nn.Module, exclude: str | None = None) -> None:
+        named = [(n, p) for n, p in model.named_parameters() if exclude is None or not n.startswith(exclude)]
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.theta = torch.cat([p.detach().flatten() for _, p in named]).double().cpu()
+        self.device = named[0][1].device
+
+    def params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = theta.float().to(self.device).split([math.prod(s) for s in self.shapes], dim=-1)
+        lead = theta.shape[:-1]  # a leading batch of parameter vectors, for vmap
+        return {n: t.reshape(*lead, *s) for n, t, s in zip(self.names, parts, self.shapes)}
 
 
 def _samples(cfg: Any, data: Any, n_bound: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
@@ -121,12 +160,75 @@ def _optimise_posterior(x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sig
     return mu.detach(), rho.detach().exp()
 
 
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images to [0, 1] floats, as extract_features reads them."""
+    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+
+
+class _GibbsEncoderProbe:
+    """The classifier x ↦ argmax [h_θ'(x) | 1]·W'ᵀ with θ' ~ N(θ, diag σ_enc²) over the
+    backbone's weights and W' ~ N(μ, diag σ²) over the probe's (encoder=True)."""
+
+    def __init__(self, model: nn.Module, classes: int) -> None:
+        self.model = model
+        self.flat = FlatParams(model, exclude="projector.")  # the backbone: what the probe reads
+        self.buffers = dict(model.named_buffers())
+        self.classes = classes
+
+    def features(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """h_θ(x) for one θ (a minibatch) or one θ per example (θ of shape [n, P], vmapped)."""
+        if theta.dim() == 1:
+            return functional_call(self.model, (self.flat.params(theta), self.buffers), (_as_float(x),)).double().cpu()
+        one = lambda p, xi: functional_call(self.model, (p, self.buffers), (xi[None],))[0]  # noqa: E731
+        return vmap(one)(self.flat.params(theta), _as_float(x)).double().cpu()
+
+    def per_example_errors(self, x: torch.Tensor, y: torch.Tensor, sigma_enc: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+                           g: torch.Generator, chunk: int = 100) -> np.ndarray:
+        """0/1 error of a fresh classifier drawn from the posterior for each example of (x, y)."""
+        theta = self.flat.theta
+        errors = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], chunk):
+                xb, yb = x[start : start + chunk], y[start : start + chunk]
+                m = xb.shape[0]
+                h = self.features(theta + sigma_enc * torch.randn(m, theta.numel(), generator=g, dtype=theta.dtype), xb)
+                w = (mu + sigma * torch.randn(m, mu.numel(), generator=g, dtype=mu.dtype)).view(m, self.classes, -1)
+                logits = torch.einsum("nd,nkd->nk", _with_bias(h), w)
+                errors.append((logits.argmax(1) != yb.cpu()).numpy())
+        return np.concatenate(errors).astype(float)
+
+    def optimise(self, x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sigma_e: float, sigma_p: float, delta_pb: float, steps: int,
+                 g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """σ_enc, μ and σ of the posterior by Adam on the McAllester surrogate, one draw per minibatch of S."""
+        n = x.shape[0]
+        theta = self.flat.theta
+        rho_enc = torch.full_like(theta, math.log(sigma_e)).requires_grad_(True)
+        mu = mu0.clone().requires_grad_(True)
+        rho = torch.full_like(mu0, math.log(sigma_p)).requires_grad_(True)
+        opt = torch.optim.Adam([rho_enc, mu, rho], lr=0.01)
+        constant = math.log(2 * math.sqrt(n) / delta_pb)
+        y_cpu = y.cpu()
+        for _ in range(steps):
+            idx = torch.randint(n, (min(ENCODER_BATCH, n),), generator=g)
+            h = self.features(theta + rho_enc.exp() * torch.randn(theta.shape, generator=g, dtype=theta.dtype), x[idx.to(x.device)])
+            w = mu + rho.exp() * torch.randn(mu.shape, generator=g, dtype=mu.dtype)
+            kl = _kl_to_prior(theta, rho_enc, theta, sigma_e) + _kl_to_prior(mu, rho, mu0, sigma_p)
+            loss = _bounded_ce(_with_bias(h) @ w.view(self.classes, -1).T, y_cpu[idx]) + torch.sqrt((kl + constant) / (2 * n))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return rho_enc.detach().exp(), mu.detach(), rho.detach().exp()
+
+
 def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUND, draws: int = 1000, delta: float = cert.DELTA,
             delta_mc: float = cert.DELTA_MC, prior_sigmas: Sequence[float] = PRIOR_SIGMAS, steps: int = 500,
-            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+            log: Callable[[str], None] | None = None, encoder: bool = False,
+            encoder_priors: Sequence[tuple[float, float]] = ENCODER_PRIORS) -> dict[str, Any]:
     """Certifies the run's encoder + linear probe; stores the rows and the two checks when
     ``store`` is given. Returns the certificate, the test-set bound, the measured errors,
-    every constant and the wall time."""
+    every constant and the wall time. With ``encoder`` the posterior also covers the
+    backbone's weights (theorem ``certificate.pac_bayes_encoder_probe``; ``draws`` is then
+    unused: the Monte-Carlo step draws one classifier per example of S)."""
     t0 = time.perf_counter()
     cfg = config_from_dict(record.config)
     device = resolve_device(cfg.device)
@@ -142,42 +244,74 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     w0 = probe.head.weight / probe.std
     mu0 = torch.cat([w0, (probe.head.bias - w0 @ probe.mean)[:, None]], 1).flatten().double()
     n = f_s.shape[0]
-    delta_pb = (delta - delta_mc) / len(prior_sigmas)
+    priors = len(encoder_priors) if encoder else len(prior_sigmas)
+    delta_pb = (delta - delta_mc) / priors
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 31)
-    candidates = []
-    for sigma_p in prior_sigmas:
-        mu, sigma = _optimise_posterior(f_s, y_s, mu0, sigma_p, delta_pb, steps, g)
-        errors = _sample_errors(f_s, y_s, mu, sigma, draws, g)
-        kl = cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p)
-        bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(float(errors.mean()), draws, delta_mc), kl, n, delta_pb)
-        candidates.append((bound, sigma_p, mu, sigma, float(errors.mean()), kl))
-        if log:
-            log(f"  prior sigma {sigma_p:g}: KL {kl:.1f}, Gibbs error on S {errors.mean():.4f}, bound {bound:.4f}")
-    _, sigma_p, mu, sigma, _, kl = min(candidates, key=lambda c: c[0])
-    # Fresh draws for the reported estimate: the choice above used its own, so the Monte-Carlo
-    # bound is paid once (δ'), not once per candidate.
-    mean_error = float(_sample_errors(f_s, y_s, mu, sigma, draws, g).mean())
-    bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(mean_error, draws, delta_mc), kl, n, delta_pb)
-    gibbs_t = float(_sample_errors(f_t, y_t, mu, sigma, draws, g).mean())  # the bounded quantity, estimated on T
-    x1_t = _with_bias(f_t)
-    mean_errors = int((x1_t @ mu.view(k, -1).T).argmax(1).ne(y_t).sum())  # the posterior mean, a fixed classifier
+    if encoder:
+        gibbs = _GibbsEncoderProbe(model, k)
+        candidates = []
+        for sigma_e, sigma_p in encoder_priors:
+            sigma_enc, mu, sigma = gibbs.optimise(x_s, y_s, mu0, sigma_e, sigma_p, delta_pb, steps, g)
+            errors = gibbs.per_example_errors(x_s, y_s, sigma_enc, mu, sigma, g)
+            theta = gibbs.flat.theta.numpy()
+            kl = cert.gaussian_kl(theta, sigma_enc.numpy(), theta, sigma_e) + cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p)
+            bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(float(errors.mean()), n, delta_mc), kl, n, delta_pb)
+            candidates.append((bound, (sigma_e, sigma_p), (sigma_enc, mu, sigma), kl))
+            if log:
+                log(f"  prior sigma encoder {sigma_e:g}, probe {sigma_p:g}: KL {kl:.1f}, Gibbs error on S {errors.mean():.4f}, bound {bound:.4f}")
+        _, (sigma_e, sigma_p), (sigma_enc, mu, sigma), kl = min(candidates, key=lambda c: c[0])
+        mc_terms = n
+        mean_error = float(gibbs.per_example_errors(x_s, y_s, sigma_enc, mu, sigma, g).mean())  # fresh draws: δ' is paid once
+        gibbs_t = float(gibbs.per_example_errors(x_t, y_t, sigma_enc, mu, sigma, g).mean())
+        chosen = {"prior_sigma": sigma_p, "prior_sigma_encoder": sigma_e,
+                  "posterior_sigma_encoder_median": float(sigma_enc.median()), "weights": gibbs.flat.theta.numel() + mu.numel()}
+        theorem = "certificate.pac_bayes_encoder_probe"
+        posterior = (f"prior N(trained backbone, sigma_e^2 I) x N(probe fitted on the train split, sigma_p^2 I) over the {gibbs.flat.theta.numel()} "
+                     f"backbone and {mu.numel()} probe weights, BN statistics fixed; (sigma_e, sigma_p) from "
+                     f"{{{', '.join(f'({a:g}, {b:g})' for a, b in encoder_priors)}}} (union bound); posterior N(trained backbone, diag sigma_enc^2) "
+                     f"x N(mu, diag sigma^2) by Adam, {steps} steps on minibatches of {ENCODER_BATCH}, bounded CE p_min={P_MIN:g}; "
+                     f"one posterior draw per example of S ({n} Monte-Carlo terms)")
+        what = f"Gibbs classifier (backbone and probe ~ posterior per prediction), error on T, one draw per example; {how}"
+    else:
+        candidates = []
+        for sigma_p in prior_sigmas:
+            mu, sigma = _optimise_posterior(f_s, y_s, mu0, sigma_p, delta_pb, steps, g)
+            errors = _sample_errors(f_s, y_s, mu, sigma, draws, g)
+            kl = cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p)
+            bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(float(errors.mean()), draws, delta_mc), kl, n, delta_pb)
+            candidates.append((bound, sigma_p, mu, sigma, float(errors.mean()), kl))
+            if log:
+                log(f"  prior sigma {sigma_p:g}: KL {kl:.1f}, Gibbs error on S {errors.mean():.4f}, bound {bound:.4f}")
+        _, sigma_p, mu, sigma, _, kl = min(candidates, key=lambda c: c[0])
+        # Fresh draws for the reported estimate: the choice above used its own, so the Monte-Carlo
+        # bound is paid once (δ'), not once per candidate.
+        mc_terms = draws
+        mean_error = float(_sample_errors(f_s, y_s, mu, sigma, draws, g).mean())
+        gibbs_t = float(_sample_errors(f_t, y_t, mu, sigma, draws, g).mean())  # the bounded quantity, estimated on T
+        chosen = {"prior_sigma": sigma_p}
+        theorem = "certificate.pac_bayes_downstream"
+        posterior = (f"prior N(probe fitted on the train split, sigma_p^2 I) over the {mu.numel()} probe weights and biases, encoder fixed; "
+                     f"sigma_p from {{{', '.join(f'{s:g}' for s in prior_sigmas)}}} (union bound); posterior N(mu, diag sigma^2) by Adam, {steps} steps, "
+                     f"bounded CE p_min={P_MIN:g}; {draws} posterior draws")
+        what = f"Gibbs classifier (probe ~ posterior per prediction), error on T, mean of {draws} draws; {how}"
+    bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(mean_error, mc_terms, delta_mc), kl, n, delta_pb)
+    mean_errors = int((_with_bias(f_t) @ mu.view(k, -1).T).argmax(1).ne(y_t).sum())  # the posterior mean, a fixed classifier
     n_t = f_t.shape[0]
     seconds = time.perf_counter() - t0
-    protocol = (f"{how}; prior N(probe fitted on the train split, sigma_p^2 I) over the {mu.numel()} probe weights and biases, encoder fixed; "
-                f"sigma_p from {{{', '.join(f'{s:g}' for s in prior_sigmas)}}} (union bound); posterior N(mu, diag sigma^2) by Adam, {steps} steps, "
-                f"bounded CE p_min={P_MIN:g}; {draws} posterior draws; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)")
-    check = cert.certificate_check(mean_error, draws, kl, n, k, gibbs_t, priors=len(prior_sigmas), delta=delta, delta_mc=delta_mc,
-                                   protocol=protocol, prior_sigma=sigma_p, seconds=seconds)
-    floor = cert.holdout_check(mean_errors, n_t, k, mean_errors / n_t, delta, protocol=f"posterior-mean probe, fixed before T; {how}")
-    result = {"bound": bound, "kl": kl, "n": n, "prior_sigma": sigma_p, "gibbs_error_s": mean_error, "gibbs_error_t": gibbs_t,
+    protocol = f"{how}; {posterior}; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)"
+    check = cert.certificate_check(mean_error, mc_terms, kl, n, k, gibbs_t, priors=priors, delta=delta, delta_mc=delta_mc,
+                                   protocol=protocol, seconds=seconds, theorem=theorem, **chosen)
+    floor = cert.holdout_check(mean_errors, n_t, k, mean_errors / n_t, delta, protocol=f"posterior-mean probe on the trained encoder, fixed before T; {how}")
+    result = {"bound": bound, "kl": kl, "n": n, "mc_terms": mc_terms, "gibbs_error_s": mean_error, "gibbs_error_t": gibbs_t,
               "mean_error_t": mean_errors / n_t, "test_set_bound": floor.bound, "chance": 1 - 1 / k, "seconds": seconds, "protocol": protocol,
-              "checks": [check, floor]}
+              "theorem": theorem, "checks": [check, floor], **chosen}
     if store is not None:
+        suffix = "_encoder_probe" if encoder else ""
         store.add_measurements(record.id, [
-            ("certificate_downstream_error", bound, f"PAC-Bayes-kl certificate on the Gibbs error, {protocol}"),
-            ("certificate_gibbs_error", gibbs_t, f"Gibbs classifier (probe ~ posterior per prediction), error on T, mean of {draws} draws; {how}"),
+            (f"certificate{suffix}_downstream_error", bound, f"PAC-Bayes-kl certificate on the Gibbs error, {protocol}"),
+            (f"certificate{suffix}_gibbs_error", gibbs_t, what),
             ("certificate_test_set_bound", floor.bound, f"Langford test-set bound (Clopper-Pearson), posterior-mean probe, delta={delta:g}; {how}"),
-            ("certificate_seconds", seconds, "wall time of `clbounds certify`"),
+            (f"certificate{suffix}_seconds", seconds, f"wall time of `clbounds certify{' --encoder' if encoder else ''}`"),
         ])
         store.add_bound_checks(record.id, [c.to_row() for c in (check, floor)])
     return result
@@ -202,8 +336,6 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     BatchNorm runs on its stored statistics (eval mode), a fixed part of the prior. S: ``units`` batches of fresh
     generator draws (synthetic data only: the certificate needs more inputs than a test
     split holds); T: the test split's batches, for the measured Gibbs risk."""
-    from torch.func import functional_call
-
     from clbounds.theory.losses import info_nce
     from clbounds.theory.shift import infonce_range
 
@@ -226,14 +358,12 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     fresh = data.generator.sample(data.generator.balanced_labels(units * batch, g), g).x.to(device)
     s_units, t_units = _unit_views(augment, fresh, batch, g), _unit_views(augment, data.x_test, batch, g)
 
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    mu0 = torch.cat([p.detach().flatten() for _, p in model.named_parameters()]).double()
-    head = [i for i, n in enumerate(names) if n.startswith("projector.")]
+    flat = FlatParams(model)  # the backbone and the projection head
+    mu0 = flat.theta
 
     def loss(theta: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        params = dict(zip(names, (t.view(s) for t, s in zip(theta.float().split([math.prod(s) for s in shapes]), shapes))))
-        projector = {names[i][len("projector."):]: params[names[i]] for i in head}
+        params = flat.params(theta)
+        projector = {n[len("projector."):]: p for n, p in params.items() if n.startswith("projector.")}
         z1, z2 = (functional_call(model.projector, projector, (functional_call(model, params, (x,)),)) for x in (x1, x2))
         return info_nce(z1, z2, tau)
 

@@ -48,15 +48,20 @@ def true_error(mu: float, s: float) -> float:
     return 0.5 * stats.norm.cdf((mu - 1) / r) + 0.5 * stats.norm.sf((mu + 1) / r)
 
 
-def certificate_on_a_draw(rng: np.random.Generator, n: int, delta: float, delta_mc: float, draws: int = 200, honest: bool = True) -> tuple[float, float]:
+def certificate_on_a_draw(rng: np.random.Generator, n: int, delta: float, delta_mc: float, draws: int = 200, honest: bool = True,
+                          per_example: bool = False) -> tuple[float, float]:
     y = rng.integers(0, 2, n)
     x = rng.normal(2 * y - 1, 1.0)
     mu = float((x[y == 1].mean() + x[y == 0].mean()) / 2) if 0 < y.sum() < n else 0.0  # a data-dependent posterior mean
     sigma_p, grid = 1.0, (0.05, 0.2, 0.5)  # prior N(0, 1); the posterior's spread is chosen on S from the grid
     best = None
     for s in grid:
-        w = rng.normal(mu, s, draws)
-        mean_error = float(((x[None, :] > w[:, None]) != (y[None, :] == 1)).mean())
+        if per_example:  # one threshold per example: n Monte-Carlo terms (experiments/certify.py with the encoder)
+            draws = n
+            mean_error = float(((x > rng.normal(mu, s, n)) != (y == 1)).mean())
+        else:
+            w = rng.normal(mu, s, draws)
+            mean_error = float(((x[None, :] > w[:, None]) != (y[None, :] == 1)).mean())
         kl = cert.gaussian_kl(np.array([mu]), np.array([s]), np.array([0.0]), sigma_p)
         if honest:
             bound = cert.certificate_check(mean_error, draws, kl, n, 2, None, priors=len(grid), delta=delta, delta_mc=delta_mc).bound
@@ -75,6 +80,25 @@ def test_the_certificate_covers_the_true_error_with_probability_at_least_1_minus
     # the test can fail: the empirical error alone does not cover
     naive = [b >= e for b, e in (certificate_on_a_draw(rng, 100, delta, delta_mc, honest=False) for _ in range(300))]
     assert np.mean(naive) < 1 - delta
+
+
+def test_the_certificate_with_one_draw_per_example_covers_too():
+    rng = np.random.default_rng(4)
+    delta, delta_mc = 0.2, 0.05
+    covered = [b >= e for b, e in (certificate_on_a_draw(rng, 100, delta, delta_mc, per_example=True) for _ in range(300))]
+    assert np.mean(covered) >= 1 - delta
+
+
+def test_the_monte_carlo_bound_with_one_draw_per_example_covers_heterogeneous_means():
+    # Z_i ~ Bernoulli(p_i), independent, p_i far from equal: the kl-Chernoff bound of Bin(m, p̄)
+    # still covers p̄ (AM–GM, bounds/certificates.py), and the plain mean does not.
+    rng = np.random.default_rng(5)
+    m, delta_mc = 60, 0.1
+    p = np.where(np.arange(m) < m // 2, 0.02, 0.7)
+    means = (rng.random((4000, m)) < p).mean(1)
+    coverage = np.mean([cert.mc_error_upper(float(z), m, delta_mc) >= p.mean() for z in means])
+    assert coverage >= 1 - delta_mc
+    assert np.mean(means >= p.mean()) < 1 - delta_mc
 
 
 def test_the_test_set_bound_covers_at_its_level_and_not_much_more():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from clbounds.experiments.certify import ENCODER_PRIORS
 from clbounds.experiments.cli import main
 from clbounds.experiments.store import Store
 
@@ -23,7 +24,7 @@ def test_certify_a_run_gives_a_non_vacuous_certificate_with_its_floor_and_consta
     (run,) = Store(tiny_store).runs()
     assert main(["--store", str(tiny_store), "certify", run.id, "--n", "2000", "--draws", "200", "--steps", "30"]) == 0
     out = capsys.readouterr().out
-    assert "certified downstream error (Gibbs classifier) <=" in out and "non-vacuous" in out and "test-set bound" in out
+    assert "certified downstream error (Gibbs classifier: probe ~ posterior, encoder fixed) <=" in out and "non-vacuous" in out and "test-set bound" in out
     checks = {c["theorem"]: c for c in Store(tiny_store).bound_checks(run.id)}
     pac, floor = checks["certificate.pac_bayes_downstream"], checks["certificate.test_set"]
     assert pac["bound"] < 0.75 and not pac["vacuous"]  # chance is 1 - 1/4
@@ -41,6 +42,54 @@ def test_certify_bad_arguments_are_usage_errors(tiny_store, capsys):
         assert main(["--store", str(tiny_store), "certify", run.id, *argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "out of range" in err
+    assert main(["--store", str(tiny_store), "certify", run.id, "--encoder", "--contrastive"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "choose one" in err
+
+
+def test_certify_with_the_encoder_in_the_posterior(tiny_store, capsys):
+    (run,) = Store(tiny_store).runs()
+    assert main(["--store", str(tiny_store), "certify", run.id, "--encoder", "--n", "1000", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "certified downstream error (Gibbs classifier: backbone and probe ~ posterior) <=" in out and "non-vacuous" in out
+    checks = {c["theorem"]: c for c in Store(tiny_store).bound_checks(run.id)}
+    pac = checks["certificate.pac_bayes_encoder_probe"]
+    assert pac["bound"] < 0.75 and not pac["vacuous"] and pac["holds"]
+    inputs = pac["details"]["inputs"]
+    assert inputs["n"] == 1000 and inputs["mc_draws"] == 1000 and inputs["priors"] == len(ENCODER_PRIORS)
+    assert pac["details"]["prior_sigma_encoder"] in {a for a, _ in ENCODER_PRIORS} and pac["details"]["weights"] > 650
+    rows = {m["name"]: m for m in Store(tiny_store).measurements(run.id)}
+    assert "one posterior draw per example of S (1000 Monte-Carlo terms)" in rows["certificate_encoder_probe_downstream_error"]["protocol"]
+
+
+def test_the_gibbs_encoder_probe_is_the_deterministic_classifier_at_zero_variance_and_its_draws_average_right(tiny_store):
+    import numpy as np
+    import torch
+
+    from clbounds.experiments.certify import _GibbsEncoderProbe, _sample_errors, _with_bias
+    from clbounds.experiments.config import config_from_dict
+    from clbounds.experiments.evaluate import load_encoder
+    from clbounds.experiments.probes import extract_features
+    from clbounds.experiments.train import load_run_data
+
+    (run,) = Store(tiny_store).runs()
+    data = load_run_data(config_from_dict(run.config))
+    model = load_encoder(run, data.image_shape).eval()
+    gibbs = _GibbsEncoderProbe(model, data.num_classes)
+    x, y = data.x_test[:96], data.y_test[:96]
+    plain = extract_features(model, x).double()
+    per_example = gibbs.features(gibbs.flat.theta.expand(96, -1), x)  # vmapped, one θ per example
+    assert torch.allclose(per_example, plain, atol=1e-5) and torch.allclose(gibbs.features(gibbs.flat.theta, x), plain, atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(data.num_classes * (plain.shape[1] + 1), generator=g, dtype=torch.float64)
+    zero = torch.zeros_like(gibbs.flat.theta)
+    fixed = (_with_bias(plain) @ mu.view(data.num_classes, -1).T).argmax(1).ne(y).double().numpy()
+    assert np.array_equal(gibbs.per_example_errors(x, y, zero, mu, torch.zeros_like(mu), g), fixed)
+    # probe noise only: one draw per example estimates the same Gibbs error as whole probes scored on every example
+    sigma = torch.full_like(mu, 0.5)
+    per = np.mean([gibbs.per_example_errors(x, y, zero, mu, sigma, g).mean() for _ in range(100)])
+    whole = _sample_errors(plain, y, mu, sigma, 2000, g).mean()
+    assert per == pytest.approx(whole, abs=0.02)
 
 
 def test_certify_without_a_generator_splits_the_test_split_in_two(tmp_path, capsys):
