@@ -31,6 +31,8 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
 
     cfg = load_config(args.config, args.overrides)
     record = train(cfg, store, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return  # a torchrun rank but the first: rank 0 reports (and evaluates) the run
     print(f"run {record.id} ({cfg.method.name}, {cfg.data.name}, {cfg.encoder.arch}): {record.status}  {record.path}")
     if args.eval:
         _print_rows(evaluate(record, store))

@@ -42,6 +42,7 @@ from clbounds.theory.validation import unchecked_values
 from .augment import Augment, fourier_amplitude_mix
 from .checkpoint import load_training_state, save_training_state, save_weights
 from .config import ConfigError, Config, dump_config
+from . import distributed
 from .data import CHANNEL_STATS, ImageDataset, load_dataset
 from .encoders import Encoder
 from .errors import CheckpointError
@@ -187,6 +188,9 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     if existing is not None and existing.status == "done" and weights_path.is_file():
         return existing
     run_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.world_size_from_env() > 1 and int(os.environ.get("RANK", "0")) > 0:
+        with unchecked_values():  # a torchrun rank but the first: rank 0 locks, marks and writes
+            return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress=False)
     with _run_lock(run_dir, run_id):  # a second trainer of this run waits here, then finds it done
         existing = store.get_run(run_id)
         if existing is not None and existing.status == "done" and weights_path.is_file():
@@ -275,13 +279,15 @@ def _train_marked(cfg: Config, store: Store, run_id: str, run_dir: Path, weights
 def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
     """The training itself (see :func:`train`)."""
     # ---- hyperparameters, all from the config --------------------------------------------
-    device = resolve_device(cfg.device)
+    ctx, device = distributed.init_from_env(resolve_device(cfg.device))  # rank 0 of 1 without torchrun
     check_fits(cfg, device)  # a config error now, not an allocation failure minutes in
     o, m = cfg.optim, cfg.method
     torch.manual_seed(cfg.seed)  # fixes the initial weights
 
     data = load_run_data(cfg).to(device)  # uint8 images stay on the device
     nets = build_networks(cfg, data.image_shape).to(device)
+    if ctx.world > 1:  # BatchNorm over the global batch, before the optimizer sees the parameters
+        distributed.globalise_batchnorm(nets)
     if device.type == "cuda":
         nets = nets.to(memory_format=torch.channels_last)
     if cfg.compile:  # in place: parameter names, and so checkpoints, are unchanged
@@ -295,6 +301,8 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
     sam = SAM(model.parameters(), optimizer, m.rho, adaptive=m.adaptive) if uses_sam(cfg) else None
     augment = Augment(cfg.augment, image_size=data.image_shape[-1], color_strength=cfg.color_strength)
     loss_fn = ssl_loss(cfg)
+    if ctx.world > 1:  # the loss of the global batch, on the projections of every rank
+        loss_fn = distributed.gathered(loss_fn, dim=1 if m.name == "cacr" else 0)
     n_views, fourier, adversarial = views_per_image(cfg), uses_fourier(cfg), m.name in ADVERSARIAL_METHODS
     log_dynamics = m.name == "two_network"  # Wen (PAPERS §3): gradient norm and weight movement per step
     initial = {k: p.detach().clone() for k, p in nets.named_parameters()} if log_dynamics else {}
@@ -302,6 +310,8 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
     n = data.x_train.shape[0]
     batch_size = n if m.name == "two_network" and m.full_batch else min(o.batch_size, n)
     steps_per_epoch = n // batch_size  # drop the last partial batch: every step sees B negatives
+    if ctx.world > 1:
+        distributed.check_supported(cfg, batch_size, ctx.world)
     total_steps, warmup_steps = o.epochs * steps_per_epoch, o.warmup_epochs * steps_per_epoch
 
     start_epoch, train_seconds, info = 0, 0.0, {}
@@ -311,10 +321,10 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
     if start_epoch > o.epochs:
         raise CheckpointError(f"training state {state_path} is at epoch {start_epoch}, past this config's {o.epochs}; delete it to retrain")
 
-    tensorboard = _tensorboard(run_dir, start_epoch)  # None unless the optional tensorboard package is installed
+    tensorboard = _tensorboard(run_dir, start_epoch) if ctx.main else None  # None unless the optional tensorboard package is installed
 
     # ---- the loop ------------------------------------------------------------------------
-    bar = tqdm(range(start_epoch, o.epochs), desc=f"train {run_id}", disable=not progress, initial=start_epoch, total=o.epochs)
+    bar = tqdm(range(start_epoch, o.epochs), desc=f"train {run_id}", disable=not (progress and ctx.main), initial=start_epoch, total=o.epochs)
     for epoch in bar:
         nets.train()
         g = epoch_generator(cfg.seed, 0 if m.fixed_views else epoch)
@@ -333,6 +343,8 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
             views = [augment(x, g) for _ in range(n_views)]
             if fourier:
                 views = [fourier_amplitude_mix(v, m.fourier_eta, g) for v in views]
+            if ctx.world > 1:  # the global batch's views, as on one device; this rank's rows of each
+                views = [ctx.shard(v) for v in views]
             if device.type == "cuda":
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             if adversarial:
@@ -351,6 +363,8 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
                 sam_update(sam, model, sharp, rest, lambda: method_losses(cfg, nets, views, loss_fn, sharp_only=True)[0])
             else:
                 loss.backward()
+                if ctx.world > 1:
+                    distributed.sum_gradients(nets.parameters())
                 if log_dynamics:  # at (W_t, V_t), before the update
                     grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets.parameters() if p.grad is not None]))
                     dynamics.append((step, grad_norm, relative_weight_movement(nets, initial)))
@@ -363,12 +377,14 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
         if int(first_bad_step) >= 0:
             kept = f"the checkpoint after epoch {epoch} was kept" if epoch > 0 else "no checkpoint had been written yet"
             message = f"loss became non-finite at step {int(first_bad_step)} (epoch {epoch + 1}); {kept}"
-            store.set_status(run_id, "failed", message)
+            if ctx.main:
+                store.set_status(run_id, "failed", message)
             raise DivergenceError(f"run {run_id}: {message}")
         if not bool(torch.stack([torch.isfinite(p).all() for p in nets.parameters()]).all()):  # an overflow in the epoch's last update
             kept = f"the checkpoint after epoch {epoch} was kept" if epoch > 0 else "no checkpoint had been written yet"
             message = f"the weights became non-finite in epoch {epoch + 1} while the loss stayed finite; {kept}"
-            store.set_status(run_id, "failed", message)
+            if ctx.main:
+                store.set_status(run_id, "failed", message)
             raise DivergenceError(f"run {run_id}: {message}")
         seconds = time.perf_counter() - t0
         train_seconds += seconds
@@ -385,14 +401,20 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
                     ("train_weight_movement", wm, f"step={t} ||(W_t,V_t)-(W_0,V_0)||_F / ||(W_0,V_0)||_F, {proto}"),
                 )
             ]
-        store.add_measurements(run_id, rows)
-        log_epoch(run_dir, {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds, "views_per_s": views_per_s}, tensorboard)
-        save_training_state(nets, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": train_seconds, "views_per_s": views_per_s})
-        save_weights(model, weights_path, {"run": run_id, "epoch": str(epoch + 1)})
+        if ctx.main:  # the other ranks hold the same weights and state
+            store.add_measurements(run_id, rows)
+            log_epoch(run_dir, {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds, "views_per_s": views_per_s}, tensorboard)
+            save_training_state(nets, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": train_seconds, "views_per_s": views_per_s})
+            save_weights(model, weights_path, {"run": run_id, "epoch": str(epoch + 1)})
         bar.set_postfix(loss=f"{mean_loss:.4f}", views_per_s=f"{views_per_s:.0f}")
 
     if tensorboard is not None:
         tensorboard.close()
+    if not ctx.main:  # rank 0 writes the final weights and rows; wait for them
+        distributed.barrier()
+        record = store.get_run(run_id)
+        assert record is not None
+        return record
     if start_epoch == o.epochs:
         # A crash after the final state but before the final weights or rows: the state holds
         # the final model, so write both from it (the weights bitwise those of an uninterrupted run).
@@ -402,8 +424,8 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
     if start_epoch < o.epochs or not have_final_rows:  # something was trained in this call, or its final rows were lost
         rows = [
             ("train_loss", mean_loss, f"{m.name} loss, mean over the final epoch"),
-            ("train_views_per_s", views_per_s, f"final epoch, device={device.type}"),
-            ("train_wall_s", train_seconds, f"sum of epoch wall times over {o.epochs} epochs, device={device.type}, torch threads={torch.get_num_threads()}"),
+            ("train_views_per_s", views_per_s, f"final epoch, device={device.type}, processes={ctx.world}"),
+            ("train_wall_s", train_seconds, f"sum of epoch wall times over {o.epochs} epochs, device={device.type}, processes={ctx.world}, torch threads={torch.get_num_threads()}"),
         ]
         if log_dynamics:
             proto = _dynamics_protocol(cfg, batch_size, n)
@@ -414,6 +436,7 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
             ]
         store.add_measurements(run_id, [r for r in rows if math.isfinite(r[1])])  # a state from before views/s was kept has none
     store.set_status(run_id, "done")
+    distributed.barrier()  # the other ranks return once the run is done
     record = store.get_run(run_id)
     assert record is not None
     return record
