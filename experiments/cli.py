@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import ConfigError, load_config
 from .errors import CheckpointError
+from .spool import SpoolStore, open_store
 from .store import Store, default_store_root
 
 
@@ -406,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
-        store = Store(args.store)
+        store = open_store(args.store)  # a SpoolStore inside a cluster job (CLBOUNDS_SPOOL=1)
+        if not isinstance(store, SpoolStore):
+            store.import_spool()  # rows that cluster jobs left in their run folders
         args.func(args, store)
         sys.stdout.flush()
     except _ReaderGone:  # `clbounds export | head`: the reader left; not an error

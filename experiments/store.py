@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,10 @@ CREATE TABLE IF NOT EXISTS bound_checks (
     vacuous INTEGER,
     informative INTEGER,
     PRIMARY KEY (run, theorem)
+);
+CREATE TABLE IF NOT EXISTS spool_imported (
+    file TEXT PRIMARY KEY,
+    imported REAL NOT NULL
 );
 """
 # Columns added after the first release: a store written before them gains them on open.
@@ -111,10 +116,10 @@ class Store:
         0.9
     """
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, db_path: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_root()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.root / "clbounds.sqlite"
+        self.db_path = Path(db_path) if db_path is not None else self.root / "clbounds.sqlite"
         with self._connect() as db:
             db.executescript(_SCHEMA)
             for table, columns in _ADDED_COLUMNS.items():
@@ -152,22 +157,93 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
 
+    def import_spool(self, delete: bool = True, log: Callable[[str], None] | None = None) -> int:
+        """Imports the rows that cluster jobs wrote into their run folders (experiments/spool.py),
+        oldest first, in one transaction that records each file; returns how many were new.
+        Files already imported are skipped (and deleted with ``delete``); a file that is not a
+        valid record is left in place and reported through ``log``."""
+        from .spool import pending_spool_files, read_spool_file
+
+        files = pending_spool_files(self.root)
+        if not files:
+            return 0
+        for attempt in range(50):
+            seen, new, bad = [], 0, []
+            try:
+                with self._connect() as db:
+                    db.execute("BEGIN IMMEDIATE")  # one importer at a time: files apply in order
+                    done = {r[0] for r in db.execute("SELECT file FROM spool_imported")}
+                    for path in files:
+                        key = f"{path.parent.parent.name}/{path.name}"
+                        if key not in done:
+                            db.execute("SAVEPOINT spool_file")  # a file applies whole or not at all
+                            try:
+                                record = read_spool_file(path)
+                                db.executemany(*self._statement(record["op"], record["run"], record["args"], float(record["at"])))
+                            except (ValueError, KeyError, TypeError, IndexError, AttributeError, sqlite3.IntegrityError, sqlite3.InterfaceError,
+                                    sqlite3.ProgrammingError) as err:
+                                db.execute("ROLLBACK TO spool_file")
+                                db.execute("RELEASE spool_file")
+                                bad.append(f"spool file not imported, left in place: {path}: {err}" if str(path) not in str(err) else f"spool file not imported, left in place: {err}")
+                                continue
+                            db.execute("RELEASE spool_file")
+                            db.execute("INSERT INTO spool_imported VALUES (?, ?)", (key, time.time()))
+                            new += 1
+                        seen.append(path)
+                    db.execute("COMMIT")
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        else:
+            raise sqlite3.OperationalError(f"run store {self.db_path} stayed locked; no spool file was imported")
+        if delete:  # after the commit: a crash before this leaves files that the next import skips
+            for path in seen:
+                path.unlink(missing_ok=True)
+        for line in bad:
+            (log or (lambda m: print(m, file=sys.stderr)))(line)
+        return new
+
+    # --- writes: every one is an operation (name, run, arguments), built into SQL here --
+    # A SpoolStore (experiments/spool.py) records the same operations as files, and
+    # import_spool replays them through the same builders.
+    def _apply(self, op: str, run_id: str, args: dict[str, Any], now: float | None = None) -> None:
+        self._write(*self._statement(op, run_id, args, time.time() if now is None else now))
+
+    @staticmethod
+    def _statement(op: str, run_id: str, args: dict[str, Any], now: float) -> tuple[str, list[tuple]]:
+        if op == "upsert_run":
+            config, status = args["config"], args["status"]
+            if status not in RUN_STATUSES:
+                raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
+            row = (run_id, config.get("name", ""), config["method"]["name"], config["data"]["name"], config["encoder"]["arch"], status, args["message"], json.dumps(config), now, now)
+            return ("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "name=excluded.name, status=excluded.status, message=excluded.message, config=excluded.config, updated=excluded.updated", [row])
+        if op == "set_status":
+            if args["status"] not in RUN_STATUSES:
+                raise ValueError(f"status must be one of {RUN_STATUSES}, got {args['status']!r}")
+            return "UPDATE runs SET status=?, message=?, updated=? WHERE id=?", [(args["status"], args["message"], now, run_id)]
+        if op == "add_measurements":
+            return "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?)", [(run_id, str(n), float(v), str(p), now) for n, v, p in args["rows"]]
+        if op == "delete_measurements":
+            return "DELETE FROM measurements WHERE run=? AND name LIKE ?", [(run_id, args["name_like"])]
+        if op == "add_bound_checks":
+            rows = [
+                (run_id, c["theorem"], _real(c.get("bound")), _real(c.get("measured")), _flag(c.get("holds")), _real(c.get("tightness")), _flag(c.get("assumptions_met")),
+                 json.dumps(c.get("details", {}), default=str), now, _flag(c.get("vacuous")), _flag(c.get("informative")))
+                for c in args["checks"]
+            ]
+            return ("INSERT OR REPLACE INTO bound_checks (run, theorem, bound, measured, holds, tightness, assumptions_met, details, created, vacuous, informative) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        raise ValueError(f"unknown store operation {op!r}")
+
     # --- runs -------------------------------------------------------------------------
     def upsert_run(self, run_id: str, config: dict[str, Any], status: str = "running", message: str = "") -> None:
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
-        now = time.time()
-        row = (run_id, config.get("name", ""), config["method"]["name"], config["data"]["name"], config["encoder"]["arch"], status, message, json.dumps(config), now, now)
-        self._write(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-            "name=excluded.name, status=excluded.status, message=excluded.message, config=excluded.config, updated=excluded.updated",
-            [row],
-        )
+        self._apply("upsert_run", run_id, {"config": config, "status": status, "message": message})
 
     def set_status(self, run_id: str, status: str, message: str = "") -> None:
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
-        self._write("UPDATE runs SET status=?, message=?, updated=? WHERE id=?", [(status, message, time.time(), run_id)])
+        self._apply("set_status", run_id, {"status": status, "message": message})
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         return RunRecord(row["id"], row["name"], row["method"], row["dataset"], row["encoder"], row["status"], row["message"], json.loads(row["config"]), self.run_dir(row["id"]))
@@ -195,12 +271,11 @@ class Store:
     # --- measurements -------------------------------------------------------------------
     def add_measurements(self, run_id: str, rows: list[tuple[str, float, str]]) -> None:
         """Stores (name, value, protocol) rows; a row with the same name and protocol is replaced."""
-        now = time.time()
-        self._write("INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?)", [(run_id, n, float(v), p, now) for n, v, p in rows])
+        self._apply("add_measurements", run_id, {"rows": [(n, float(v), p) for n, v, p in rows]})
 
     def delete_measurements(self, run_id: str, name_like: str) -> None:
         """Deletes the run's measurements whose name matches the SQL LIKE pattern ``name_like``."""
-        self._write("DELETE FROM measurements WHERE run=? AND name LIKE ?", [(run_id, name_like)])
+        self._apply("delete_measurements", run_id, {"name_like": name_like})
 
     def add_measurement(self, run_id: str, name: str, value: float, protocol: str) -> None:
         self.add_measurements(run_id, [(name, value, protocol)])
@@ -209,14 +284,7 @@ class Store:
         """Stores bound checks: dicts with theorem, bound, measured, holds, tightness,
         assumptions_met, vacuous, informative and optionally details (any JSON-able mapping,
         e.g. which assumption failed and by how much). A check of the same theorem is replaced."""
-        now = time.time()
-        rows = [
-            (run_id, c["theorem"], _real(c.get("bound")), _real(c.get("measured")), _flag(c.get("holds")), _real(c.get("tightness")), _flag(c.get("assumptions_met")),
-             json.dumps(c.get("details", {}), default=str), now, _flag(c.get("vacuous")), _flag(c.get("informative")))
-            for c in checks
-        ]
-        self._write("INSERT OR REPLACE INTO bound_checks (run, theorem, bound, measured, holds, tightness, assumptions_met, details, created, vacuous, informative) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self._apply("add_bound_checks", run_id, {"checks": [dict(c) for c in checks]})
 
     def bound_checks(self, run_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT run, theorem, bound, measured, holds, tightness, assumptions_met, vacuous, informative, details FROM bound_checks", ()

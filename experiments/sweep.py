@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .config import Config
+from .spool import open_store
 from .store import RunRecord, Store
 
 
@@ -71,7 +72,7 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
     from .measure import default_groups, measure
     from .train import train
 
-    store = Store(store_root)
+    store = open_store(store_root)  # in a cluster job, a SpoolStore: rows go to the run folder
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     stored = store.get_run(cfg.run_id())
@@ -166,7 +167,10 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
     for i, (item, future) in enumerate(futures):
         run_id = item.config.run_id()
         try:
-            _, seconds = (future or submit(i, item)).result()
+            try:
+                _, seconds = (future or submit(i, item)).result()
+            finally:
+                store.import_spool()  # what a job on another node wrote into its run folder
             results.append(GridResult(item.label, run_id, "done"))
             steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v >= 0.5) or "stored"
             log(f"{head(i, item)}  done ({steps})")
