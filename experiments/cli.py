@@ -111,19 +111,55 @@ def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
     print(format_bound_table(checks))
 
 
-def cmd_verify(args: argparse.Namespace, store: Store) -> None:
+def _grid_executor(args: argparse.Namespace, store: Store, name: str) -> Any:
+    """The executor of a grid command: None (inline), local processes, or submitit (experiments/cluster.py)."""
+    from .cluster import SubmititExecutor
     from .sweep import local_processes
+
+    workers = getattr(args, "workers", 1)
+    if args.executor == "local":
+        if args.dry_run:
+            raise ConfigError("--dry-run shows the sbatch script that --executor slurm would submit; add --executor slurm")
+        return local_processes(workers) if workers > 1 else None
+    if workers > 1:
+        raise ConfigError(f"--workers is for --executor local; with --executor {args.executor} each run is its own job (slurm.array_parallelism sets how many run at once)")
+    return SubmititExecutor(store.root / "jobs" / name, args.executor, name=name, dry_run=args.dry_run)
+
+
+def _print_dry_run(dry: Exception) -> None:
+    path, text = dry.args
+    if path is None:
+        print(text)
+        return
+    print(f"sbatch script (nothing submitted): {path}\n")
+    print(text)
+
+
+def cmd_verify(args: argparse.Namespace, store: Store) -> None:
+    from .cluster import DryRun
     from .verify import verify
 
-    executor = local_processes(args.workers) if args.workers > 1 else None
-    md, html = verify(args.preset, store, args.overrides, executor, certify=args.certify)
+    executor = _grid_executor(args, store, f"verify-{Path(args.preset).stem}")
+    try:
+        md, html = verify(args.preset, store, args.overrides, executor, certify=args.certify)
+    except DryRun as dry:
+        _print_dry_run(dry)
+        return
     print(f"report: {html}\n        {md}")
 
 
 def cmd_reproduce(args: argparse.Namespace, store: Store) -> None:
+    from .cluster import DryRun
     from .reproduce import reproduce
 
-    print(f"report: {reproduce(args.target, store, args.preset, seeds=args.seeds)}")
+    wrong = [o for o in args.overrides if not o.startswith("slurm.")]
+    if wrong:
+        raise ConfigError(f"reproduce takes only slurm.* overrides (the target fixes everything else), got {', '.join(wrong)}")
+    executor = _grid_executor(args, store, f"reproduce-{args.target}")
+    try:
+        print(f"report: {reproduce(args.target, store, args.preset, executor=executor, seeds=args.seeds, extra=args.overrides)}")
+    except DryRun as dry:
+        _print_dry_run(dry)
 
 
 def cmd_report(args: argparse.Namespace, store: Store) -> None:
@@ -315,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help="quick (embedded data, CPU, minutes), cpu (tens of minutes) or paper (CIFAR, GPU), or a preset YAML")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run, e.g. device=cpu")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: one run uses all cores)")
+    _executor_arguments(p)
     p.add_argument("--certify", action="store_true", help="also certify every run's downstream error (PAC-Bayes, with the test-set floor; about 7 s a run)")
     p.set_defaults(func=cmd_verify)
 
@@ -323,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="one paper figure or table")
     p.add_argument("target", choices=list(TARGETS), help="; ".join(f"{k}: {t.description}" for k, t in TARGETS.items()))
     p.add_argument("--preset", default="quick", help="quick (embedded data) or paper (CIFAR on a GPU), or a preset YAML")
+    p.add_argument("overrides", nargs="*", metavar="slurm.key=value", help="SLURM settings for --executor slurm, e.g. slurm.partition=gpu")
+    _executor_arguments(p)
     p.add_argument("--seeds", type=int, default=None, help="seeds per variant, on any preset (default 5: the claims are paired tests across seeds); not for terms-vs-accuracy and bound-tightness, which use the preset's grid")
     p.set_defaults(func=cmd_reproduce)
 
@@ -394,6 +433,13 @@ class _GuardedStdout:
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text[:1000] + " ..." if len(text) > 1000 else text
+
+
+def _executor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
+                   help="local: this machine (default); slurm: one SLURM job per run, one job array (settings: slurm.* keys); "
+                        "submitit-local: the same jobs as subprocesses here")
+    p.add_argument("--dry-run", action="store_true", help="with --executor slurm: write and show the sbatch script, submit nothing")
 
 
 def main(argv: list[str] | None = None) -> int:

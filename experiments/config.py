@@ -197,6 +197,22 @@ class MeasureConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """How ``--executor slurm`` submits a grid: each item one job (train, eval, measure) of one
+    job array. Not part of the run id: where a run trains does not change it."""
+
+    partition: str = ""  # empty: the cluster's default partition
+    gpus_per_node: int = field(default=1, metadata=_range(ge=0, le=64))
+    cpus_per_task: int = field(default=8, metadata=_range(ge=1, le=1024))
+    mem_gb: int = field(default=32, metadata=_range(ge=1, le=16_384))
+    timeout_min: int = field(default=240, metadata=_range(ge=1, le=525_600))  # a job past it is checkpointed and requeued
+    array_parallelism: int = field(default=64, metadata=_range(ge=1, le=100_000))  # jobs of the array running at once
+    max_requeues: int = field(default=3, metadata=_range(ge=0, le=100))  # timeouts after which a job is requeued, at most
+    sbatch: str = ""  # additional sbatch parameters, e.g. "--account=abc --qos=high --constraint=a100"
+    setup: str = ""  # shell commands run before each job, separated by ";", e.g. "module load cuda/12.1; source env/bin/activate"
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = field(default=0, metadata=_range(ge=0, le=2**32 - 1))
@@ -210,6 +226,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -218,11 +235,11 @@ class Config:
         """Short hash of everything that decides the trained weights, seed included.
 
         ``name`` (a label), ``device``, ``compile`` (the same function, compiled), ``eval``
-        and ``measure`` (evaluation only) are left out, so relabelling a config or changing
-        its probes reuses the trained encoder.
+        and ``measure`` (evaluation only) and ``slurm`` (where it runs) are left out, so
+        relabelling a config or changing its probes reuses the trained encoder.
         """
         d = self.to_dict()
-        for key in ("name", "device", "compile", "eval", "measure"):
+        for key in ("name", "device", "compile", "eval", "measure", "slurm"):
             d.pop(key)
         if d["encoder"]["arch"] != "external":  # ids of runs trained here stay what they were before imports existed
             d["encoder"].pop("external")
@@ -315,7 +332,21 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         raise ConfigError("encoder.arch='external' needs encoder.external.format (torchvision, solo-learn, lightly, timm or python)")
     if cfg.optim.warmup_epochs >= cfg.optim.epochs and cfg.optim.warmup_epochs > 0:
         raise ConfigError(f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be smaller than optim.epochs={cfg.optim.epochs}")
+    _check_slurm(cfg.slurm)
     return cfg
+
+
+SBATCH_OPTION = re.compile(r"--[a-z][a-z0-9-]*(=[^\s;'\"`$\\]+)?")  # --name or --name=value, nothing a shell would expand
+
+
+def _check_slurm(slurm: SlurmConfig) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.,-]*", slurm.partition):
+        raise ConfigError(f"slurm.partition={slurm.partition!r} is not a partition name (letters, digits, _ . , -)")
+    for token in slurm.sbatch.split():
+        if not SBATCH_OPTION.fullmatch(token):
+            raise ConfigError(f"slurm.sbatch: {token!r} is not an sbatch option; write --name or --name=value, e.g. --account=abc")
+    if any(c in slurm.setup for c in "\n\r`"):
+        raise ConfigError("slurm.setup: separate commands with ';', not newlines, and use no backquotes")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

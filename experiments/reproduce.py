@@ -107,8 +107,9 @@ DEFAULT_SEEDS = 5
 
 
 def reproduce(target_name: str, store: Store, preset_name: str = "quick", executor: Executor | None = None, log: Callable[[str], None] = print,
-              seeds: int | None = None) -> Path:
+              seeds: int | None = None, extra: list[str] | None = None) -> Path:
     """Trains what the target needs (skipping stored runs), then writes its figure and report.
+    ``extra``: overrides applied last to every run (the CLI passes only ``slurm.*`` ones).
 
     A target with its own grid runs ``seeds`` seeds per variant (default :data:`DEFAULT_SEEDS`,
     seeds 0..n−1); the targets that analyse the preset's own grid use the preset's seeds.
@@ -134,7 +135,8 @@ def reproduce(target_name: str, store: Store, preset_name: str = "quick", execut
     items = []
     for seed in seed_list:
         for run in runs:
-            overrides = [*preset.common, *target.extra_common, *run["overrides"], *preset.measure, *target.measure, f"seed={seed}", f"name={target_name}-{run['label']}"]
+            overrides = [*preset.common, *target.extra_common, *run["overrides"], *preset.measure, *target.measure, f"seed={seed}", f"name={target_name}-{run['label']}",
+                         *(extra or [])]
             items.append(GridItem(run["label"] if len(seed_list) == 1 else f"{run['label']}/seed{seed}", load_config(preset.base, overrides)))
     log(f"reproduce {target_name} ({target.description}) on preset {preset.name}: {len(items)} runs")
     results = run_grid(items, store, executor, terms=terms, log=log)

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .config import Config
+from .config import Config, ConfigError, SlurmConfig
 from .spool import open_store
 from .store import RunRecord, Store
 
@@ -144,17 +144,72 @@ def _record_settings(store: Store, run_id: str, section: str, settings: dict[str
     tmp.replace(path)  # atomic: an interrupted write leaves the previous file
 
 
+def pipeline_complete(store: Store, cfg: Config, terms: Sequence[str] | None) -> bool:
+    """Whether :func:`run_pipeline` would find nothing to do for ``cfg`` (trained, evaluated
+    and measured with these settings): a cluster driver then submits no job for it."""
+    from .measure import default_groups
+
+    record = store.get_run(cfg.run_id())
+    if record is None or record.status != "done" or not (record.path / "encoder.safetensors").is_file():
+        return False
+    settings = cfg.to_dict()
+    if _measured_with(store, record.id).get("eval") != settings["eval"]:
+        return False
+    covered = measured_groups(store, record.id, settings["measure"])
+    return all(g in covered for g in (terms if terms is not None else default_groups(cfg)))
+
+
 def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None = None, terms: Sequence[str] | None = None, progress: bool = False, log: Callable[[str], None] = print) -> list[GridResult]:
     """Runs every grid item; a run that fails (e.g. diverges) is reported and the sweep goes on.
 
     Each item is logged as it finishes, with the seconds of the steps it ran (train, eval,
     measure; a stored step is skipped and not listed). Inline, each step is also logged as it
-    starts, so a long grid is never silent."""
+    starts, so a long grid is never silent. A :class:`cluster.SubmititExecutor` gets the
+    unfinished items as one job array, and they are logged as they end."""
+    from .cluster import SubmititExecutor
+
     inline = executor is None or isinstance(executor, InlineExecutor)
     executor = executor or InlineExecutor()
 
     def head(i: int, item: GridItem) -> str:
         return f"  [{i + 1}/{len(items)}] {item.label:<28} {item.config.run_id()}"
+
+    def collect(i: int, item: GridItem, result: Callable[[], tuple[str, dict[str, float]]]) -> GridResult:
+        run_id = item.config.run_id()
+        try:
+            try:
+                _, seconds = result()
+            finally:
+                store.import_spool()  # what a job on another node wrote into its run folder
+            steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v >= 0.5) or "stored"
+            log(f"{head(i, item)}  done ({steps})")
+            return GridResult(item.label, run_id, "done")
+        except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
+            message = f"{type(err).__name__}: {err}"
+            record = store.get_run(run_id)
+            if record is not None and record.status != "failed":
+                store.set_status(run_id, "failed", message)
+            log(f"{head(i, item)}  FAILED: {message}")
+            if "--debug" in sys.argv:
+                traceback.print_exc()
+            return GridResult(item.label, run_id, "failed", message)
+
+    if isinstance(executor, SubmititExecutor):
+        results: list[GridResult | None] = [None] * len(items)
+        todo = []
+        for i, item in enumerate(items):
+            if pipeline_complete(store, item.config, terms):
+                results[i] = collect(i, item, lambda: ("", {}))
+            else:
+                todo.append(i)
+        settings = {json.dumps(dataclasses.asdict(items[i].config.slurm), sort_keys=True) for i in todo}
+        if len(settings) > 1:
+            raise ConfigError(f"the runs of one grid are one job array and need the same slurm settings; these differ: {' | '.join(sorted(settings))}")
+        slurm = items[todo[0]].config.slurm if todo else SlurmConfig()
+        jobs = executor.submit_grid([(items[i].config.run_id(), (items[i].config, str(store.root), terms)) for i in todo], slurm)
+        for k in executor.as_completed(jobs):
+            results[todo[k]] = collect(todo[k], items[todo[k]], jobs[k].result)
+        return [r for r in results if r is not None]
 
     def submit(i: int, item: GridItem) -> Future:
         if inline:
@@ -163,24 +218,4 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
 
     # Inline, each item runs when its result is asked for, so progress shows as it happens.
     futures = [(item, None if inline else submit(i, item)) for i, item in enumerate(items)]
-    results = []
-    for i, (item, future) in enumerate(futures):
-        run_id = item.config.run_id()
-        try:
-            try:
-                _, seconds = (future or submit(i, item)).result()
-            finally:
-                store.import_spool()  # what a job on another node wrote into its run folder
-            results.append(GridResult(item.label, run_id, "done"))
-            steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v >= 0.5) or "stored"
-            log(f"{head(i, item)}  done ({steps})")
-        except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
-            message = f"{type(err).__name__}: {err}"
-            record = store.get_run(run_id)
-            if record is not None and record.status != "failed":
-                store.set_status(run_id, "failed", message)
-            results.append(GridResult(item.label, run_id, "failed", message))
-            log(f"{head(i, item)}  FAILED: {message}")
-            if "--debug" in sys.argv:
-                traceback.print_exc()
-    return results
+    return [collect(i, item, (future or submit(i, item)).result) for i, (item, future) in enumerate(futures)]
