@@ -241,9 +241,10 @@ def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, 
                       ceiling=high, ceiling_note="L_max = log(1 + (2B-2) e^(2/tau)), the largest NT-Xent of normalised embeddings", **details)
 
 
-def holdout_check(errors: int, n: int, num_classes: int, measured_error: float | None, delta: float = DELTA, **details: Any) -> BoundCheck:
+def holdout_check(errors: int, n: int, num_classes: int, measured_error: float | None, delta: float = DELTA, theorem: str = "certificate.test_set",
+                  **details: Any) -> BoundCheck:
     """Langford's test-set bound on a classifier fixed before its n held-out samples."""
     bound = binomial_tail_bound(errors, n, delta)
-    return make_check("certificate.test_set", TEST_SET_STATEMENT, bound, measured_error, "paper",
+    return make_check(theorem, TEST_SET_STATEMENT, bound, measured_error, "paper",
                       inputs={"errors": errors, "n": n, "delta": delta}, ceiling=1.0 - 1.0 / num_classes,
                       ceiling_note=f"chance error 1 - 1/K of random guessing, K={num_classes}", **details)

@@ -152,8 +152,9 @@ def _register(store: str | Path | Store, run: str, cfg: Config, data: ImageDatas
     hashes the name, the weights, the data and every setting, so two models never share one."""
     store = store if isinstance(store, Store) else Store(store)
     shape = tuple(data.x_train.shape[1:])
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "slurm"}  # where it would run is not what it is (ids from before the key stay)
     key = json.dumps({"run": run, "model": type(model).__qualname__, "weights": _fingerprint(model), "data": data.name, "shape": shape,
-                      "n": [data.x_train.shape[0], data.x_test.shape[0]], "config": cfg.to_dict()}, sort_keys=True, default=str)
+                      "n": [data.x_train.shape[0], data.x_test.shape[0]], "config": settings}, sort_keys=True, default=str)
     run_id = "py" + hashlib.sha1(key.encode()).hexdigest()[:8]
     config = cfg.to_dict()
     config["name"] = run

@@ -111,7 +111,7 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
     checks: list[tuple[BoundCheck, list[str]]] = []
     sweeps: dict[str, list[RunRecord]] = defaultdict(list)
     for r in records:
-        sweeps[_without(r.config, "encoder.width", "name", "device", "compile", "eval", "measure")].append(r)
+        sweeps[_without(r.config, "encoder.width", "name", "device", "compile", "eval", "measure", "slurm")].append(r)
     for members in sweeps.values():
         if len({m.config["encoder"]["width"] for m in members}) < 2:
             continue

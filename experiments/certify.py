@@ -183,9 +183,10 @@ class _GibbsEncoderProbe:
         return vmap(one)(self.flat.params(theta), _as_float(x)).double().cpu()
 
     def per_example_errors(self, x: torch.Tensor, y: torch.Tensor, sigma_enc: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
-                           g: torch.Generator, chunk: int = 100) -> np.ndarray:
+                           g: torch.Generator) -> np.ndarray:
         """0/1 error of a fresh classifier drawn from the posterior for each example of (x, y)."""
         theta = self.flat.theta
+        chunk = max(1, min(100, 20_000_000 // theta.numel()))  # ≤ 2·10⁷ sampled weights (160 MB in float64) at a time
         errors = []
         with torch.no_grad():
             for start in range(0, x.shape[0], chunk):
@@ -301,7 +302,8 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     protocol = f"{how}; {posterior}; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)"
     check = cert.certificate_check(mean_error, mc_terms, kl, n, k, gibbs_t, priors=priors, delta=delta, delta_mc=delta_mc,
                                    protocol=protocol, seconds=seconds, theorem=theorem, **chosen)
-    floor = cert.holdout_check(mean_errors, n_t, k, mean_errors / n_t, delta, protocol=f"posterior-mean probe on the trained encoder, fixed before T; {how}")
+    floor = cert.holdout_check(mean_errors, n_t, k, mean_errors / n_t, delta, protocol=f"posterior-mean probe on the trained encoder, fixed before T; {how}",
+                               theorem="certificate.test_set" + ("_encoder_probe" if encoder else ""))
     result = {"bound": bound, "kl": kl, "n": n, "mc_terms": mc_terms, "gibbs_error_s": mean_error, "gibbs_error_t": gibbs_t,
               "mean_error_t": mean_errors / n_t, "test_set_bound": floor.bound, "chance": 1 - 1 / k, "seconds": seconds, "protocol": protocol,
               "theorem": theorem, "checks": [check, floor], **chosen}
@@ -310,7 +312,7 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
         store.add_measurements(record.id, [
             (f"certificate{suffix}_downstream_error", bound, f"PAC-Bayes-kl certificate on the Gibbs error, {protocol}"),
             (f"certificate{suffix}_gibbs_error", gibbs_t, what),
-            ("certificate_test_set_bound", floor.bound, f"Langford test-set bound (Clopper-Pearson), posterior-mean probe, delta={delta:g}; {how}"),
+            (f"certificate{suffix}_test_set_bound", floor.bound, f"Langford test-set bound (Clopper-Pearson), posterior-mean probe, delta={delta:g}; {how}"),
             (f"certificate{suffix}_seconds", seconds, f"wall time of `clbounds certify{' --encoder' if encoder else ''}`"),
         ])
         store.add_bound_checks(record.id, [c.to_row() for c in (check, floor)])

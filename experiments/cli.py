@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -455,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = open_store(args.store)  # a SpoolStore inside a cluster job (CLBOUNDS_SPOOL=1)
         if not isinstance(store, SpoolStore):
-            store.import_spool()  # rows that cluster jobs left in their run folders
+            try:
+                store.import_spool()  # rows that cluster jobs left in their run folders
+            except sqlite3.Error as err:  # not this command's business: it goes on, the files stay for the next import
+                print(f"clbounds: warning: the rows that cluster jobs left in {store.root} were not imported ({err}); they stay for the next command",
+                      file=sys.stderr)
         args.func(args, store)
         sys.stdout.flush()
     except _ReaderGone:  # `clbounds export | head`: the reader left; not an error

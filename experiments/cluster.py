@@ -15,9 +15,10 @@ through submitit's local executor: the code path the tests exercise without a cl
   arguments) and requeued, at most ``slurm.max_requeues`` times after a time-out. Training
   resumes from the last completed epoch's state in the run folder; finished steps are skipped.
 - **Failures.** A job that fails marks its run failed; the other jobs go on.
-- **Restarts.** ``<out>/jobs.json`` maps each run id to its job. A rerun of the driver skips
-  every run that is finished in the store, re-attaches to a recorded job that finished (its
-  result) or is still queued or running on SLURM, and submits only the rest.
+- **Restarts.** ``<out>/jobs.json`` maps each run id to its job. A rerun of the driver imports
+  what the jobs wrote, skips every run that is finished in the store, re-attaches to a
+  recorded job that is still queued or running, and submits only the rest (a run whose job
+  failed is submitted again).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .config import Config, ConfigError, SlurmConfig
 __all__ = ["EXECUTORS", "DryRun", "GridJob", "SubmititExecutor", "sbatch_script"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+UNKNOWN_GIVE_UP_S = 1800.0  # a job sacct has not known for this long is taken as ended (its result() says why)
 _ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 
 
@@ -56,15 +58,20 @@ class GridJob:
     folder. Checkpointable: on a time-out or a preemption it is resubmitted with the same
     arguments, and training resumes from the run's last state."""
 
+    def __init__(self, snapshot: str | None = None) -> None:
+        self.snapshot = snapshot  # the driver's copy of the store's database, which the job starts from
+
     def __call__(self, cfg: Config, store_root: str, terms: Sequence[str] | None) -> tuple[str, dict[str, float]]:
-        from .spool import SPOOL_ENV
+        from .spool import SNAPSHOT_ENV, SPOOL_ENV
         from .sweep import run_pipeline
 
         os.environ[SPOOL_ENV] = "1"  # this job's store writes go to files in the run folder
+        if self.snapshot:
+            os.environ[SNAPSHOT_ENV] = self.snapshot
         return run_pipeline(cfg, store_root, terms, progress=False)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        return _submitit().helpers.DelayedSubmission(GridJob(), *args, **kwargs)
+        return _submitit().helpers.DelayedSubmission(GridJob(self.snapshot), *args, **kwargs)
 
 
 def slurm_parameters(slurm: SlurmConfig, name: str) -> dict[str, Any]:
@@ -104,15 +111,20 @@ class SubmititExecutor:
         self.folder, self.cluster, self.name, self.log, self.dry_run = Path(folder), cluster, name, log, dry_run
         self.local_timeout_min, self.local_signal_delay_s = local_timeout_min, local_signal_delay_s
         self.registry = self.folder / "jobs.json"
+        self.snapshot = self.folder / "store.sqlite"  # the driver rewrites it after every import (experiments/spool.py)
+        self._unknown_since: dict[str, float] = {}
 
     def _executor(self, slurm: SlurmConfig) -> Any:
         submitit = _submitit()
         if self.cluster == "slurm":
             executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=slurm.max_requeues)
             executor.update_parameters(**slurm_parameters(slurm, self.name))
-        else:  # the same jobs as subprocesses here; the SLURM-only settings do not apply
+        else:  # the same jobs as subprocesses here, all at once; partition, memory and sbatch options do not apply
+            import torch
+
             executor = submitit.LocalExecutor(folder=self.folder / "%j", max_num_timeout=slurm.max_requeues)
-            executor.update_parameters(timeout_min=self.local_timeout_min or slurm.timeout_min, signal_delay_s=self.local_signal_delay_s or 30, visible_gpus=())
+            executor.update_parameters(timeout_min=self.local_timeout_min or slurm.timeout_min, signal_delay_s=self.local_signal_delay_s or 30,
+                                       gpus_per_node=min(slurm.gpus_per_node, torch.cuda.device_count()))
         return executor
 
     # --- the registry of submitted jobs: a restarted driver re-attaches to them ------------
@@ -129,21 +141,22 @@ class SubmititExecutor:
         os.replace(tmp, self.registry)
 
     def _reattach(self, job_id: str) -> Any | None:
-        """The recorded job if it finished with a result or is still queued or running on SLURM."""
+        """The recorded job if it is still queued or running. A job that ended is not re-attached:
+        what it wrote was imported, and the run is submitted again unless that finished it
+        (a failed run is retried; new eval or measure settings are measured)."""
         submitit = _submitit()
         job_class = submitit.SlurmJob if self.cluster == "slurm" else submitit.LocalJob
         job = job_class(folder=self.folder / "%j", job_id=job_id)
         if job.paths.result_pickle.exists():
-            return job
-        if self.cluster == "slurm" and job.state.upper().split()[0] in _ACTIVE_SLURM_STATES:
-            return job
-        if self.cluster == "submitit-local" and _local_job_alive(job_id):
-            return job
-        return None  # ended without a result (killed, cancelled, node failure): resubmit
+            return None
+        if self.cluster == "slurm":  # UNKNOWN: sacct may lag a fresh submission; as_completed gives up on it after a while
+            return job if job.state.upper().split()[0] in _ACTIVE_SLURM_STATES | {"UNKNOWN"} else None
+        return job if _local_job_alive(job_id) else None
 
     def submit_grid(self, calls: list[tuple[str, tuple]], slurm: SlurmConfig) -> list[Any]:
         """(run id, GridJob arguments) per item → one job or re-attached job per item, with the
-        grid's ``slurm`` settings. With ``dry_run``, writes the sbatch script and raises DryRun."""
+        grid's ``slurm`` settings. With ``dry_run``, writes the sbatch script and raises DryRun.
+        The caller has written the store's snapshot (``self.snapshot``) for the jobs to read."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.dry_run and not calls:
             raise DryRun(None, "every run of the grid is finished in the store: nothing would be submitted")
@@ -166,7 +179,7 @@ class SubmititExecutor:
             executor = self._executor(slurm)
             with executor.batch():
                 for i in fresh:
-                    jobs[i] = executor.submit(GridJob(), *calls[i][1])
+                    jobs[i] = executor.submit(GridJob(str(self.snapshot)), *calls[i][1])
             self._record({calls[i][0]: str(jobs[i].job_id) for i in fresh})
             self.log(f"  submitted {len(fresh)} job(s) ({self.cluster}); logs in {self.folder}")
         return jobs
@@ -191,12 +204,21 @@ class SubmititExecutor:
 
     def _finished(self, job: Any) -> bool:
         """Whether a job has ended. submitit's done() is True for a re-attached local job that
-        still runs (it has no process handle), so a local job is asked by its process id."""
+        still runs (it has no process handle), so a local job is asked by its process id; a
+        SLURM job that sacct does not know (or reports preempted and never requeues) for
+        UNKNOWN_GIVE_UP_S counts as ended, so the driver cannot wait forever."""
         if job.paths.result_pickle.exists():
             return True
         if self.cluster == "submitit-local":
             return not _local_job_alive(str(job.job_id))
-        return job.done()
+        if job.done():
+            return True
+        state = job.state.upper().split()[0]
+        if state in ("UNKNOWN", "PREEMPTED"):
+            since = self._unknown_since.setdefault(str(job.job_id), time.monotonic())
+            return time.monotonic() - since > UNKNOWN_GIVE_UP_S
+        self._unknown_since.pop(str(job.job_id), None)
+        return False
 
 
 def _local_job_alive(job_id: str) -> bool:

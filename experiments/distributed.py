@@ -90,6 +90,24 @@ def barrier() -> None:
         dist.barrier()
 
 
+def from_rank0(value: object) -> object:
+    """Rank 0's ``value`` on every rank (``value`` itself on one process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def every_rank(value: object) -> list[object]:
+    """Every rank's ``value``, in rank order (``[value]`` on one process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [value]
+    values: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def check_supported(cfg: Config, batch_size: int, world: int) -> None:
     """A config error unless this run can be trained on ``world`` processes as on one device."""
     from .methods import uses_sam

@@ -157,16 +157,32 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
 
-    def import_spool(self, delete: bool = True, log: Callable[[str], None] | None = None) -> int:
+    def import_spool(self, delete: bool = True, log: Callable[[str], None] | None = None, snapshot: Path | None = None) -> int:
         """Imports the rows that cluster jobs wrote into their run folders (experiments/spool.py),
         oldest first, in one transaction that records each file; returns how many were new.
         Files already imported are skipped (and deleted with ``delete``); a file that is not a
-        valid record is left in place and reported through ``log``."""
-        from .spool import pending_spool_files, read_spool_file
+        valid record is left in place and reported through ``log``. The database is copied to
+        ``snapshot`` and to every ``<root>/jobs/*/store.sqlite`` after the commit and before the
+        deletes (what cluster jobs start from)."""
+        from .spool import pending_spool_files
 
         files = pending_spool_files(self.root)
         if not files:
             return 0
+        new, seen = self._import_files(files, {}, log)
+        # every snapshot that running jobs may start from (experiments/cluster.py keeps them in
+        # <root>/jobs/<grid>/), before the files go: a job reads each file or finds it there
+        for path in {*self.root.glob("jobs/*/store.sqlite"), *([snapshot] if snapshot is not None else [])} if new else ():
+            self.write_snapshot(path)
+        if delete:  # after the commit: a crash before this leaves files that the next import skips
+            for path in seen:
+                path.unlink(missing_ok=True)
+        return new
+
+    def _import_files(self, files: list[Path], texts: dict[Path, str], log: Callable[[str], None] | None) -> tuple[int, list[Path]]:
+        """Applies the spool files not recorded yet, in one transaction; returns (new, recorded or applied)."""
+        from .spool import read_spool_file
+
         for attempt in range(50):
             seen, new, bad = [], 0, []
             try:
@@ -178,13 +194,15 @@ class Store:
                         if key not in done:
                             db.execute("SAVEPOINT spool_file")  # a file applies whole or not at all
                             try:
-                                record = read_spool_file(path)
+                                record = read_spool_file(path, texts.get(path))
                                 db.executemany(*self._statement(record["op"], record["run"], record["args"], float(record["at"])))
-                            except (ValueError, KeyError, TypeError, IndexError, AttributeError, sqlite3.IntegrityError, sqlite3.InterfaceError,
-                                    sqlite3.ProgrammingError) as err:
+                            except Exception as err:  # noqa: BLE001 - one bad file must not stop the others, nor any command
+                                if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
+                                    raise
                                 db.execute("ROLLBACK TO spool_file")
                                 db.execute("RELEASE spool_file")
-                                bad.append(f"spool file not imported, left in place: {path}: {err}" if str(path) not in str(err) else f"spool file not imported, left in place: {err}")
+                                why = str(err) if str(path) in str(err) else f"{path}: {type(err).__name__}: {err}"
+                                bad.append(f"spool file not imported, left in place: {why}")
                                 continue
                             db.execute("RELEASE spool_file")
                             db.execute("INSERT INTO spool_imported VALUES (?, ?)", (key, time.time()))
@@ -198,12 +216,19 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
         else:
             raise sqlite3.OperationalError(f"run store {self.db_path} stayed locked; no spool file was imported")
-        if delete:  # after the commit: a crash before this leaves files that the next import skips
-            for path in seen:
-                path.unlink(missing_ok=True)
         for line in bad:
             (log or (lambda m: print(m, file=sys.stderr)))(line)
-        return new
+        return new, seen
+
+    def write_snapshot(self, path: Path) -> None:
+        """A consistent copy of the database at ``path``, in rollback-journal mode (no WAL files
+        beside it), written under a temporary name and renamed: what cluster jobs read."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        with self._connect() as db:
+            db.execute("VACUUM INTO ?", (str(tmp),))
+        os.replace(tmp, path)
 
     # --- writes: every one is an operation (name, run, arguments), built into SQL here --
     # A SpoolStore (experiments/spool.py) records the same operations as files, and

@@ -179,8 +179,8 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
         try:
             try:
                 _, seconds = result()
-            finally:
-                store.import_spool()  # what a job on another node wrote into its run folder
+            finally:  # what a job on another node wrote into its run folder; the jobs' snapshot follows
+                store.import_spool(snapshot=getattr(executor, "snapshot", None))
             steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v >= 0.5) or "stored"
             log(f"{head(i, item)}  done ({steps})")
             return GridResult(item.label, run_id, "done")
@@ -196,6 +196,7 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
 
     if isinstance(executor, SubmititExecutor):
         results: list[GridResult | None] = [None] * len(items)
+        store.import_spool()  # what the jobs of an earlier driver wrote
         todo = []
         for i, item in enumerate(items):
             if pipeline_complete(store, item.config, terms):
@@ -206,6 +207,8 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
         if len(settings) > 1:
             raise ConfigError(f"the runs of one grid are one job array and need the same slurm settings; these differ: {' | '.join(sorted(settings))}")
         slurm = items[todo[0]].config.slurm if todo else SlurmConfig()
+        if todo and not executor.dry_run:
+            store.write_snapshot(executor.snapshot)  # the database the jobs start from
         jobs = executor.submit_grid([(items[i].config.run_id(), (items[i].config, str(store.root), terms)) for i in todo], slurm)
         for k in executor.as_completed(jobs):
             results[todo[k]] = collect(todo[k], items[todo[k]], jobs[k].result)

@@ -184,13 +184,12 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     run_id = cfg.run_id()
     run_dir = store.run_dir(run_id)
     weights_path, state_path = run_dir / "encoder.safetensors", run_dir / "state.safetensors"
+    if distributed.world_size_from_env() > 1:
+        return _train_distributed(cfg, store, run_id, run_dir, weights_path, state_path, progress)
     existing = store.get_run(run_id)
     if existing is not None and existing.status == "done" and weights_path.is_file():
         return existing
     run_dir.mkdir(parents=True, exist_ok=True)
-    if distributed.world_size_from_env() > 1 and int(os.environ.get("RANK", "0")) > 0:
-        with unchecked_values():  # a torchrun rank but the first: rank 0 locks, marks and writes
-            return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress=False)
     with _run_lock(run_dir, run_id):  # a second trainer of this run waits here, then finds it done
         existing = store.get_run(run_id)
         if existing is not None and existing.status == "done" and weights_path.is_file():
@@ -198,6 +197,32 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
         for stale in run_dir.glob(".*.tmp"):  # a write cut short by a crash; the lock says no one else is writing
             stale.unlink(missing_ok=True)
         return _train_marked(cfg, store, run_id, run_dir, weights_path, state_path, progress)
+
+
+def _train_distributed(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
+    """:func:`train` under torchrun: every rank joins the group first; rank 0 takes the run's
+    lock, decides (trained already, or train) and tells the others, so no rank can wait in a
+    collective that another skipped."""
+    ctx, _ = distributed.init_from_env(resolve_device(cfg.device))
+    if ctx.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with _run_lock(run_dir, run_id):
+            existing = store.get_run(run_id)
+            done = existing is not None and existing.status == "done" and weights_path.is_file()
+            if not done:
+                for stale in run_dir.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
+            distributed.from_rank0(done)
+            if done:
+                assert existing is not None
+                return existing
+            return _train_marked(cfg, store, run_id, run_dir, weights_path, state_path, progress)
+    if distributed.from_rank0(None):
+        record = store.get_run(run_id)
+        assert record is not None
+        return record
+    with unchecked_values():  # the other ranks: rank 0 marks and writes
+        return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress=False)
 
 
 @contextlib.contextmanager
@@ -318,6 +343,9 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
     if state_path.is_file():
         info = load_training_state(nets, optimizer, state_path)
         start_epoch, train_seconds = info["epoch"], info.get("seconds", 0.0)
+    if len(set(distributed.every_rank(start_epoch))) > 1:  # each rank read the state: a rank that saw another would train other steps
+        raise CheckpointError(f"the ranks read different training states from {state_path} (epochs {distributed.every_rank(start_epoch)}); "
+                              "the run folder must be one shared folder")
     if start_epoch > o.epochs:
         raise CheckpointError(f"training state {state_path} is at epoch {start_epoch}, past this config's {o.epochs}; delete it to retrain")
 

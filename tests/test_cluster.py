@@ -118,7 +118,7 @@ def _signal_the_job_after_an_epoch(jobs: Path, state: Path, sig: int) -> None:
 
 
 @pytest.mark.slow
-def test_a_signalled_job_is_requeued_and_resumes_from_its_last_epoch(tmp_path):
+def test_a_signalled_job_is_requeued_and_a_killed_one_resubmitted_and_both_resume_from_their_last_epoch(tmp_path):
     import signal
     import threading
 
@@ -140,3 +140,18 @@ def test_a_signalled_job_is_requeued_and_resumes_from_its_last_epoch(tmp_path):
     a = load_file(reference.run_dir(item.config.run_id()) / "encoder.safetensors")
     b = load_file(store.run_dir(item.config.run_id()) / "encoder.safetensors")
     assert all(a[k].equal(b[k]) for k in a)  # resumed from its last epoch: the weights of the uninterrupted job, bit for bit
+
+    # A job killed outright (SIGKILL: a node lost) leaves no result: its run fails, and the next
+    # driver resubmits it, and it resumes from the last epoch it checkpointed.
+    killed = Store(tmp_path / "killed")
+    state = killed.run_dir(item.config.run_id()) / "state.safetensors"
+    killer = threading.Thread(target=_signal_the_job_after_an_epoch, args=(tmp_path / "jobs-killed", state, signal.SIGKILL))
+    killer.start()
+    (result,) = run_grid([item], killed, SubmititExecutor(tmp_path / "jobs-killed", "submitit-local", log=lambda s: None), terms=TERMS, log=lambda s: None)
+    killer.join()
+    assert result.status == "failed" and killed.get_run(item.config.run_id()).status == "failed"
+    lines: list[str] = []
+    (result,) = run_grid([item], killed, SubmititExecutor(tmp_path / "jobs-killed", "submitit-local", log=lines.append), terms=TERMS, log=lines.append)
+    assert result.status == "done" and "submitted 1 job(s)" in "\n".join(lines)
+    c = load_file(killed.run_dir(item.config.run_id()) / "encoder.safetensors")
+    assert all(a[k].equal(c[k]) for k in a)

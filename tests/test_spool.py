@@ -73,10 +73,14 @@ def test_a_file_imported_but_not_deleted_is_skipped_and_a_partial_or_foreign_fil
     (folder / "00000000000000000010-h-1-000002.json").write_text('{"format": "clbounds-spool-1", "run": "run0", "op": "DROP TABLE runs", "args": {}, "at": 1}')
     (folder / "00000000000000000011-h-1-000003.json").write_text(json.dumps({"format": "clbounds-spool-1", "run": "other", "op": "set_status",
                                                                             "args": {"status": "done", "message": ""}, "at": 1}))
+    (folder / "00000000000000000012-h-1-000004.json").write_text('{"format": "clbounds-spool-1", "run": "run0", "op": "set_status", '
+                                                                 '"args": {"status": "done", "message": ""}, "at": 1' + "0" * 400 + "}")  # float() overflows
+    (folder / "00000000000000000013-h-1-000005.json").write_text("[" * 100_000 + "]" * 100_000)  # past the parser's recursion limit
     assert shared.import_spool(log=lambda m: print(m)) == 0
     out = capsys.readouterr().out
-    assert "unknown operation 'DROP TABLE runs'" in out and "names run 'other'" in out
-    assert len(pending_spool_files(root)) == 2 and (folder / ".00000000000000000009-h-1-000001.json.tmp").exists()
+    assert "unknown operation 'DROP TABLE runs'" in out and "names run 'other'" in out and "OverflowError" in out and "RecursionError" in out
+    assert main(["--store", str(root), "runs"]) == 0  # the files stay, reported, and no command is stopped by them
+    assert len(pending_spool_files(root)) == 4 and (folder / ".00000000000000000009-h-1-000001.json.tmp").exists()
     assert {r.id for r in shared.runs()} == {"run0"} and shared.get_run("run0").status == "failed"
 
 
