@@ -40,8 +40,11 @@ test-fast: install autoattack
 
 # The benchmarks' peer libraries go into .venv here only. None of them changes torch:
 # torchattacks lists torchvision but never imports it, hence --no-deps.
+# lightly (the fair peer of info_nce) declares torchvision, which would pull a CUDA torch; its
+# loss path needs none of it (benchmarks/bench_info_nce_lightly.py), hence --no-deps.
 bench: install autoattack
 	$(BIN)/python -m pip install --quiet pytorch-metric-learning PyHessian
+	$(BIN)/python -m pip install --quiet --no-deps lightly==1.6.0
 	$(BIN)/python -m benchmarks.run
 
 clean:

@@ -38,6 +38,7 @@ class Case:
         number, peer_number: calls per timed sample of ours and of the peer, so that a
             millisecond call is timed over a loop (each sample is divided by its number).
         note: anything a reader of the table must know (a scaled-down size, a caveat).
+        note_fn: a note that depends on the timed runs, called after them (appended to ``note``).
     """
 
     name: str
@@ -50,6 +51,7 @@ class Case:
     number: int = 1
     peer_number: int = 1
     note: str = ""
+    note_fn: Callable[[], str] | None = None
 
     def check(self) -> Agreement:
         """Run both once and compare: the agreement check, without timing anything."""
@@ -100,7 +102,8 @@ def measure(case: Case, repeats: int = 5) -> Result:
         for fn, number, times in pair if r % 2 == 0 else pair[::-1]:
             times.append(_timed(fn, number))
     ours_s, peer_s = statistics.median(ours_times), statistics.median(peer_times)
-    return Result(case.name, ours_s, case.peer, peer_s, ours_s / peer_s, ok, case.target, detail, case.size, case.note)
+    note = "; ".join(n for n in (case.note, case.note_fn() if case.note_fn else "") if n)
+    return Result(case.name, ours_s, case.peer, peer_s, ours_s / peer_s, ok, case.target, detail, case.size, note)
 
 
 def _cpu_model() -> str:
@@ -130,7 +133,7 @@ def machine() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "peers": {p: _version(p) for p in ("scikit-learn", "pytorch-metric-learning", "PyHessian", "torchattacks")},
+        "peers": {p: _version(p) for p in ("scikit-learn", "pytorch-metric-learning", "lightly", "PyHessian", "torchattacks")},
         "date": datetime.date.today().isoformat(),
     }
 

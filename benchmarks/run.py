@@ -19,7 +19,9 @@ from types import ModuleType
 
 import torch
 
-from . import bench_hessian, bench_info_nce, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, cli_startup
+from . import (
+    bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step, cli_startup,
+)
 from .gpu_throughput import measure_throughput
 from .harness import Result, machine, markdown_table, measure
 
@@ -28,11 +30,13 @@ HERE = Path(__file__).resolve().parent
 # name → (module, interleaved repeats); the slow peers get fewer repeats.
 BENCHMARKS: dict[str, tuple[ModuleType, int]] = {
     "info_nce": (bench_info_nce, 3),
+    "info_nce_lightly": (bench_info_nce_lightly, 7),
     "knn": (bench_knn, 2),
     "linear_probe": (bench_linear_probe, 2),
     "hessian": (bench_hessian, 3),
     "pgd": (bench_pgd, 2),
     "sharpness": (bench_sharpness, 7),
+    "train_step": (bench_train_step, 3),
 }
 
 

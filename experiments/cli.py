@@ -240,7 +240,7 @@ def cmd_certify(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, store: Store) -> None:
-    from .train import mark_orphaned_runs
+    from .locks import mark_orphaned_runs
 
     mark_orphaned_runs(store)  # a run whose trainer was killed is not shown as running
     runs = store.runs()

@@ -51,6 +51,7 @@ from .methods import (
     imbalanced_indices, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
 )
 from .optim import build_optimizer, cosine_lr
+from .locks import mark_orphaned_runs, run_lock as _run_lock
 from .resources import check_fits
 from .sam import SAM, sam_update
 from .store import RunRecord, Store
@@ -223,63 +224,6 @@ def _train_distributed(cfg: Config, store: Store, run_id: str, run_dir: Path, we
         return record
     with unchecked_values():  # the other ranks: rank 0 marks and writes
         return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress=False)
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path, run_id: str) -> Any:
-    """An exclusive lock on the run's folder for as long as it trains (flock: released by the
-    OS when the process dies, so a killed trainer never blocks the resume)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        yield
-        return
-    with open(run_dir / ".train.lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"run {run_id} is being trained by another process; waiting for it", file=sys.stderr, flush=True)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def mark_orphaned_runs(store: Store) -> list[str]:
-    """Marks ``failed`` every run left ``running`` by a trainer that is gone (SIGKILL, power
-    loss: nothing could record it), and returns their ids.
-
-    A live trainer holds its run's lock, so a ``running`` run whose lock can be taken has no
-    trainer; the status is read again under the lock, so a run that a trainer finished
-    meanwhile is left alone.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locks to tell a live trainer from a dead one
-        return []
-    orphaned = []
-    for record in store.runs():
-        if record.status != "running" or not record.path.is_dir():
-            continue
-        try:
-            f = open(record.path / ".train.lock", "a")
-        except OSError:  # a read-only store: nothing can be marked, and nothing is lost by not marking it
-            continue
-        with f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # being trained right now
-            try:
-                current = store.get_run(record.id)
-                if current is not None and current.status == "running":
-                    kept = "the last completed epoch's checkpoint is kept" if (record.path / "state.safetensors").is_file() else "no checkpoint had been written"
-                    store.set_status(record.id, "failed", f"its trainer is gone (killed, or the machine stopped); {kept}; rerun to resume")
-                    orphaned.append(record.id)
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-    return orphaned
 
 
 def _train_marked(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:

@@ -1,7 +1,7 @@
 """The benchmarks run at a tiny size and their agreement checks pass. Nothing here is timed:
 the time ratios are measured by `make bench`, never asserted in a test.
 
-The peers (pytorch-metric-learning, PyHessian, torchattacks) are installed by `make bench`
+The peers (pytorch-metric-learning, lightly, PyHessian, torchattacks) are installed by `make bench`
 only, so the rows that need one are skipped where it is absent.
 """
 
@@ -17,17 +17,21 @@ import torch
 # `benchmarks/` is a folder of the repository, not part of the installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_hessian, bench_info_nce, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step,
+)
 from benchmarks.gpu_throughput import measure_throughput  # noqa: E402
 from benchmarks.harness import Case, Result, machine, markdown_table, measure  # noqa: E402
 
 PEERS = {
     bench_info_nce: "pytorch_metric_learning",
+    bench_info_nce_lightly: "lightly",
     bench_knn: "sklearn",
     bench_linear_probe: "sklearn",
     bench_hessian: "pyhessian",
     bench_pgd: "torchattacks",
     bench_sharpness: None,
+    bench_train_step: None,
 }
 
 
@@ -122,3 +126,14 @@ def test_cli_startup_section_replaces_itself_and_keeps_the_rest():
     assert once.startswith(doc.rstrip("\n")) and once.endswith(section)
     again = replace_section(once.replace("300 ms", "999 ms") + "\n## Later\n\nkept\n", section)
     assert again.count(HEADING) == 1 and "999 ms" not in again and again.endswith("## Later\n\nkept\n")
+
+
+def test_lightly_is_loaded_without_torchvision_and_leaves_no_placeholder_behind():
+    pytest.importorskip("lightly")
+    had_torchvision = "torchvision" in sys.modules
+    loss_class = bench_info_nce_lightly.lightly_ntxent()
+    assert ("torchvision" in sys.modules) == had_torchvision
+    z1, z2 = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    from clbounds.theory.losses import info_nce
+
+    assert float(loss_class(temperature=0.3)(z1, z2)) == pytest.approx(float(info_nce(z1, z2, 0.3)), abs=1e-12)

@@ -116,6 +116,16 @@ def test_help_lists_every_term_group_and_imports_no_torch():
     assert out.returncode == 0, out.stderr
 
 
+def test_runs_lists_a_store_without_importing_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (f"import sys; from clbounds.experiments.cli import main; assert main(['--store', {str(tmp_path / 's')!r}, 'runs']) == 0; "
+            "assert 'torch' not in sys.modules, 'torch imported'")  # `clbounds runs` stays a quarter of a second (README, CLI start-up)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
 def test_measure_takes_measure_overrides_only(tmp_path, capsys):
     from clbounds.experiments.store import Store
 
