@@ -221,6 +221,15 @@ class SubmititExecutor:
         return False
 
 
+def job_result(job: Any, cluster: str) -> Any:
+    """The job's result. A local job that ended without a result pickle (killed, out of memory)
+    fails at once with its log's path; submitit would wait 15 s for a pickle that a network
+    filesystem may show late, which only a SLURM job needs."""
+    if cluster == "submitit-local" and not job.paths.result_pickle.exists():
+        raise RuntimeError(f"job {job.job_id} ended without a result (killed, or out of memory); its log: {job.paths.stderr}")
+    return job.result()
+
+
 def _local_job_alive(job_id: str) -> bool:
     """Whether the controller process of a submitit local job (its id is the pid) still runs."""
     try:

@@ -80,6 +80,11 @@ class BasicBlock(nn.Module):
         out = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
+    def residual_parts(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(branch, shortcut, post) with forward(x) = post(branch(x) + shortcut(x)): what
+        theory.geometry.lipschitz_upper bounds block by block (tests/test_geometry.py checks it)."""
+        return nn.Sequential(self.conv1, self.bn1, nn.ReLU(), self.conv2, self.bn2), self.shortcut, nn.ReLU()
+
 
 def resnet18_backbone(in_shape: tuple[int, int, int], width: float) -> tuple[nn.Module, int]:
     """CIFAR ResNet-18: 3×3 stride-1 stem and no max-pool, so 32×32 inputs keep resolution."""

@@ -336,9 +336,11 @@ def lipschitz_terms(ctx: Context) -> list[Row]:
         upper = geometry.lipschitz_upper(ctx.model.backbone, input_shape=ctx.data.image_shape, certified=True)
         std = getattr(getattr(ctx.model, "normalize", None), "std", None)  # an identity normalisation scales nothing
         std_min = float(std.min()) if std is not None else 1.0
-        rows.append(("lipschitz_upper", _f(upper) / std_min, "certified: product of layer norms (Fourier bound for convs) x 1/min(std), backbone h"))
+        residual = any(callable(getattr(m, "residual_parts", None)) for m in ctx.model.backbone.modules())
+        how = "product of layer norms (Fourier bound for convs" + ("; L(branch) + L(shortcut) per residual block" if residual else "") + ")"
+        rows.append(("lipschitz_upper", _f(upper) / std_min, f"certified: {how} x 1/min(std), backbone h"))
     except (ValueError, TypeError):
-        pass  # architectures without a rigorous product bound (e.g. residual) get no row
+        pass  # architectures without a rigorous product bound (a block that does not declare its residual parts) get no row
     return rows
 
 

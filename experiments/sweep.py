@@ -166,7 +166,7 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
     measure; a stored step is skipped and not listed). Inline, each step is also logged as it
     starts, so a long grid is never silent. A :class:`cluster.SubmititExecutor` gets the
     unfinished items as one job array, and they are logged as they end."""
-    from .cluster import SubmititExecutor
+    from .cluster import SubmititExecutor, job_result
 
     inline = executor is None or isinstance(executor, InlineExecutor)
     executor = executor or InlineExecutor()
@@ -211,7 +211,7 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
             store.write_snapshot(executor.snapshot)  # the database the jobs start from
         jobs = executor.submit_grid([(items[i].config.run_id(), (items[i].config, str(store.root), terms)) for i in todo], slurm)
         for k in executor.as_completed(jobs):
-            results[todo[k]] = collect(todo[k], items[todo[k]], jobs[k].result)
+            results[todo[k]] = collect(todo[k], items[todo[k]], lambda job=jobs[k]: job_result(job, executor.cluster))
         return [r for r in results if r is not None]
 
     def submit(i: int, item: GridItem) -> Future:

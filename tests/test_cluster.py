@@ -79,7 +79,7 @@ def test_a_grid_runs_through_submitit_jobs_a_failed_job_fails_its_run_and_a_rest
 
     # A driver stopped right after submitting c. The next driver skips the finished runs,
     # re-attaches to c's job, which still runs, instead of submitting it twice, and submits d.
-    more = items(tmp_path, ("c", ["optim.epochs=40"]), ("d", ["augment=ab"]))
+    more = items(tmp_path, ("c", ["optim.epochs=25"]), ("d", ["augment=ab"]))
     first = SubmititExecutor(tmp_path / "jobs", "submitit-local", log=lines.append)
     first.submit_grid([(more[0].config.run_id(), (more[0].config, str(store.root), TERMS))], more[0].config.slurm)
     lines.clear()
@@ -124,7 +124,7 @@ def test_a_signalled_job_is_requeued_and_a_killed_one_resubmitted_and_both_resum
 
     from safetensors.torch import load_file
 
-    (item,) = items(tmp_path, ("long", ["optim.epochs=40"]))
+    (item,) = items(tmp_path, ("long", ["optim.epochs=20"]))
     reference = Store(tmp_path / "reference")
     assert run_grid([item], reference, SubmititExecutor(tmp_path / "jobs-reference", "submitit-local", log=lambda s: None), terms=TERMS, log=lambda s: None)[0].status == "done"
 

@@ -516,6 +516,45 @@ def test_lipschitz_upper_refuses_what_it_cannot_bound():
         lipschitz_upper(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)).train())
 
 
+def test_lipschitz_upper_of_a_declared_residual_block_closed_form_and_a_resnet():
+    class Residual(nn.Module):  # x + diag(a) x: Lipschitz constant exactly 1 + max a (a ≥ 0)
+        def __init__(self, a: torch.Tensor) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 3, bias=False).double()
+            with torch.no_grad():
+                self.lin.weight.copy_(torch.diag(a))
+
+        def forward(self, x):
+            return x + self.lin(x)
+
+        def residual_parts(self):
+            return nn.Sequential(self.lin), nn.Sequential(), nn.Identity()
+
+    block = Residual(torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64))
+    assert lipschitz_upper(nn.Sequential(block, block)).item() == pytest.approx(9.0, rel=1e-12)  # (1 + 2)², attained on e₂
+
+    from clbounds.experiments.encoders import BasicBlock, resnet18_backbone
+
+    torch.manual_seed(0)
+    for blk in (BasicBlock(4, 8, 2), BasicBlock(8, 8, 1)):  # a conv shortcut and an identity one
+        blk.eval()
+        for m in blk.modules():
+            if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics, so BN's factor matters
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 1.5)
+        x = torch.randn(5, blk.conv1.in_channels, 8, 8)
+        branch, shortcut, post = blk.residual_parts()
+        with torch.no_grad():  # the declared decomposition is the block's forward
+            assert torch.allclose(blk(x), post(branch(x) + shortcut(x)), atol=1e-6)
+    net, _ = resnet18_backbone((3, 16, 16), 0.125)
+    net.eval()
+    upper = lipschitz_upper(net, input_shape=(3, 16, 16), certified=True).item()
+    x = torch.randn(64, 3, 16, 16, dtype=torch.float32)
+    y = x + 1e-3 * torch.randn_like(x)
+    with torch.no_grad():  # an independent lower side: finite differences never exceed the certified bound
+        lower = ((net(x) - net(y)).norm(dim=1) / (x - y).flatten(1).norm(dim=1)).max().item()
+    assert 0 < lower <= upper and math.isfinite(upper)
+
+
 # ─────────────────────────────── degenerate input ───────────────────────────────
 
 

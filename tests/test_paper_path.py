@@ -32,10 +32,9 @@ def test_the_paper_preset_measures_every_term_group_on_generated_cifar_files(tmp
     assert record.status == "done"
     assert set(default_groups(cfg)) <= measured_groups(store, run_id, cfg.to_dict()["measure"])  # every group ran, none was skipped
     names = {r["name"] for r in store.measurements(run_id)}
-    # one row of every group (a residual backbone has no certified product bound: lipschitz_upper is
-    # left out by design, and the projector's is kept)
+    # one row of every group; lipschitz_upper of the ResNet is bounded block by block (theory.geometry.lipschitz_upper)
     for expected in ("train_loss", "knn_accuracy", "linear_accuracy", "info_nce", "alignment", "uniformity", "sigma", "lipschitz_lower",
-                     "lipschitz_upper_projector", "sharpness", "hessian_lambda_max", "shift_mmd2", "robust_accuracy", "l2_robust_accuracy",
+                     "lipschitz_upper", "lipschitz_upper_projector", "sharpness", "hessian_lambda_max", "shift_mmd2", "robust_accuracy", "l2_robust_accuracy",
                      "weight_movement", "mi_infonce_bound", "cacr_weight_distance_corr", "random_init/info_nce"):
         assert expected in names, (expected, " ".join(sorted(names)))
     checks = store.bound_checks(run_id)

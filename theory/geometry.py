@@ -571,6 +571,12 @@ def _sequential_leaves(model: nn.Module):
 
 
 def _layer_lipschitz(m: nn.Module, x: Tensor | None, iters: int, certified: bool) -> Tensor | float:
+    if callable(getattr(m, "residual_parts", None)):  # post(branch(x) + shortcut(x))
+        branch, shortcut, post = m.residual_parts()
+        shape = None if x is None else tuple(x.shape[1:])
+        inner = lipschitz_upper(branch, shape, iters, certified) + lipschitz_upper(shortcut, shape, iters, certified)
+        after = None if x is None else tuple(branch(x).shape[1:])
+        return lipschitz_upper(post, after, iters, certified) * inner
     if isinstance(m, nn.Linear):
         return torch.linalg.matrix_norm(m.weight.detach(), ord=2)
     if isinstance(m, nn.Conv2d):
@@ -631,10 +637,16 @@ def lipschitz_upper(
     - MaxPool2d: √c with c the most windows one input lies in (1 when windows do not overlap);
       AvgPool2d / AdaptiveAvgPool2d: the Schur bound √(max row sum · max column sum).
 
-    Only plain nn.Sequential compositions are walked, since only their forward is known to
-    be the composition of their children. Any other module with children (a residual block,
-    whose rigorous bound is L(shortcut) + L(branch) per block, or a wrapper that normalises
-    its input) raises TypeError rather than return a wrong number: bound such parts by hand.
+    - A residual block that declares ``residual_parts() -> (branch, shortcut, post)``, meaning
+      that its forward is post(branch(x) + shortcut(x)): L(post) · (L(branch) + L(shortcut)),
+      each part bounded by this function on the block's input size (the triangle inequality:
+      ‖g(x) + s(x) − g(y) − s(y)‖ ≤ (L_g + L_s)‖x − y‖). An empty shortcut is the identity, 1.
+      (clbounds' ResNet ``BasicBlock`` declares its parts; a test checks the decomposition.)
+
+    Only plain nn.Sequential compositions and such residual blocks are walked, since only their
+    forward is known from their children. Any other module with children (a wrapper that
+    normalises its input, a block without ``residual_parts``) raises TypeError rather than
+    return a wrong number: bound such parts by hand.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU())
