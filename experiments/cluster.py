@@ -210,7 +210,10 @@ class SubmititExecutor:
         if job.paths.result_pickle.exists():
             return True
         if self.cluster == "submitit-local":
-            return not _local_job_alive(str(job.job_id))
+            process = getattr(job, "_process", None)  # submitted by this driver: submitit holds its process
+            if process is not None:
+                return process.poll() is not None
+            return not _local_job_alive(str(job.job_id))  # re-attached: by its pid (long started, so exec'd)
         if job.done():
             return True
         state = job.state.upper().split()[0]
@@ -242,10 +245,15 @@ def _local_job_alive(job_id: str) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():  # not Linux: trust the signal
         return True
-    try:  # a zombie (ended, not reaped) has an empty command line; a reused pid another one
-        return b"submitit" in cmdline.read_bytes()
-    except OSError:
-        return False
+    for attempt in range(2):  # a zombie (ended, not reaped) has an empty command line; a reused pid another one
+        try:
+            if b"submitit" in cmdline.read_bytes():
+                return True
+        except OSError:
+            return False
+        if attempt == 0:
+            time.sleep(0.2)  # a process between fork and exec still shows its parent's command line
+    return False
 
 
 def finished_future(value: Any) -> Future:
