@@ -35,6 +35,18 @@ def available_bytes() -> int:
     return free(torch.device("cpu")) or 0
 
 
+def loss_and_grads(loss: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(loss, ∂loss/∂z1, ∂loss/∂z2): what each side of an ``info_nce`` row returns."""
+    return (loss.detach(), *torch.autograd.grad(loss, (z1, z2)))
+
+
+def agree(a: tuple[torch.Tensor, ...], p: tuple[torch.Tensor, ...]) -> Agreement:
+    """Loss and gradients equal to 1e-5 (float32)."""
+    dv = float((a[0] - p[0]).abs())
+    dg = max(float((ga - gp).abs().max()) for ga, gp in zip(a[1:], p[1:]))
+    return dv <= 1e-5 and dg <= 1e-5, f"|Δloss| = {dv:.1e}, max |Δgrad| = {dg:.1e}"
+
+
 def case(size: str = "full") -> Case:
     from pytorch_metric_learning.losses import NTXentLoss
 
@@ -53,17 +65,10 @@ def case(size: str = "full") -> Case:
     peer_loss = NTXentLoss(temperature=TEMPERATURE)
 
     def ours() -> tuple[torch.Tensor, ...]:
-        loss = info_nce(z1, z2, temperature=TEMPERATURE)
-        return (loss.detach(), *torch.autograd.grad(loss, (z1, z2)))
+        return loss_and_grads(info_nce(z1, z2, temperature=TEMPERATURE), z1, z2)
 
     def peer() -> tuple[torch.Tensor, ...]:
-        loss = peer_loss(torch.cat([z1, z2]), labels)
-        return (loss.detach(), *torch.autograd.grad(loss, (z1, z2)))
-
-    def agree(a: tuple[torch.Tensor, ...], p: tuple[torch.Tensor, ...]) -> Agreement:
-        dv = float((a[0] - p[0]).abs())
-        dg = max(float((ga - gp).abs().max()) for ga, gp in zip(a[1:], p[1:]))
-        return dv <= 1e-5 and dg <= 1e-5, f"|Δloss| = {dv:.1e}, max |Δgrad| = {dg:.1e}"
+        return loss_and_grads(peer_loss(torch.cat([z1, z2]), labels), z1, z2)
 
     return Case(
         name="`info_nce` forward+backward", peer="pytorch-metric-learning `NTXentLoss`",

@@ -28,7 +28,8 @@ import torch
 
 from clbounds.theory.losses import info_nce
 
-from .harness import Agreement, Case
+from .bench_info_nce import agree, loss_and_grads
+from .harness import Case
 
 D, TEMPERATURE = 128, 0.5
 SIZES = {"full": 512, "tiny": 16}
@@ -77,17 +78,10 @@ def case(size: str = "full") -> Case:
     peer_loss = peer_class(temperature=TEMPERATURE)
 
     def ours() -> tuple[torch.Tensor, ...]:
-        loss = info_nce(z1, z2, temperature=TEMPERATURE)
-        return (loss.detach(), *torch.autograd.grad(loss, (z1, z2)))
+        return loss_and_grads(info_nce(z1, z2, temperature=TEMPERATURE), z1, z2)
 
     def peer() -> tuple[torch.Tensor, ...]:
-        loss = peer_loss(z1, z2)
-        return (loss.detach(), *torch.autograd.grad(loss, (z1, z2)))
-
-    def agree(a: tuple[torch.Tensor, ...], p: tuple[torch.Tensor, ...]) -> Agreement:
-        dv = float((a[0] - p[0]).abs())
-        dg = max(float((ga - gp).abs().max()) for ga, gp in zip(a[1:], p[1:]))
-        return dv <= 1e-5 and dg <= 1e-5, f"|Δloss| = {dv:.1e}, max |Δgrad| = {dg:.1e}"
+        return loss_and_grads(peer_loss(z1, z2), z1, z2)
 
     return Case(
         name="`info_nce` forward+backward", peer=f"lightly `NTXentLoss` ({version()})", ours=ours, run_peer=peer, agree=agree, target=1.0,

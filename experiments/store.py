@@ -139,20 +139,25 @@ class Store:
         finally:
             db.close()
 
-    def _write(self, sql: str, rows: list[tuple]) -> None:
-        """One atomic transaction, retried while another process holds the write lock."""
+    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``body(db)`` in one atomic write transaction, retried (from the start) while another
+        process holds the write lock; returns what ``body`` returns."""
         for attempt in range(50):
             try:
                 with self._connect() as db:
                     db.execute("BEGIN IMMEDIATE")
-                    db.executemany(sql, rows)
+                    result = body(db)
                     db.execute("COMMIT")
-                return
+                return result
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) and "busy" not in str(err):
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise sqlite3.OperationalError(f"run store {self.db_path} stayed locked; nothing was written")
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        """One atomic transaction, retried while another process holds the write lock."""
+        self._transaction(lambda db: db.executemany(sql, rows))
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
@@ -183,39 +188,31 @@ class Store:
         """Applies the spool files not recorded yet, in one transaction; returns (new, recorded or applied)."""
         from .spool import read_spool_file
 
-        for attempt in range(50):
+        def apply(db: sqlite3.Connection) -> tuple[int, list[Path], list[str]]:  # one importer at a time: files apply in order
             seen, new, bad = [], 0, []
-            try:
-                with self._connect() as db:
-                    db.execute("BEGIN IMMEDIATE")  # one importer at a time: files apply in order
-                    done = {r[0] for r in db.execute("SELECT file FROM spool_imported")}
-                    for path in files:
-                        key = f"{path.parent.parent.name}/{path.name}"
-                        if key not in done:
-                            db.execute("SAVEPOINT spool_file")  # a file applies whole or not at all
-                            try:
-                                record = read_spool_file(path, texts.get(path))
-                                db.executemany(*self._statement(record["op"], record["run"], record["args"], float(record["at"])))
-                            except Exception as err:  # noqa: BLE001 - one bad file must not stop the others, nor any command
-                                if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
-                                    raise
-                                db.execute("ROLLBACK TO spool_file")
-                                db.execute("RELEASE spool_file")
-                                why = str(err) if str(path) in str(err) else f"{path}: {type(err).__name__}: {err}"
-                                bad.append(f"spool file not imported, left in place: {why}")
-                                continue
-                            db.execute("RELEASE spool_file")
-                            db.execute("INSERT INTO spool_imported VALUES (?, ?)", (key, time.time()))
-                            new += 1
-                        seen.append(path)
-                    db.execute("COMMIT")
-                break
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) and "busy" not in str(err):
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        else:
-            raise sqlite3.OperationalError(f"run store {self.db_path} stayed locked; no spool file was imported")
+            done = {r[0] for r in db.execute("SELECT file FROM spool_imported")}
+            for path in files:
+                key = f"{path.parent.parent.name}/{path.name}"
+                if key not in done:
+                    db.execute("SAVEPOINT spool_file")  # a file applies whole or not at all
+                    try:
+                        record = read_spool_file(path, texts.get(path))
+                        db.executemany(*self._statement(record["op"], record["run"], record["args"], float(record["at"])))
+                    except Exception as err:  # noqa: BLE001 - one bad file must not stop the others, nor any command
+                        if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
+                            raise
+                        db.execute("ROLLBACK TO spool_file")
+                        db.execute("RELEASE spool_file")
+                        why = str(err) if str(path) in str(err) else f"{path}: {type(err).__name__}: {err}"
+                        bad.append(f"spool file not imported, left in place: {why}")
+                        continue
+                    db.execute("RELEASE spool_file")
+                    db.execute("INSERT INTO spool_imported VALUES (?, ?)", (key, time.time()))
+                    new += 1
+                seen.append(path)
+            return new, seen, bad
+
+        new, seen, bad = self._transaction(apply)
         for line in bad:
             (log or (lambda m: print(m, file=sys.stderr)))(line)
         return new, seen
