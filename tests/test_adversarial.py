@@ -317,6 +317,44 @@ def test_representation_attack_linf_respects_lipschitz_bound():
     assert (gap > 0).all()
 
 
+class _LargestBatch(nn.Module):
+    """A small BatchNorm network (eval mode in the attack) that records the largest batch it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 4)).to(F64)
+        self.largest = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.largest = max(self.largest, x.shape[0])
+        return self.net(x)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_representation_attack_in_batches_equals_one_batch_and_bounds_the_batch(norm):
+    torch.manual_seed(0)
+    encoder = _LargestBatch()
+    encoder.net[2].running_mean.normal_()  # eval-mode BatchNorm: each input's attack is its own
+    x = torch.rand(23, 3, 2, 2, generator=gen(40), dtype=F64)
+    whole_adv, whole_gap = representation_attack(encoder, x, eps=0.1, alpha=0.02, steps=7, norm=norm, random_start=False, batch_size=64)
+    assert encoder.largest == 23
+    encoder.largest = 0
+    adv, gap = representation_attack(encoder, x, eps=0.1, alpha=0.02, steps=7, norm=norm, random_start=False, batch_size=5)
+    assert encoder.largest == 5  # memory bounded by the batch, not by N
+    torch.testing.assert_close(adv, whole_adv, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gap, whole_gap, rtol=1e-10, atol=1e-12)
+
+
+def test_lipschitz_lower_in_batches_equals_one_batch():
+    from clbounds.theory.geometry import lipschitz_lower
+
+    encoder = _LargestBatch()
+    x1, x2 = torch.rand(23, 3, 2, 2, generator=gen(41), dtype=F64), torch.rand(23, 3, 2, 2, generator=gen(42), dtype=F64)
+    whole = lipschitz_lower(encoder.eval(), x1, x2)
+    encoder.largest = 0
+    assert lipschitz_lower(encoder, x1, x2, batch_size=4) == whole and encoder.largest == 4
+
+
 # ---------------------------------------------------------------- contrastive_attack
 
 

@@ -327,7 +327,7 @@ def nearest_center_logits(encoder: nn.Module, centers: torch.Tensor, normalize: 
     return NearestCenterClassifier(encoder, centers, normalize=normalize)
 
 
-@validated(eps=">= 0", alpha=">= 0", steps=">= 0")
+@validated(eps=">= 0", alpha=">= 0", steps=">= 0", batch_size=">= 1")
 def representation_attack(
     encoder: nn.Module,
     x: torch.Tensor,
@@ -337,6 +337,7 @@ def representation_attack(
     norm: str = "linf",
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    batch_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Largest representation shift in the ε-ball, sup_δ ‖f(x + δ) − f(x)‖ (PAPERS.md §1).
 
@@ -345,6 +346,12 @@ def representation_attack(
     Σ_i ‖f(x_adv,i) − f(x_i)‖² (squared: smooth at δ = 0, same maximiser per sample); the
     result is a lower estimate of the sup. For an L-Lipschitz f the gap is ≤ L·ε (L2 ball)
     and ≤ L·√n·ε (L∞ ball in n dimensions).
+
+    The encoder runs in eval mode, so every input's perturbation depends on that input alone,
+    and the inputs are attacked ``batch_size`` at a time: the memory of the backward pass is
+    bounded whatever N is (the measure-scaling benchmark found 2.2 GB at N = 5,000 for a
+    ResNet-18 of width 1/16 when the whole sample was one batch). The random start is drawn
+    batch by batch from ``generator``.
 
     Returns:
         (x_adv, gap) with gap[i] = ‖f(x_adv,i) − f(x_i)‖₂, both detached.
@@ -356,17 +363,21 @@ def representation_attack(
         torch.Size([5])
     """
     _check_attack(x, eps, alpha, steps, norm)
+    points, gaps = [], []
     with _frozen(encoder):
-        with torch.no_grad():
-            f_clean = encoder(x)
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]
+            with torch.no_grad():
+                f_clean = encoder(xb)
 
-        def objective(x_adv: torch.Tensor) -> torch.Tensor:
-            return (encoder(x_adv) - f_clean).pow(2).sum()
+            def objective(x_adv: torch.Tensor, f_clean: torch.Tensor = f_clean) -> torch.Tensor:
+                return (encoder(x_adv) - f_clean).pow(2).sum()
 
-        x_adv = _pgd_maximise(objective, x, eps, alpha, steps, norm, random_start, generator)
-        with torch.no_grad():
-            gap = (encoder(x_adv) - f_clean).flatten(1).norm(dim=1)
-    return x_adv, gap
+            x_adv = _pgd_maximise(objective, xb, eps, alpha, steps, norm, random_start, generator)
+            with torch.no_grad():
+                gaps.append((encoder(x_adv) - f_clean).flatten(1).norm(dim=1))
+            points.append(x_adv)
+    return torch.cat(points), torch.cat(gaps)
 
 
 @validated(eps=">= 0", alpha=">= 0", steps=">= 0", temperature="> 0", d_w=">= 0")

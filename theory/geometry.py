@@ -440,13 +440,14 @@ def sigma_delta(
 
 
 @validated
-def lipschitz_lower(f: Callable[[Tensor], Tensor], x1: Tensor, x2: Tensor) -> Tensor:
+def lipschitz_lower(f: Callable[[Tensor], Tensor], x1: Tensor, x2: Tensor, batch_size: int = 1024) -> Tensor:
     r"""Empirical lower estimate of the Lipschitz constant L of f (Huang et al., PAPERS.md §5):
     max over the given pairs of ‖f(x1) − f(x2)‖ / ‖x1 − x2‖, with inputs and outputs flattened
     per sample. Pairs with x1 = x2 are skipped. Any such ratio is ≤ L.
 
     Args:
-        f: maps a batch [N, ...] to [N, ...] (e.g. an encoder in eval mode).
+        f: maps a batch [N, ...] to [N, ...] (e.g. an encoder in eval mode), one input at a
+            time: f is called on ``batch_size`` pairs at once, so memory does not grow with N.
         x1, x2: [N, ...] paired inputs.
 
     Example:
@@ -459,8 +460,11 @@ def lipschitz_lower(f: Callable[[Tensor], Tensor], x1: Tensor, x2: Tensor) -> Te
     keep = dx > 0
     if not bool(keep.any()):
         raise ValueError("every pair has x1 == x2; no ratio can be formed")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    a, b = x1[keep], x2[keep]
     with torch.no_grad():
-        df = (f(x1[keep]) - f(x2[keep])).flatten(1).norm(dim=1)
+        df = torch.cat([(f(a[i : i + batch_size]) - f(b[i : i + batch_size])).flatten(1).norm(dim=1) for i in range(0, a.shape[0], batch_size)])
     return (df / dx[keep].to(df.dtype)).max()
 
 
