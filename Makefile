@@ -42,6 +42,8 @@ test-fast: install autoattack
 # torchattacks lists torchvision but never imports it, hence --no-deps.
 # lightly (the fair peer of info_nce) declares torchvision, which would pull a CUDA torch; its
 # loss path needs none of it (benchmarks/bench_info_nce_lightly.py), hence --no-deps.
+# The last part, the measure-scaling run (benchmarks/measure_scaling.py), takes about an hour
+# on two cores; `python -m benchmarks.run --no-measure-scaling` quotes the stored one instead.
 bench: install autoattack
 	$(BIN)/python -m pip install --quiet pytorch-metric-learning PyHessian
 	$(BIN)/python -m pip install --quiet --no-deps lightly==1.6.0

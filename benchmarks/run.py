@@ -7,6 +7,10 @@ Torch and the BLAS behind numpy / scikit-learn are limited to the same number of
 (``--threads``, default 2), so neither side gets more cores than the other. The SimCLR
 training throughput is measured on CUDA when there is a GPU; otherwise the same code path
 is run briefly on the CPU and the GPU figure is reported as not measured.
+
+The measure-scaling section (``benchmarks/measure_scaling.py``: every term group against N on a
+CIFAR-shaped ResNet-18, and one paper-preset measure priced) takes about an hour on two
+cores; ``--no-measure-scaling`` skips it and quotes the stored ``measure_scaling.md`` instead.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from types import ModuleType
 import torch
 
 from . import (
-    bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step, cli_startup,
+    measure_scaling, bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step, cli_startup,
 )
 from .gpu_throughput import measure_throughput
 from .harness import Result, machine, markdown_table, measure
@@ -69,6 +73,16 @@ def run_all(names: list[str], size: str = "full", repeats: int | None = None, lo
     return results
 
 
+def scaling_section(out: Path, rerun: bool, threads: int) -> str:
+    """The measure-scaling section of results.md: run now, or the stored one (marked as such)."""
+    if rerun:
+        return measure_scaling.render(measure_scaling.run(list(measure_scaling.SIZES), 0.0625, 1000, out, threads=threads))
+    stored = out / "measure_scaling.md"
+    if not stored.is_file():
+        return "## What `measure` costs\n\nNot measured: run without `--no-measure-scaling`.\n"
+    return stored.read_text().replace("## What `measure` costs\n", "## What `measure` costs\n\n(Quoted from the stored `measure_scaling.md`; not rerun by this run.)\n", 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run the clbounds benchmarks against their peers.")
     p.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
@@ -76,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-throughput", action="store_true", help="skip the SimCLR throughput run")
     p.add_argument("--no-startup", action="store_true", help="skip the CLI start-up timing")
+    p.add_argument("--no-measure-scaling", action="store_true", help="skip the measure-scaling run (about an hour) and quote the stored measure_scaling.md")
     p.add_argument("--out", type=Path, default=HERE, help="folder for results.json and results.md")
     a = p.parse_args(argv)
 
@@ -94,10 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         times = cli_startup.measure_startup()
         table += "\n" + cli_startup.startup_section(times, f"Measured on the machine above, Python {host['python']}, torch {host['torch']}", 7)
     (a.out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n")
+    (a.out / "results.md").write_text(table)  # kept if the hour-long scaling run below fails
+    with threadpool_limits(a.threads):
+        table += "\n" + scaling_section(a.out, rerun=not a.no_measure_scaling, threads=a.threads)
     (a.out / "results.md").write_text(table)
     print()
     print(table)
-    return 0 if all(r.agree for r in results) else 1
+    return 0 if all(r.agree for r in results) and measure_scaling.agrees(a.out / "measure_scaling.json") else 1
 
 
 if __name__ == "__main__":

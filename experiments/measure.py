@@ -873,6 +873,11 @@ def skipped_groups(ctx: Context, names: list[str]) -> dict[str, str]:
     return skipped
 
 
+def control_groups(names: list[str]) -> list[tuple[str, list[str]]]:
+    """Each control of :data:`CONTROL_PLAN` with the groups of ``names`` it measures again, in measure's order."""
+    return [(control, todo) for control, plan in CONTROL_PLAN.items() if (todo := [n for n in names if n in plan])]
+
+
 def default_groups(cfg: Config) -> list[str]:
     """The groups measured when none are named: all but AutoAttack, unless ``measure.autoattack``."""
     return [g for g in TERM_GROUPS if g != "autoattack" or cfg.measure.autoattack]
@@ -892,14 +897,11 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
         if log:
             log(f"  measured {name} ({i + 1}/{len(names)}): {len(group)} terms")
     if ctx.cfg.measure.controls:
-        for control, plan in CONTROL_PLAN.items():
-            todo = [n for n in names if n in plan]
-            if not todo:
-                continue
+        for control, todo in control_groups(names):
             cctx = ctx.control(control)
             for name in todo:
                 try:
-                    write(control_rows(ctx, control, _group(cctx, name, plan[name])))
+                    write(control_rows(ctx, control, _group(cctx, name, CONTROL_PLAN[control][name])))
                 except RuntimeError as err:  # the run's own terms stand; its checks just lack this control
                     skipped[f"{control}/{name}"] = str(err)
                     if log:
