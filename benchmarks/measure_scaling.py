@@ -72,6 +72,7 @@ from clbounds.theory import geometry, sharpness
 
 HERE = Path(__file__).resolve().parent
 SIZES = (500, 1000, 2000, 5000)
+WIDTH, N_TRAIN = 0.0625, 1000  # the scaling run's ResNet-18 width and generated training images
 PAPER_N, PAPER_N_TRAIN, PAPER_N_TEST = 2000, 50_000, 10_000
 STAND_IN = ["encoder.arch=mlp", "encoder.width=0.03125"]  # a 16-unit MLP backbone: passes that cost almost nothing
 #: A group is "superlinear beyond N²" when its time exponent exceeds this, "quadratic memory" beyond the other.
@@ -670,8 +671,8 @@ def rerun_width_one_check(out: Path, threads: int = 2) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Time every term group of measure against N, and price one paper-preset measure.")
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="test inputs N (default: 500 1000 2000 5000)")
-    p.add_argument("--width", type=float, default=0.0625, help="ResNet-18 width of the scaling run (default 0.0625)")
-    p.add_argument("--n-train", type=int, default=1000, help="generated training images of the scaling run (default 1000)")
+    p.add_argument("--width", type=float, default=WIDTH, help=f"ResNet-18 width of the scaling run (default {WIDTH:g})")
+    p.add_argument("--n-train", type=int, default=N_TRAIN, help=f"generated training images of the scaling run (default {N_TRAIN})")
     p.add_argument("--skip-paper", action="store_true", help="skip the stand-in run at the paper preset's sizes")
     p.add_argument("--only", nargs="+", choices=list(TERM_GROUPS), default=None, help="only time these groups of the run (no controls, no pricing), e.g. after a change")
     p.add_argument("--threads", type=int, default=2)

@@ -76,7 +76,7 @@ def run_all(names: list[str], size: str = "full", repeats: int | None = None, lo
 def scaling_section(out: Path, rerun: bool, threads: int) -> str:
     """The measure-scaling section of results.md: run now, or the stored one (marked as such)."""
     if rerun:
-        return measure_scaling.render(measure_scaling.run(list(measure_scaling.SIZES), 0.0625, 1000, out, threads=threads))
+        return measure_scaling.render(measure_scaling.run(list(measure_scaling.SIZES), measure_scaling.WIDTH, measure_scaling.N_TRAIN, out, threads=threads))
     stored = out / "measure_scaling.md"
     if not stored.is_file():
         return "## What `measure` costs\n\nNot measured: run without `--no-measure-scaling`.\n"

@@ -143,3 +143,14 @@ def test_make_bench_quotes_the_stored_scaling_section_when_it_is_not_rerun(tmp_p
     (tmp_path / "measure_scaling.md").write_text("## What `measure` costs\n\nMeasured 2026-11-30 ...\n")
     quoted = scaling_section(tmp_path, rerun=False, threads=2)
     assert "not rerun by this run" in quoted and "Measured 2026-11-30" in quoted
+
+
+def test_usage_errors_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
+    for argv in (["--sizes", "4"], ["--n-train", "3"], ["--width", "0"], ["--reanalyse", "--out", str(tmp_path)], ["--only", "no_such_group"]):
+        with pytest.raises(SystemExit) as exit_info:
+            ms.main(argv)
+        assert exit_info.value.code == 2, argv
+        assert "error:" in capsys.readouterr().err.strip().splitlines()[-1], argv
+    assert ms.main(["--width-one-check-only", "--out", str(tmp_path)]) == 2
+    assert "no stored run" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
