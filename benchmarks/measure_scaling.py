@@ -64,7 +64,7 @@ from torch import nn
 from clbounds.experiments.config import Config
 from clbounds.experiments.evaluate import load_encoder
 from clbounds.experiments import measure as measure_module
-from clbounds.experiments.measure import CONTROL_PLAN, TERM_GROUPS, Context, _group, control_groups, default_groups, make_context, skipped_groups
+from clbounds.experiments.measure import TERM_GROUPS, Context, default_groups, make_context, measure_context
 from clbounds.experiments.store import Store
 from clbounds.experiments.train import load_run_data, train
 from clbounds.experiments.verify import grid_items, load_preset
@@ -284,17 +284,12 @@ def timed_measure(cfg: Config, data, model: nn.Module, init_model: nn.Module, la
         log(f"  N={label['n']} {control + '/' if control else ''}{group}: {wall:.1f} s, images {passes}, peak {mem['peak_mib'] or 0:.0f} MiB")
         return out
 
+    if only is not None:  # the encoder's own groups only: no controls
+        cfg = dataclasses.replace(cfg, measure=dataclasses.replace(cfg.measure, controls=False))
     try:
         ctx: Context = record("", "context", lambda: make_context(cfg, data, model, init_model, torch.device("cpu")))
-        names = default_groups(cfg)
-        skipped = skipped_groups(ctx, names)
-        names = [n for n in names if n not in skipped and (only is None or n in only)]
-        for name in names:
-            record("", name, lambda: _group(ctx, name, TERM_GROUPS[name]))
-        for control, todo in control_groups(names) if only is None and cfg.measure.controls else ():
-            cctx = ctx.control(control)
-            for name in todo:
-                record(control, name, lambda: _group(cctx, name, CONTROL_PLAN[control][name]))
+        names = [n for n in default_groups(cfg) if only is None or n in only]
+        measure_context(ctx, names, write=lambda rows: None, run_group=record)  # measure's own order, skips and controls
     finally:
         counter.close()
     return records
@@ -554,10 +549,7 @@ def run(sizes: list[int], width: float, n_train: int, out: Path, skip_paper: boo
 
     def save() -> None:
         result["setup"]["elapsed_s"] = time.perf_counter() - start
-        analyse(result)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "measure_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "measure_scaling.md").write_text(render(result))
+        write_results(result, out)
 
     with tempfile.TemporaryDirectory(prefix="clbounds-measure-scaling-") as tmp:
         tmp = Path(tmp)
@@ -647,6 +639,14 @@ def agrees(path: Path) -> bool:
     return all(c["same_passes"] for c in check) and all(1 / MODEL_FACTOR <= c["ratio"] <= MODEL_FACTOR for c in check if c["measured_s"] >= 1.0)
 
 
+def write_results(result: dict[str, Any], out: Path) -> None:
+    """Re-derive every table of ``result`` and write ``measure_scaling.json`` and ``.md`` to ``out``."""
+    analyse(result)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "measure_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "measure_scaling.md").write_text(render(result))
+
+
 def rerun_width_one_check(out: Path, threads: int = 2) -> int:
     """The width-1 check on a stored run: the same generated files (same seed), its stand-in records."""
     path = out / "measure_scaling.json"
@@ -661,10 +661,8 @@ def rerun_width_one_check(out: Path, threads: int = 2) -> int:
         small = write_cifar10(Path(tmp), setup["scaling_n_train"], setup["scaling_n_test"])
         result["width_one"] = width_one_records(small, setup["scaling_n_train"], setup["check_n"], setup.get("paper_width", 1.0), setup["overrides"])
     setup["elapsed_s"] += time.perf_counter() - start  # rerun in a second process: still part of the benchmark's time
-    analyse(result)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    (out / "measure_scaling.md").write_text(render(result))
-    print(render(result))
+    write_results(result, out)
+    print((out / "measure_scaling.md").read_text())
     return 0 if agrees(path) else 1
 
 
@@ -684,9 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         path = a.out / "measure_scaling.json"
         if not path.is_file():
             p.error(f"no stored run at {path}")
-        result = analyse(json.loads(path.read_text()))
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        (a.out / "measure_scaling.md").write_text(render(result))
+        write_results(json.loads(path.read_text()), a.out)
         return 0 if agrees(path) else 1
     if a.width_one_check_only:
         return rerun_width_one_check(a.out, a.threads)

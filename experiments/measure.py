@@ -883,15 +883,21 @@ def default_groups(cfg: Config) -> list[str]:
     return [g for g in TERM_GROUPS if g != "autoattack" or cfg.measure.autoattack]
 
 
-def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]], None], log: Callable[[str], None] | None = None) -> tuple[list[Row], dict[str, str]]:
+def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]], None], log: Callable[[str], None] | None = None,
+                    run_group: Callable[[str, str, Callable[[], list[Row]]], list[Row]] | None = None) -> tuple[list[Row], dict[str, str]]:
     """Every group of ``names`` on ``ctx``, then on the controls (``measure.controls``); each
-    group's rows go to ``write`` as soon as they exist. Returns (own rows, skipped groups)."""
+    group's rows go to ``write`` as soon as they exist. Returns (own rows, skipped groups).
+
+    ``run_group(control, name, compute)`` runs each group (``control`` is "" for the encoder's
+    own); by default it just calls ``compute``. The measure-scaling benchmark times groups there.
+    """
+    run = run_group or (lambda control, name, compute: compute())
     skipped = skipped_groups(ctx, names)
     names = [n for n in names if n not in skipped]
     ctx.log = log
     rows: list[Row] = []
     for i, name in enumerate(names):
-        group = _group(ctx, name, TERM_GROUPS[name])
+        group = run("", name, lambda: _group(ctx, name, TERM_GROUPS[name]))
         write(group)
         rows += group
         if log:
@@ -901,7 +907,7 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
             cctx = ctx.control(control)
             for name in todo:
                 try:
-                    write(control_rows(ctx, control, _group(cctx, name, CONTROL_PLAN[control][name])))
+                    write(control_rows(ctx, control, run(control, name, lambda: _group(cctx, name, CONTROL_PLAN[control][name]))))
                 except RuntimeError as err:  # the run's own terms stand; its checks just lack this control
                     skipped[f"{control}/{name}"] = str(err)
                     if log:

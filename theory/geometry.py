@@ -439,15 +439,15 @@ def sigma_delta(
 # ───────────────────────────── Lipschitz constant ─────────────────────────────
 
 
-@validated
+@validated(batch_size=">= 1")
 def lipschitz_lower(f: Callable[[Tensor], Tensor], x1: Tensor, x2: Tensor, batch_size: int = 1024) -> Tensor:
     r"""Empirical lower estimate of the Lipschitz constant L of f (Huang et al., PAPERS.md §5):
     max over the given pairs of ‖f(x1) − f(x2)‖ / ‖x1 − x2‖, with inputs and outputs flattened
     per sample. Pairs with x1 = x2 are skipped. Any such ratio is ≤ L.
 
     Args:
-        f: maps a batch [N, ...] to [N, ...] (e.g. an encoder in eval mode), one input at a
-            time: f is called on ``batch_size`` pairs at once, so memory does not grow with N.
+        f: maps a batch [N, ...] to [N, ...], each input on its own (e.g. an encoder in eval
+            mode); it is called on ``batch_size`` pairs at a time, so memory does not grow with N.
         x1, x2: [N, ...] paired inputs.
 
     Example:
@@ -460,8 +460,6 @@ def lipschitz_lower(f: Callable[[Tensor], Tensor], x1: Tensor, x2: Tensor, batch
     keep = dx > 0
     if not bool(keep.any()):
         raise ValueError("every pair has x1 == x2; no ratio can be formed")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     a, b = x1[keep], x2[keep]
     with torch.no_grad():
         df = torch.cat([(f(a[i : i + batch_size]) - f(b[i : i + batch_size])).flatten(1).norm(dim=1) for i in range(0, a.shape[0], batch_size)])
