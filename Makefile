@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The optional AutoAttack extra (experiments/robustness.py). torchattacks lists torchvision,
+# The optional AutoAttack extra (experiments/measurement/autoattack.py). torchattacks lists torchvision,
 # requests and a torch >= 1.7 as dependencies, which would pull a CUDA torch; its attacks
 # import none of them (tests/test_robustness.py checks), hence --no-deps.
 AUTOATTACK_STAMP := $(VENV)/.autoattack

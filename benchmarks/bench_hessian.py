@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbounds.experiments.data import load_dataset
-from clbounds.experiments.encoders import Encoder
+from clbounds.experiments.models.encoders import Encoder
 from clbounds.theory.sharpness import hessian_top_eigenvalue
 
 from .harness import Agreement, Case

@@ -30,7 +30,7 @@ def peer_peak_bytes(b: int) -> int:
 
 def available_bytes() -> int:
     """Free host memory (experiments.resources; 0 where it cannot be read)."""
-    from clbounds.experiments.resources import available_bytes as free
+    from clbounds.experiments.training.resources import available_bytes as free
 
     return free(torch.device("cpu")) or 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clbounds.experiments.probes import knn_predict
+from clbounds.experiments.measurement.probes import knn_predict
 
 from .harness import Agreement, Case
 

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import torch
 
-from clbounds.experiments.probes import linear_probe
+from clbounds.experiments.measurement.probes import linear_probe
 
 from .harness import Agreement, Case
 

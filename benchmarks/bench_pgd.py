@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from clbounds.experiments.data import CHANNEL_STATS, load_dataset
-from clbounds.experiments.encoders import Encoder
-from clbounds.experiments.probes import extract_features, fit_linear_probe
+from clbounds.experiments.models.encoders import Encoder
+from clbounds.experiments.measurement.probes import extract_features, fit_linear_probe
 from clbounds.theory.adversarial import robust_accuracy
 
 from .harness import Agreement, Case

@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 from clbounds.experiments.config import load_config
-from clbounds.experiments.store import Store
-from clbounds.experiments.train import build_networks, epoch_generator, load_run_data, train
-from clbounds.experiments.augment import Augment
-from clbounds.experiments.optim import cosine_lr
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.training.loop import epoch_generator, train
+from clbounds.experiments.training.runs import build_networks, load_run_data
+from clbounds.experiments.training.augment import Augment
+from clbounds.experiments.training.optim import cosine_lr
 from clbounds.theory.losses import info_nce
 
 from .harness import Agreement, Case

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from clbounds.experiments.augment import Augment
-from clbounds.experiments.encoders import Encoder
-from clbounds.experiments.optim import build_optimizer
+from clbounds.experiments.training.augment import Augment
+from clbounds.experiments.models.encoders import Encoder
+from clbounds.experiments.training.optim import build_optimizer
 from clbounds.theory.losses import info_nce
 
 

@@ -62,12 +62,13 @@ import torch
 from torch import nn
 
 from clbounds.experiments.config import Config
-from clbounds.experiments.evaluate import load_encoder
-from clbounds.experiments import measure as measure_module
-from clbounds.experiments.measure import TERM_GROUPS, Context, default_groups, make_context, measure_context
-from clbounds.experiments.store import Store
-from clbounds.experiments.train import load_run_data, train
-from clbounds.experiments.verify import grid_items, load_preset
+from clbounds.experiments.training.runs import load_encoder
+from clbounds.experiments.measurement import measure as measure_module
+from clbounds.experiments.measurement.measure import TERM_GROUPS, Context, default_groups, make_context, measure_context
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.training.loop import train
+from clbounds.experiments.training.runs import load_run_data
+from clbounds.experiments.pipeline.verify import grid_items, load_preset
 from clbounds.theory import geometry, sharpness
 
 HERE = Path(__file__).resolve().parent
@@ -619,7 +620,7 @@ def width_one_records(root: Path, n_train: int, n: int, width: float = 1.0, extr
 
 def load_encoder_shape(cfg: Config) -> nn.Module:
     """The encoder ``cfg`` describes at its seed's initial weights (its shapes are what counts)."""
-    from clbounds.experiments.train import build_encoder
+    from clbounds.experiments.training.runs import build_encoder
 
     torch.manual_seed(cfg.seed)
     return build_encoder(cfg, (3, 32, 32)).eval()

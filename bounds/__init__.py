@@ -9,7 +9,7 @@ and ``evaluate(terms) -> BoundCheck`` (numbers only; no torch).
 - ``wen2020``: width-sweep diagnostic (``evaluate_sweep``).
 - ``cacr``: CACR claims against SimCLR (``evaluate_pair``).
 - ``certificates``: the PAC-Bayes-kl certificate and the test-set bound, the tightness
-  reference for the others (the posterior is optimised in ``experiments/certify.py``).
+  reference for the others (the posterior is optimised in ``experiments/measurement/certify.py``).
 
 ``evaluate_all(terms)`` evaluates every single-run theorem on a mapping of measured terms
 (from a run store or ``clbounds.measure``), with vacuity and the controls.

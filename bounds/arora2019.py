@@ -32,7 +32,7 @@ Hence L_un^M ≥ (1 − τ_M)·L_sup^{μ,M} + γ_M, i.e.
 For M = 1: τ_1 = τ = Σ p_c² and γ_1 = τ·log 2, the paper's Lemma 4.3
 L_sup^μ ≤ (L_un − τ)/(1 − τ) in log₂ units.
 
-Measurement (experiments/measure.py, group "bounds"): f = z/‖z‖/√τ_temp, the normalised
+Measurement (experiments/measurement/measure.py, group "bounds"): f = z/‖z‖/√τ_temp, the normalised
 projection scaled by 1/√τ_temp, so that f(x)ᵀf(x') = cos/τ_temp are the logits of the
 trained InfoNCE. Both sides are computed on the empirical distribution D̂ of the measured
 test sample (positives: independent draws of the anchor's class from it; negatives: draws

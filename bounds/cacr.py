@@ -4,7 +4,7 @@ Attraction and Contrastive Repulsion for Representation Learning" (TMLR 2023; ea
 numeric bound [paper claims].
 
 A CACR run is compared with a SimCLR run on the same data (same dataset, encoder, augmentation
-and seed; ``experiments/bounds_step.py`` pairs them). The claims:
+and seed; ``experiments/pipeline/bounds_step.py`` pairs them). The claims:
 
 1. alignment is better: A_CACR < A_SimCLR, with A = E‖z − z⁺‖² of Wang & Isola
    (``alignment``, normalised backbone features; the projection's ``alignment_projection`` is
@@ -23,7 +23,7 @@ store them).
 
 Each claim is also its own check (``cacr.alignment``, ``cacr.mutual_information``,
 ``cacr.hard_negative_weights``, from :func:`evaluate_pair_all`), so each gets its own verdict
-on the controls (experiments/bounds_step.py) where one exists: the weight claim is a
+on the controls (experiments/pipeline/bounds_step.py) where one exists: the weight claim is a
 statistic of the CACR run, tested at random initialisation and on random Gaussian
 embeddings, on which ρ_w is just as negative (w⁻ is a softmax of −τ⁻·distance): that claim
 holds by construction. The two comparisons have no structure-free control (at random

@@ -2,7 +2,7 @@ r"""Certified bounds on the downstream error: the tightness reference for every 
 
 None of the five papers computes a numeric bound; the ones clbounds evaluates are vacuous or
 hold by construction. This module is the arithmetic of three certificates that are not,
-torch-free (the posterior is optimised in ``experiments/certify.py``). Every δ is accounted
+torch-free (the posterior is optimised in ``experiments/measurement/certify.py``). Every δ is accounted
 for in one union bound, and every constant is returned with the number.
 
 **Test-set bound** (Langford 2005, Theorem 3.3; the binomial tail inversion, i.e. the
@@ -48,7 +48,7 @@ probability ≥ 1 − δ over S and the draws. The defaults split δ = 0.05 as �
 **Data-dependent prior** (Pérez-Ortiz et al. 2021). The prior's mean is learnt on data that
 S is independent of: in clbounds, the encoder (trained without labels on the training
 split) and the linear probe fitted on the training split; S is a fresh sample (see
-``experiments/certify.py``). A component the prior fixes exactly and the posterior keeps (a
+``experiments/measurement/certify.py``). A component the prior fixes exactly and the posterior keeps (a
 point mass on the encoder's weights) adds 0 to KL(Q‖P).
 
 **Diagonal Gaussians.** KL(N(μ_q, diag σ_q²) ‖ N(μ_p, diag σ_p²))

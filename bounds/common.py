@@ -1,7 +1,7 @@
 """What every bound module shares: the :class:`BoundCheck` result and small helpers.
 
 A bound module states a theorem as a sympy relation ``lhs ≤ rhs`` (``STATEMENT``), lists the
-measured terms it needs (``REQUIRED_TERMS``, names as stored by ``experiments/measure.py``)
+measured terms it needs (``REQUIRED_TERMS``, names as stored by ``experiments/measurement/measure.py``)
 and evaluates the relation on a mapping ``terms`` of name → float. The numbers are computed
 with plain Python arithmetic; the tests check them against ``sympy.lambdify`` of the
 statement, so the printed statement and the evaluated one cannot drift apart.
@@ -243,7 +243,7 @@ def evaluate_registry(
 
 # ---- controls and verdicts -----------------------------------------------------------------
 
-#: The controls: measurements without learned structure (experiments/measure.py makes them).
+#: The controls: measurements without learned structure (experiments/measurement/measure.py makes them).
 CONTROLS = {
     "random_init": "the same architecture at the seed's initial weights (no training)",
     "shuffled_labels": "the trained encoder with its train and test labels randomly permuted (no class structure)",

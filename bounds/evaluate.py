@@ -17,7 +17,7 @@ from . import arora2019, cacr, huang2023, robust_cl, ssa_clr
 from .common import BoundCheck, with_controls
 
 SINGLE_RUN_MODULES = (arora2019, huang2023, ssa_clr, robust_cl)
-CONTROL_SEP = "/"  # control rows are stored as "<control>/<term>" (experiments/measure.py)
+CONTROL_SEP = "/"  # control rows are stored as "<control>/<term>" (experiments/measurement/measure.py)
 
 
 def split_controls(terms: dict[str, float]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:

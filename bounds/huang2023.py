@@ -40,7 +40,7 @@ Corollaries [paper form]. Theorem 1 with Theorem 2 (η² = c_M/ε², R_ε ≤ mi
     InfoNCE:            Err ≤ (1 − σ) + η(ε)·√(2 + 2·L1),      L_align = 2 + 2L1 for unit f,
     cross-correlation:  Err ≤ (1 − σ) + √2·η(ε)·d^{1/4}·L1^{1/4},   L_align ≤ 2√(d·L1).
 
-Measurement and consistency (experiments/measure.py). r = 1: f is the L2-normalised backbone
+Measurement and consistency (experiments/measurement/measure.py). r = 1: f is the L2-normalised backbone
 output ("features", no suffix) or the normalised projection ("projection", suffix
 ``_projection``); Theorem 1 and 2 are evaluated in both spaces (``[projection]``). Each
 space's own centres, Δ_μ, R_ε and nearest-centre error are used. L is the Lipschitz constant

@@ -32,8 +32,8 @@ from torch import nn
 
 from .config import Config, ConfigError, config_from_dict
 from .data import DATASETS, ImageDataset, load_dataset
-from .external import ExternalEncoder, reinitialized
-from .store import Store
+from .models.external import ExternalEncoder, reinitialized
+from .store.db import Store
 
 Row = tuple[str, float, str]
 
@@ -202,7 +202,7 @@ def measure(
         >>> 0 <= rows.terms["alignment"] <= 4
         True
     """
-    from .measure import TERM_GROUPS, default_groups, make_context, measure_context
+    from .measurement.measure import TERM_GROUPS, default_groups, make_context, measure_context
 
     unknown = sorted(set(terms or []) - set(TERM_GROUPS))
     if unknown:
@@ -245,7 +245,7 @@ def evaluate(
         >>> sorted(rows.terms)
         ['knn_accuracy', 'linear_accuracy', 'linear_cross_entropy', 'nearest_center_accuracy']
     """
-    from .evaluate import probe_rows
+    from .measurement.accuracy import probe_rows
 
     dev = _device(device, model)
     dataset = as_dataset(data, **(data_options or {})).to(dev)

@@ -17,8 +17,8 @@ from typing import Any
 
 from .config import ConfigError, load_config
 from .errors import CheckpointError
-from .spool import SpoolStore, open_store
-from .store import Store, default_store_root
+from .store.spool import SpoolStore, import_spool, open_store
+from .store.db import Store, default_store_root
 
 
 def _print_rows(rows: list[tuple[str, float, str]]) -> None:
@@ -28,8 +28,8 @@ def _print_rows(rows: list[tuple[str, float, str]]) -> None:
 
 
 def cmd_train(args: argparse.Namespace, store: Store) -> None:
-    from .evaluate import evaluate
-    from .train import train
+    from .measurement.accuracy import evaluate
+    from .training.loop import train
 
     cfg = load_config(args.config, args.overrides)
     record = train(cfg, store, progress=not args.quiet)
@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, store: Store) -> None:
-    from .evaluate import evaluate, evaluate_transfer
+    from .measurement.accuracy import evaluate, evaluate_transfer
 
     record = store.find_run(args.run)
     if record.status != "done":
@@ -53,8 +53,8 @@ def cmd_eval(args: argparse.Namespace, store: Store) -> None:
     if args.probe_data:
         rows += evaluate_transfer(record, store, args.probe_data)
     if args.autoattack:
-        from .measure import measure
-        from .robustness import autoattack_unavailable
+        from .measurement.measure import measure
+        from .measurement.autoattack import autoattack_unavailable
 
         if why := autoattack_unavailable():
             print(why, file=sys.stderr)
@@ -63,7 +63,7 @@ def cmd_eval(args: argparse.Namespace, store: Store) -> None:
     _print_rows(rows)
 
 
-#: The term groups of ``clbounds measure`` (experiments/measure.py TERM_GROUPS; a test keeps the
+#: The term groups of ``clbounds measure`` (experiments/measurement/measure.py TERM_GROUPS; a test keeps the
 #: two equal), here so that `--help` lists them without importing torch.
 TERM_GROUP_NAMES = ("losses", "geometry", "sigma", "lipschitz", "sharpness", "shift", "adversarial", "autoattack", "optimization", "information", "cacr_weights", "bounds")
 
@@ -72,8 +72,8 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
     import dataclasses
 
     from .config import apply_overrides, config_from_dict
-    from .measure import measure
-    from .sweep import record_measured
+    from .measurement.measure import measure
+    from .pipeline.grid import record_measured
 
     record = store.find_run(args.run)
     if record.status != "done":
@@ -99,7 +99,7 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
 def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
     from clbounds.bounds.common import verdict
 
-    from .bounds_step import evaluate_bounds, format_bound_table
+    from .pipeline.bounds_step import evaluate_bounds, format_bound_table
 
     record = store.find_run(args.run)
     if not store.measurements(record.id):
@@ -113,9 +113,9 @@ def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
 
 
 def _grid_executor(args: argparse.Namespace, store: Store, name: str) -> Any:
-    """The executor of a grid command: None (inline), local processes, or submitit (experiments/cluster.py)."""
-    from .cluster import SubmititExecutor
-    from .sweep import local_processes
+    """The executor of a grid command: None (inline), local processes, or submitit (experiments/pipeline/cluster.py)."""
+    from .pipeline.cluster import SubmititExecutor
+    from .pipeline.grid import local_processes
 
     workers = getattr(args, "workers", 1)
     if args.executor == "local":
@@ -137,8 +137,8 @@ def _print_dry_run(dry: Exception) -> None:
 
 
 def cmd_verify(args: argparse.Namespace, store: Store) -> None:
-    from .cluster import DryRun
-    from .verify import verify
+    from .pipeline.cluster import DryRun
+    from .pipeline.verify import verify
 
     executor = _grid_executor(args, store, f"verify-{Path(args.preset).stem}")
     try:
@@ -150,8 +150,8 @@ def cmd_verify(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace, store: Store) -> None:
-    from .cluster import DryRun
-    from .reproduce import reproduce
+    from .pipeline.cluster import DryRun
+    from .pipeline.reproduce import reproduce
 
     wrong = [o for o in args.overrides if not o.startswith("slurm.")]
     if wrong:
@@ -166,7 +166,7 @@ def cmd_reproduce(args: argparse.Namespace, store: Store) -> None:
 def cmd_report(args: argparse.Namespace, store: Store) -> None:
     from clbounds.figures.verify_report import make_report
 
-    from .bounds_step import evaluate_bounds, evaluate_sweep_bounds, theorem_statements
+    from .pipeline.bounds_step import evaluate_bounds, evaluate_sweep_bounds, theorem_statements
 
     records = [store.find_run(r) for r in args.runs] if args.runs else [r for r in store.runs() if r.status == "done"]
     measured = [r for r in records if store.measurements(r.id)]
@@ -200,7 +200,7 @@ def cmd_import(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_certify(args: argparse.Namespace, store: Store) -> None:
-    from .certify import certify
+    from .measurement.certify import certify
 
     record = store.find_run(args.run)
     if record.status != "done":
@@ -217,7 +217,7 @@ def cmd_certify(args: argparse.Namespace, store: Store) -> None:
         raise ConfigError("--encoder and --contrastive are two different certificates; choose one")
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder}): certifying ...", file=sys.stderr)
     if args.contrastive:
-        from .certify import certify_contrastive
+        from .measurement.certify import certify_contrastive
 
         r = certify_contrastive(record, store, units=args.units, delta=args.delta, delta_mc=args.delta / 5, steps=args.steps,
                                 log=lambda line: print(line, file=sys.stderr))
@@ -240,7 +240,7 @@ def cmd_certify(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, store: Store) -> None:
-    from .locks import mark_orphaned_runs
+    from .store.locks import mark_orphaned_runs
 
     mark_orphaned_runs(store)  # a run whose trainer was killed is not shown as running
     runs = store.runs()
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--certify", action="store_true", help="also certify every run's downstream error (PAC-Bayes, with the test-set floor; about 7 s a run)")
     p.set_defaults(func=cmd_verify)
 
-    from .reproduce import TARGETS
+    from .pipeline.reproduce import TARGETS
 
     p = sub.add_parser("reproduce", help="one paper figure or table")
     p.add_argument("target", choices=list(TARGETS), help="; ".join(f"{k}: {t.description}" for k, t in TARGETS.items()))
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store(args.store)  # a SpoolStore inside a cluster job (CLBOUNDS_SPOOL=1)
         if not isinstance(store, SpoolStore):
             try:
-                store.import_spool()  # rows that cluster jobs left in their run folders
+                import_spool(store)  # rows that cluster jobs left in their run folders
             except sqlite3.Error as err:  # not this command's business: it goes on, the files stay for the next import
                 print(f"clbounds: warning: the rows that cluster jobs left in {store.root} were not imported ({err}); they stay for the next command",
                       file=sys.stderr)

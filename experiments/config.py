@@ -22,10 +22,33 @@ from typing import Any, Literal
 import yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+PRESET_DIR = Path(__file__).parent / "presets"
 
 
 class ConfigError(ValueError):
     """An invalid config: the message names the key, the value and what is allowed."""
+
+
+#: The augmentations of Huang et al. (2023, Table 1) by letter (experiments/training/augment.py applies them).
+AUGMENTATIONS = {"a": "crop", "b": "blur", "c": "grayscale", "d": "color", "e": "flip"}
+SIMCLR_ORDER = "aedcb"
+
+
+def parse_augment(spec: str) -> str:
+    """Validates an augmentation string such as ``"abcd"`` and returns it in canonical order.
+
+    The empty string means no augmentation (views equal the input).
+
+    Example:
+        >>> parse_augment("dcba")
+        'adcb'
+    """
+    bad = sorted(set(spec) - set(AUGMENTATIONS))
+    if bad:
+        raise ValueError(f"augment {spec!r}: unknown letter(s) {', '.join(bad)}; allowed a-e ({', '.join(f'{k}={v}' for k, v in AUGMENTATIONS.items())})")
+    if len(set(spec)) != len(spec):
+        raise ValueError(f"augment {spec!r}: a letter is repeated")
+    return "".join(c for c in SIMCLR_ORDER if c in spec)
 
 
 MAX_YAML_BYTES = 1 << 20  # a config or preset is a few kB; anything this large is not one
@@ -317,8 +340,6 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
     cfg = _build(Config, raw)
-    from .augment import parse_augment
-
     try:
         cfg.augment = parse_augment(cfg.augment)
     except ValueError as err:

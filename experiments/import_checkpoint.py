@@ -37,10 +37,10 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, _load_model_tensors, save_weights
+from .models.checkpoint import CheckpointError, _load_model_tensors, save_weights
 from .config import Config, ConfigError, apply_overrides, config_from_dict, dump_config
-from .external import NORM_PRESETS, RESNET_LAYERS, ExternalEncoder, parse_floats, projector_spec
-from .store import RunRecord, Store
+from .models.external import NORM_PRESETS, RESNET_LAYERS, ExternalEncoder, parse_floats, projector_spec
+from .store.db import RunRecord, Store
 
 FORMATS = ("torchvision", "solo-learn", "lightly", "timm")
 ARCHS = tuple(RESNET_LAYERS)
@@ -211,7 +211,7 @@ def build_import(path: str | Path, fmt: str, arch: str, norm: str | None = None,
 
 
 def _build_and_load(cfg: Config, backbone_sd: Mapping[str, torch.Tensor], projector_sd: Mapping[str, torch.Tensor], path: Path) -> ExternalEncoder:
-    from .external import build_external
+    from .models.external import build_external
 
     model = build_external(cfg.encoder.external)
     tensors = {f"backbone.{k}": v for k, v in backbone_sd.items()} | {f"projector.{k}": v for k, v in projector_sd.items()}

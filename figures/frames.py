@@ -24,7 +24,7 @@ def _only(df: pd.DataFrame, runs: Sequence[str] | None) -> pd.DataFrame:
 def measurements(store_root: str | Path, runs: Sequence[str] | None = None, controls: bool = False) -> pd.DataFrame:
     """Long table: run, name, value, protocol, created (unix time of the write).
 
-    The rows measured on a control (``<control>/<term>``, experiments/measure.py) are left out
+    The rows measured on a control (``<control>/<term>``, experiments/measurement/measure.py) are left out
     unless ``controls``: figures and correlations are about the trained encoders.
     """
     with _connect(store_root) as db:

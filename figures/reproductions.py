@@ -309,7 +309,7 @@ def robust_cl(store_root, runs, labels, out_dir: Path, command: str) -> Path:
 
 def autoattack_sentence(df: pd.DataFrame) -> str:
     """How AutoAttack compares with PGD-L∞ on the same inputs, per method, and the RobustBench
-    sanity checks (experiments/robustness.py; ``df`` is frames.wide, so each run's latest row
+    sanity checks (experiments/measurement/autoattack.py; ``df`` is frames.wide, so each run's latest row
     of each check): a failed check is named, never averaged away."""
     parts = []
     for method, group in df.groupby("method", sort=False):

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from clbounds.experiments.config import Config, config_from_dict
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 
 torch.set_num_threads(2)
 
@@ -58,7 +58,7 @@ CHEAP_MEASURE = {"n_samples": 32, "batch_size": 16, "views": 2, "sigma_per_class
 
 def trained_tiny(store: Store):
     """The tiny config with ``CHEAP_MEASURE``, trained into ``store``; returns its record."""
-    from clbounds.experiments.train import train
+    from clbounds.experiments.training.loop import train
 
     raw = tiny_raw()
     raw["measure"] = dict(CHEAP_MEASURE)
@@ -70,7 +70,7 @@ def train_full_and_resumed(cfg: Config, tmp_path: Path, monkeypatch):
     KeyboardInterrupt right after the first epoch's checkpoint, then resumes the latter.
 
     Returns (full store, resumed store, the resumed record)."""
-    import clbounds.experiments.train as train_mod
+    import clbounds.experiments.training.loop as train_mod
 
     full = Store(tmp_path / "full")
     train_mod.train(cfg, full, progress=False)

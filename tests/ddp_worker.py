@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from clbounds.experiments import distributed
+from clbounds.experiments.training import distributed
 from clbounds.theory.losses import barlow_twins, cacr, info_nce
 
 LOSSES = {

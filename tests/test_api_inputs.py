@@ -156,7 +156,7 @@ def test_values_go_unchecked_only_inside_the_training_loop(tiny_config, store, m
     with pytest.raises(ValueError, match="z1 has 1 non-finite entry"):
         info_nce(z, z)
 
-    import clbounds.experiments.train as train_mod
+    import clbounds.experiments.training.loop as train_mod
 
     seen = []
     real = train_mod.ssl_loss

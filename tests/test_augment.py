@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from clbounds.experiments.augment import Augment, parse_augment
+from clbounds.experiments.training.augment import Augment, parse_augment
 
 
 def _images(n=8, s=16):

@@ -56,7 +56,7 @@ def certificate_on_a_draw(rng: np.random.Generator, n: int, delta: float, delta_
     sigma_p, grid = 1.0, (0.05, 0.2, 0.5)  # prior N(0, 1); the posterior's spread is chosen on S from the grid
     best = None
     for s in grid:
-        if per_example:  # one threshold per example: n Monte-Carlo terms (experiments/certify.py with the encoder)
+        if per_example:  # one threshold per example: n Monte-Carlo terms (experiments/measurement/certify.py with the encoder)
             draws = n
             mean_error = float(((x > rng.normal(mu, s, n)) != (y == 1)).mean())
         else:

@@ -1,4 +1,4 @@
-"""Tests for experiments/bounds_step.py: every bound on a measured run, stored and reported."""
+"""Tests for experiments/pipeline/bounds_step.py: every bound on a measured run, stored and reported."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sympy as sp
 
 from clbounds.bounds import arora2019, huang2023, robust_cl, ssa_clr
 from clbounds.bounds.common import verdict
-from clbounds.experiments.bounds_step import evaluate_bounds, evaluate_sweep_bounds, evaluate_terms, format_bound_table, run_terms, theorem_registry, theorem_statements
+from clbounds.experiments.pipeline.bounds_step import evaluate_bounds, evaluate_sweep_bounds, evaluate_terms, format_bound_table, run_terms, theorem_registry, theorem_statements
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.measure import measure
-from clbounds.experiments.store import Store
+from clbounds.experiments.measurement.measure import measure
+from clbounds.experiments.store.db import Store
 
 from conftest import tiny_raw, trained_tiny
 

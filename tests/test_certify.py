@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clbounds.experiments.certify import ENCODER_PRIORS
+from clbounds.experiments.measurement.certify import ENCODER_PRIORS
 from clbounds.experiments.cli import main
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 
 from conftest import TINY_ARGS
 
@@ -66,11 +66,11 @@ def test_the_gibbs_encoder_probe_is_the_deterministic_classifier_at_zero_varianc
     import numpy as np
     import torch
 
-    from clbounds.experiments.certify import _GibbsEncoderProbe, _sample_errors, _with_bias
+    from clbounds.experiments.measurement.certify import _GibbsEncoderProbe, _sample_errors, _with_bias
     from clbounds.experiments.config import config_from_dict
-    from clbounds.experiments.evaluate import load_encoder
-    from clbounds.experiments.probes import extract_features
-    from clbounds.experiments.train import load_run_data
+    from clbounds.experiments.training.runs import load_encoder
+    from clbounds.experiments.measurement.probes import extract_features
+    from clbounds.experiments.training.runs import load_run_data
 
     (run,) = Store(tiny_store).runs()
     data = load_run_data(config_from_dict(run.config))

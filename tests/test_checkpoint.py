@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from clbounds.experiments.checkpoint import CheckpointError, load_training_state, load_weights, save_training_state, save_weights
+from clbounds.experiments.models.checkpoint import CheckpointError, load_training_state, load_weights, save_training_state, save_weights
 
 
 def test_weights_and_optimizer_state_round_trip_bitwise(tmp_path):
@@ -89,7 +89,7 @@ def test_interrupted_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     save_weights(model, path)
     before = path.read_bytes()
 
-    import clbounds.experiments.checkpoint as ck
+    import clbounds.experiments.models.checkpoint as ck
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt

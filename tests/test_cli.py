@@ -77,7 +77,7 @@ def test_cli_conventions_version_global_options_tidy_export_and_a_closed_pipe(tm
 
     import pandas as pd
 
-    from clbounds.experiments.store import Store
+    from clbounds.experiments.store.db import Store
 
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
@@ -108,7 +108,7 @@ def test_help_lists_every_term_group_and_imports_no_torch():
     import sys
 
     from clbounds.experiments.cli import TERM_GROUP_NAMES
-    from clbounds.experiments.measure import TERM_GROUPS
+    from clbounds.experiments.measurement.measure import TERM_GROUPS
 
     assert TERM_GROUP_NAMES == tuple(TERM_GROUPS)
     code = "import sys; from clbounds.experiments.cli import build_parser; build_parser().format_help(); assert 'torch' not in sys.modules, 'torch imported'"
@@ -127,7 +127,7 @@ def test_runs_lists_a_store_without_importing_torch(tmp_path):
 
 
 def test_measure_takes_measure_overrides_only(tmp_path, capsys):
-    from clbounds.experiments.store import Store
+    from clbounds.experiments.store.db import Store
 
     store = Store(tmp_path / "s")
     store.upsert_run("r1", {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}, status="done")
@@ -153,7 +153,7 @@ def test_a_broken_pipe_that_is_not_stdout_fails(tmp_path, capsys, monkeypatch):
 
 
 def test_bounds_json(tmp_path, capsys):
-    from clbounds.experiments.store import Store
+    from clbounds.experiments.store.db import Store
 
     from conftest import huang_terms
 

@@ -1,4 +1,4 @@
-"""Grids through submitit (experiments/cluster.py): the SLURM path with submitit's local
+"""Grids through submitit (experiments/pipeline/cluster.py): the SLURM path with submitit's local
 executor, which runs every job as a real subprocess; the sbatch script checked without a cluster."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from clbounds.experiments.cli import main
-from clbounds.experiments.cluster import SubmititExecutor, sbatch_script
+from clbounds.experiments.pipeline.cluster import SubmititExecutor, sbatch_script
 from clbounds.experiments.config import ConfigError, SlurmConfig, config_from_dict, load_config
-from clbounds.experiments.spool import pending_spool_files
-from clbounds.experiments.store import Store
-from clbounds.experiments.sweep import GridItem, run_grid
+from clbounds.experiments.store.spool import pending_spool_files
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.pipeline.grid import GridItem, run_grid
 
 from conftest import CHEAP_MEASURE, tiny_raw, write_tiny_preset
 

@@ -1,4 +1,4 @@
-"""One training on several processes (experiments/distributed.py), on the CPU with gloo:
+"""One training on several processes (experiments/training/distributed.py), on the CPU with gloo:
 the same losses, gradients and weights as one process on the same global batch."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 import ddp_worker
-from clbounds.experiments import distributed
+from clbounds.experiments.training import distributed
 from clbounds.experiments.cli import main
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 
 from conftest import TINY_ARGS
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from clbounds.experiments.encoders import ARCHITECTURES, Encoder
+from clbounds.experiments.models.encoders import ARCHITECTURES, Encoder
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -7,8 +7,8 @@ The protocol is the offline cosine-weighted kNN with k=20, t=0.1 on the test spl
 import pytest
 
 from clbounds.experiments.config import load_config
-from clbounds.experiments.evaluate import evaluate
-from clbounds.experiments.train import train
+from clbounds.experiments.measurement.accuracy import evaluate
+from clbounds.experiments.training.loop import train
 
 CASES = {
     "synthetic": ("quick-simclr-synthetic", ["data.image_size=16", "data.n_train=1000", "optim.epochs=20", "eval.knn_k=20", "device=cpu"]),

@@ -11,11 +11,11 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import clbounds.experiments.train as train_mod
+import clbounds.experiments.training.loop as train_mod
 from clbounds.experiments.cli import main
 from clbounds.experiments.config import ConfigError, load_config, load_yaml
-from clbounds.experiments.store import Store
-from clbounds.experiments.verify import load_preset
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.pipeline.verify import load_preset
 
 from conftest import TINY_ARGS, tiny_raw
 
@@ -300,7 +300,7 @@ def test_two_trainers_of_one_run_train_it_once(tmp_path, config_file):
 
 
 def test_weights_that_overflow_in_the_last_update_are_never_kept(tmp_path, tiny_config, monkeypatch):
-    import clbounds.experiments.train as tm
+    import clbounds.experiments.training.loop as tm
 
     real_step = torch.optim.SGD.step
 
@@ -326,9 +326,10 @@ def test_checkpoints_with_non_finite_or_integer_weights_or_bad_metadata_are_refu
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from clbounds.experiments.checkpoint import load_training_state, load_weights
+    from clbounds.experiments.models.checkpoint import load_training_state, load_weights
     from clbounds.experiments.errors import CheckpointError
-    from clbounds.experiments.train import build_networks, build_run_optimizer
+    from clbounds.experiments.training.loop import build_run_optimizer
+    from clbounds.experiments.training.runs import build_networks
 
     store = Store(tmp_path / "s")
     train_mod.train(tiny_config, store, progress=False)

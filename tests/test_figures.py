@@ -9,7 +9,7 @@ import pytest
 import sympy
 
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 from clbounds.figures import frames
 from clbounds.figures.correlation import correlation_table, granulated_kendall, kendall_tau
 from clbounds.figures.plots import bound_tightness, curves, loglog_scatter, ordered_series, terms_vs_target

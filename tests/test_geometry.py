@@ -533,7 +533,7 @@ def test_lipschitz_upper_of_a_declared_residual_block_closed_form_and_a_resnet()
     block = Residual(torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64))
     assert lipschitz_upper(nn.Sequential(block, block)).item() == pytest.approx(9.0, rel=1e-12)  # (1 + 2)², attained on e₂
 
-    from clbounds.experiments.encoders import BasicBlock, resnet18_backbone
+    from clbounds.experiments.models.encoders import BasicBlock, resnet18_backbone
 
     torch.manual_seed(0)
     for blk in (BasicBlock(4, 8, 2), BasicBlock(8, 8, 1)):  # a conv shortcut and an identity one

@@ -21,10 +21,10 @@ from torch import nn
 
 import clbounds
 from clbounds.experiments.cli import main
-from clbounds.experiments.evaluate import load_encoder
-from clbounds.experiments.external import NORM_PRESETS, TorchvisionResNet
-from clbounds.experiments.probes import extract_features
-from clbounds.experiments.store import Store
+from clbounds.experiments.training.runs import load_encoder
+from clbounds.experiments.models.external import NORM_PRESETS, TorchvisionResNet
+from clbounds.experiments.measurement.probes import extract_features
+from clbounds.experiments.store.db import Store
 
 SMALL = ["data.image_size=16", "data.n_train=60", "data.n_test=40", "data.num_classes=4", "eval.knn_k=5", "eval.linear_steps=10",
          "measure.n_samples=24", "measure.views=2", "measure.center_views=1", "measure.sigma_per_class=3", "measure.batch_size=8"]

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 
 from conftest import tiny_raw
 

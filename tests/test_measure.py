@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.measure import TERM_GROUPS, _same_class_partner, measure
-from clbounds.experiments.train import train
+from clbounds.experiments.measurement.measure import TERM_GROUPS, _same_class_partner, measure
+from clbounds.experiments.training.loop import train
 
 from conftest import tiny_raw
 

@@ -1,4 +1,4 @@
-"""Tests for the "bounds" term group of experiments/measure.py: the inputs of bounds/."""
+"""Tests for the "bounds" term group of experiments/measurement/measure.py: the inputs of bounds/."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 
 from clbounds.bounds import arora2019
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.evaluate import load_encoder
-from clbounds.experiments.measure import TERM_GROUPS, build_context, measure
-from clbounds.experiments.store import Store
+from clbounds.experiments.training.runs import load_encoder
+from clbounds.experiments.measurement.measure import TERM_GROUPS, build_context, measure
+from clbounds.experiments.store.db import Store
 from clbounds.theory.arora import class_probabilities
 from clbounds.theory.shift import infonce_range
 

@@ -8,13 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from clbounds.experiments.augment import Augment
+from clbounds.experiments.training.augment import Augment
 from clbounds.experiments.config import config_from_dict, load_config
-from clbounds.experiments.evaluate import evaluate, load_encoder
-from clbounds.experiments.measure import measure
-from clbounds.experiments.methods import method_losses, ssl_loss
-from clbounds.experiments.store import Store
-from clbounds.experiments.train import build_networks, epoch_generator, load_run_data, train
+from clbounds.experiments.measurement.accuracy import evaluate
+from clbounds.experiments.training.runs import load_encoder
+from clbounds.experiments.measurement.measure import measure
+from clbounds.experiments.training.methods import method_losses, ssl_loss
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.training.loop import epoch_generator, train
+from clbounds.experiments.training.runs import build_networks, load_run_data
 from clbounds.theory.optimization import full_batch_gradient_norm
 
 from conftest import tiny_raw, train_full_and_resumed

@@ -10,16 +10,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from clbounds.experiments.adversarial_probe import fit_adversarial_linear_probe
-from clbounds.experiments.augment import fourier_amplitude_mix
+from clbounds.experiments.measurement.adversarial_probe import fit_adversarial_linear_probe
+from clbounds.experiments.training.augment import fourier_amplitude_mix
 from clbounds.experiments.config import ConfigError, config_from_dict
-from clbounds.experiments.encoders import DualBatchNorm, Encoder, bn_branch
-from clbounds.experiments.methods import (
+from clbounds.experiments.models.encoders import DualBatchNorm, Encoder, bn_branch
+from clbounds.experiments.training.methods import (
     adversarial_view, discriminator_loss, gaussian_init_, imbalanced_indices, method_losses,
     query_key_info_nce, ssl_loss,
 )
-from clbounds.experiments.probes import fit_linear_probe
-from clbounds.experiments.sam import SAM, frozen_batchnorm_stats, sam_update
+from clbounds.experiments.measurement.probes import fit_linear_probe
+from clbounds.experiments.training.sam import SAM, frozen_batchnorm_stats, sam_update
 from clbounds.theory.adversarial import robust_accuracy
 from clbounds.theory.losses import cacr
 
@@ -356,10 +356,10 @@ def test_adversarially_trained_probe_beats_the_standard_probe_under_attack():
 
 
 def test_methods_table_renders_mean_and_sample_std_with_protocols():
-    from clbounds.experiments.methods_table import ROWS, render
+    from benchmarks.studies.methods_table import ROWS, render
 
     results = {ROWS[0].label: [{"knn_accuracy": 0.90, "train_wall_s": 10.0}, {"knn_accuracy": 0.94, "train_wall_s": 12.0}]}
-    text = render(results, {"knn_accuracy": "knn k=200 t=0.1"}, [0, 1], 0, "python -m clbounds.experiments.methods_table")
+    text = render(results, {"knn_accuracy": "knn k=200 t=0.1"}, [0, 1], 0, "python -m benchmarks.studies.methods_table")
     row = next(line for line in text.splitlines() if line.startswith(f"| {ROWS[0].label} |"))
     assert "92.0 ± 2.8" in row and "11.0 ± 1.4" in row and "–" in row  # missing columns are dashes
     assert "knn k=200 t=0.1" in text and "nproc=" in text

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from clbounds.experiments.measure import default_groups
-from clbounds.experiments.store import Store
-from clbounds.experiments.sweep import measured_groups, run_pipeline
-from clbounds.experiments.verify import grid_items, load_preset
+from clbounds.experiments.measurement.measure import default_groups
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.pipeline.grid import measured_groups, run_pipeline
+from clbounds.experiments.pipeline.verify import grid_items, load_preset
 
 from conftest import CHEAP_MEASURE
 from test_data_readers import write_cifar10

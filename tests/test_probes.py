@@ -4,7 +4,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from clbounds.experiments.probes import extract_features, knn_predict, linear_probe, nearest_center_accuracy
+from clbounds.experiments.measurement.probes import extract_features, knn_predict, linear_probe, nearest_center_accuracy
 
 
 def _blobs(n_per_class: int, k: int, d: int, spread: float, seed: int):

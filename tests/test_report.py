@@ -13,9 +13,9 @@ import pytest
 
 from clbounds.bounds.common import VERDICTS
 from clbounds.bounds.display import DISPLAY, display
-from clbounds.experiments.bounds_step import evaluate_bounds, theorem_registry, theorem_statements
+from clbounds.experiments.pipeline.bounds_step import evaluate_bounds, theorem_registry, theorem_statements
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 from clbounds.figures.verify_report import make_report
 
 from conftest import huang_terms, tiny_raw

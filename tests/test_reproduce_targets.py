@@ -12,12 +12,12 @@ from scipy import stats
 import pytest
 import torch
 
-from clbounds.experiments import reproduce as reproduce_mod
-from clbounds.experiments.bounds_step import evaluate_sweep_bounds
+from clbounds.experiments.pipeline import reproduce as reproduce_mod
+from clbounds.experiments.pipeline.bounds_step import evaluate_sweep_bounds
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.measure import CACR_WEIGHT_BINS, build_context, cacr_weight_terms
-from clbounds.experiments.store import Store
-from clbounds.experiments.train import train
+from clbounds.experiments.measurement.measure import CACR_WEIGHT_BINS, build_context, cacr_weight_terms
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.training.loop import train
 from clbounds.figures import reproductions
 from clbounds.figures.plots import Figure
 

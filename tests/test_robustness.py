@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from clbounds.experiments import robustness
-from clbounds.experiments.store import Store
+from clbounds.experiments.measurement import autoattack as robustness
+from clbounds.experiments.store.db import Store
 
 from conftest import TINY_ARGS
 
@@ -164,7 +164,7 @@ def test_transfer_probe_from_synthetic_to_digits(tiny_run, capsys):
 
 
 def test_measure_reports_pgd_l2_next_to_linf(tiny_run):
-    from clbounds.experiments.measure import measure
+    from clbounds.experiments.measurement.measure import measure
 
     (run,) = Store(tiny_run).runs()
     rows = {name: (value, protocol) for name, value, protocol in measure(run, Store(tiny_run), ["adversarial"])}

@@ -1,4 +1,4 @@
-"""A store that is safe on a cluster (experiments/spool.py): jobs write files into their run
+"""A store that is safe on a cluster (experiments/store/spool.py): jobs write files into their run
 folders, and the shared database imports them exactly once."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from clbounds.experiments.cli import main
-from clbounds.experiments.spool import SpoolStore, open_store, pending_spool_files
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.spool import SpoolStore, import_spool, open_store, pending_spool_files
+from clbounds.experiments.store.db import Store
 
 CONFIG = {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}
 
@@ -45,8 +45,8 @@ def test_rows_of_several_processes_are_imported_exactly_once(tmp_path):
     assert not list(root.glob("*/spool/.*.tmp"))  # every file was renamed into place, complete
     assert {r.id for r in shared.runs()} == {"before"}  # nothing reached the shared database yet
     assert len(pending_spool_files(root)) == 3 * 23
-    assert shared.import_spool() == 69
-    assert shared.import_spool() == 0 and not pending_spool_files(root)  # importing twice adds nothing
+    assert import_spool(shared) == 69
+    assert import_spool(shared) == 0 and not pending_spool_files(root)  # importing twice adds nothing
     runs = {r.id: r for r in shared.runs()}
     assert set(runs) == {"before", "run0", "run1", "run2"} and all(runs[f"run{k}"].status == "done" for k in range(3))
     for k in range(3):
@@ -61,13 +61,13 @@ def test_a_file_imported_but_not_deleted_is_skipped_and_a_partial_or_foreign_fil
     files = pending_spool_files(root)
     copies = {p: p.read_bytes() for p in files}
     shared = Store(root)
-    assert shared.import_spool(delete=False) == len(files)  # a crash after the commit, before the deletes
+    assert import_spool(shared, delete=False) == len(files)  # a crash after the commit, before the deletes
     shared.set_status("run0", "failed", "changed after the import")
-    assert shared.import_spool() == 0  # the files are recorded: replaying them would not revert the status
+    assert import_spool(shared) == 0  # the files are recorded: replaying them would not revert the status
     assert shared.get_run("run0").status == "failed" and not pending_spool_files(root)
     for p, data in copies.items():  # the same files again, as a second copy of the folder might bring them
         p.write_bytes(data)
-    assert shared.import_spool() == 0
+    assert import_spool(shared) == 0
     folder = root / "run0" / "spool"
     (folder / ".00000000000000000009-h-1-000001.json.tmp").write_text('{"format": "clbounds-spo')  # being written
     (folder / "00000000000000000010-h-1-000002.json").write_text('{"format": "clbounds-spool-1", "run": "run0", "op": "DROP TABLE runs", "args": {}, "at": 1}')
@@ -76,7 +76,7 @@ def test_a_file_imported_but_not_deleted_is_skipped_and_a_partial_or_foreign_fil
     (folder / "00000000000000000012-h-1-000004.json").write_text('{"format": "clbounds-spool-1", "run": "run0", "op": "set_status", '
                                                                  '"args": {"status": "done", "message": ""}, "at": 1' + "0" * 400 + "}")  # float() overflows
     (folder / "00000000000000000013-h-1-000005.json").write_text("[" * 100_000 + "]" * 100_000)  # past the parser's recursion limit
-    assert shared.import_spool(log=lambda m: print(m)) == 0
+    assert import_spool(shared, log=lambda m: print(m)) == 0
     out = capsys.readouterr().out
     assert "unknown operation 'DROP TABLE runs'" in out and "names run 'other'" in out and "OverflowError" in out and "RecursionError" in out
     assert main(["--store", str(root), "runs"]) == 0  # the files stay, reported, and no command is stopped by them
@@ -116,7 +116,7 @@ def test_a_training_job_in_spool_mode_lands_in_the_shared_store_after_the_import
     spooled = Store(tmp_path / "spooled")
     assert spooled.runs() == [] and pending_spool_files(spooled.root)
     assert main(["--store", str(tmp_path / "direct"), *args]) == 0
-    assert spooled.import_spool() > 0
+    assert import_spool(spooled) > 0
     (a,), (b,) = Store(tmp_path / "direct").runs(), spooled.runs()
     assert a.id == b.id and b.status == "done" and (b.path / "encoder.safetensors").is_file()
     names = lambda s, r: sorted((m["name"], m["protocol"]) for m in s.measurements(r) if m["name"] != "train_wall_s")  # noqa: E731

@@ -1,6 +1,6 @@
 import multiprocessing as mp
 
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 
 CFG = {"name": "n", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}
 

@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-import clbounds.experiments.train as train_mod
+import clbounds.experiments.training.loop as train_mod
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.optim import LARS, cosine_lr
-from clbounds.experiments.store import Store
-from clbounds.experiments.train import DivergenceError, train
+from clbounds.experiments.training.optim import LARS, cosine_lr
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.training.loop import DivergenceError, train
 
 from conftest import tiny_raw, train_full_and_resumed
 

@@ -5,13 +5,13 @@ import re
 import pytest
 import yaml
 
-import clbounds.experiments.evaluate as evaluate_mod
-import clbounds.experiments.measure as measure_mod
-import clbounds.experiments.train as train_mod
+import clbounds.experiments.measurement.accuracy as evaluate_mod
+import clbounds.experiments.measurement.measure as measure_mod
+import clbounds.experiments.training.loop as train_mod
 from clbounds.experiments.cli import main
 from clbounds.experiments.config import ConfigError
-from clbounds.experiments.store import Store
-from clbounds.experiments.verify import grid_items, load_preset, verify
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.pipeline.verify import grid_items, load_preset, verify
 
 from conftest import write_tiny_preset
 
@@ -49,7 +49,7 @@ def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monk
     assert any("PGD-2 " in p for p in protocols) and any("PGD-1 " in p for p in protocols)
 
     # A target's groups already measured under its settings are not measured again.
-    from clbounds.experiments.sweep import run_grid
+    from clbounds.experiments.pipeline.grid import run_grid
 
     with monkeypatch.context() as m:
         m.setattr(measure_mod, "measure", lambda *a, **k: pytest.fail("a sweep measured stored groups again"))
@@ -58,8 +58,8 @@ def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monk
 
 
 def test_each_term_group_remembers_the_settings_it_was_measured_with(tmp_path):
-    from clbounds.experiments.measure import TERM_GROUPS
-    from clbounds.experiments.sweep import _record_settings, measured_groups, record_measured
+    from clbounds.experiments.measurement.measure import TERM_GROUPS
+    from clbounds.experiments.pipeline.grid import _record_settings, measured_groups, record_measured
 
     store = Store(tmp_path / "store")
     store.run_dir("r1").mkdir(parents=True)
@@ -135,7 +135,7 @@ def test_verify_resumes_a_half_finished_grid(tmp_path, tiny_preset, monkeypatch)
 
 @pytest.mark.slow
 def test_verify_certify_puts_the_certificates_beside_the_papers_bounds(tmp_path, tiny_preset, monkeypatch):
-    import clbounds.experiments.verify as verify_mod
+    import clbounds.experiments.pipeline.verify as verify_mod
 
     monkeypatch.setattr(verify_mod, "VERIFY_CERTIFY", {"n_bound": 500, "draws": 50, "steps": 10})
     store = Store(tmp_path / "store")

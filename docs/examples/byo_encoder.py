@@ -25,7 +25,7 @@ try:  # the real thing when it is installed; clbounds' copy has the same module 
         net.fc = nn.Identity()
         return net
 except ImportError:
-    from clbounds.experiments.external import TorchvisionResNet
+    from clbounds.experiments.models.external import TorchvisionResNet
 
     def backbone() -> nn.Module:
         return TorchvisionResNet("resnet18")

@@ -37,7 +37,7 @@ md("""
 The measure settings go into the run's config: they decide the protocol of every term.
 """)
 code("""
-from clbounds.experiments.store import Store
+from clbounds.experiments.store.db import Store
 
 clbounds("train", "quick-simclr-synthetic", *SMALL, *MEASURE, "--quiet", "--eval")
 RUN = Store(STORE).runs()[0].id

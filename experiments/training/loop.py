@@ -40,81 +40,26 @@ from clbounds.theory.optimization import relative_weight_movement
 from clbounds.theory.validation import unchecked_values
 
 from .augment import Augment, fourier_amplitude_mix
-from .checkpoint import load_training_state, save_training_state, save_weights
-from .config import ConfigError, Config, dump_config
+from ..models.checkpoint import load_training_state, save_training_state, save_weights
+from ..config import ConfigError, Config, dump_config
 from . import distributed
-from .data import CHANNEL_STATS, ImageDataset, load_dataset
-from .encoders import Encoder
-from .errors import CheckpointError
+from ..models.encoders import Encoder
+from ..errors import CheckpointError
 from .methods import (
-    ADVERSARIAL_METHODS, adversarial_view, build_discriminator, discriminator_step_loss, gaussian_init_,
-    imbalanced_indices, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
+    ADVERSARIAL_METHODS, adversarial_view, discriminator_step_loss, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
 )
 from .optim import build_optimizer, cosine_lr
-from .locks import mark_orphaned_runs, run_lock as _run_lock
+from ..store.locks import mark_orphaned_runs, run_lock as _run_lock
 from .resources import check_fits
+from .runs import build_networks, load_run_data, resolve_device
 from .sam import SAM, sam_update
-from .store import RunRecord, Store
+from ..store.db import RunRecord, Store
 
-__all__ = ["DivergenceError", "build_encoder", "build_networks", "load_run_data", "mark_orphaned_runs", "resolve_device", "ssl_loss", "train"]
+__all__ = ["DivergenceError", "build_run_optimizer", "epoch_generator", "log_epoch", "mark_orphaned_runs", "train"]
 
 
 class DivergenceError(RuntimeError):
     """The loss became non-finite; the run is marked failed and its last good checkpoint kept."""
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when it is available, else the CPU; a device this machine does
-    not have is a config error (exit 2), not torch's assertion deep in the first ``.to()``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r}: this torch ({torch.__version__}) sees no CUDA device; use device=cpu or device=auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError(f"device={name!r}: MPS is not available on this machine; use device=cpu or device=auto")
-    return device
-
-
-def load_run_data(cfg: Config) -> ImageDataset:
-    """The run's dataset; with ``data.imbalanced`` class i keeps (i+1)/K of its training samples."""
-    d = cfg.data
-    data = load_dataset(
-        d.name, root=d.root, image_size=d.image_size, num_classes=d.num_classes, n_train=d.n_train,
-        n_test=d.n_test, seed=cfg.seed, synthetic=vars(d.synthetic),
-    )
-    if d.imbalanced:
-        keep = imbalanced_indices(data.y_train, data.num_classes, torch.Generator().manual_seed(cfg.seed))
-        data.x_train, data.y_train = data.x_train[keep], data.y_train[keep]
-        if data.train_main is not None:
-            data.train_main = data.train_main[keep]
-    return data
-
-
-def build_encoder(cfg: Config, image_shape: tuple[int, int, int]) -> Encoder:
-    """The encoder the config describes (dual BatchNorm, Gaussian initialisation for two_network;
-    an imported encoder's architecture from ``encoder.external``)."""
-    e = cfg.encoder
-    if e.arch == "external":
-        from .external import build_external
-
-        return build_external(e.external)
-    mean, std = CHANNEL_STATS[cfg.data.name]
-    model = Encoder(e.arch, image_shape, width=e.width, proj_hidden=e.proj_hidden, proj_dim=e.proj_dim, mean=mean, std=std, dual_bn=e.dual_bn)
-    return gaussian_init_(model) if cfg.method.name == "two_network" else model
-
-
-def build_networks(cfg: Config, image_shape: tuple[int, int, int]) -> nn.ModuleDict:
-    """``encoder`` (built first, so its initial weights are those of ``build_encoder`` right
-    after ``torch.manual_seed(seed)``), plus ``key`` (two_network) or ``discriminator`` (robust_cl)."""
-    nets = nn.ModuleDict({"encoder": build_encoder(cfg, image_shape)})
-    if cfg.method.name == "two_network":
-        nets["key"] = build_encoder(cfg, image_shape)  # no shared weights: a second draw
-    if cfg.method.name == "robust_cl":
-        nets["discriminator"] = build_discriminator(cfg.encoder.proj_dim)
-    return nets
 
 
 def build_run_optimizer(cfg: Config, nets: nn.ModuleDict) -> torch.optim.Optimizer:

@@ -23,24 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbounds.theory import adversarial, geometry, information, optimization, sharpness, shift
-from clbounds.theory import arora
+from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<control>/<term>"
+from clbounds.theory import adversarial, arora, geometry, information, optimization, sharpness, shift
 from clbounds.theory.losses import barlow_twins, cacr, huang_barlow_split, huang_infonce_split, info_nce
 
-from .augment import Augment
-from .config import Config, config_from_dict
-from .data import ImageDataset
-from .estimators import below_settled
-from .evaluate import load_encoder
+from ..config import Config
+from ..data import ImageDataset
+from ..store.db import RunRecord, Store
+from ..training.augment import Augment
+from ..training.runs import load_encoder, open_run
 from .probes import extract_features, fit_linear_probe
-from .store import RunRecord, Store
-from .train import load_run_data, resolve_device
+from .registry import below_settled
 
 Row = tuple[str, float, str]
-
-# The controls (bounds/common.CONTROLS): terms measured again without learned structure, stored
-# as "<control>/<name>" so that every check can be evaluated on them too.
-CONTROL_SEP = "/"
 
 
 @dataclass
@@ -463,8 +458,8 @@ def adversarial_terms(ctx: Context) -> list[Row]:
 
 def autoattack_terms(ctx: Context) -> list[Row]:
     """AutoAttack's robust accuracy of the linear probe on the same inputs as PGD, with the
-    RobustBench sanity rows (experiments/robustness.py; needs the torchattacks extra)."""
-    from .robustness import autoattack_rows
+    RobustBench sanity rows (experiments/measurement/autoattack.py; needs the torchattacks extra)."""
+    from .autoattack import autoattack_rows
 
     m = ctx.cfg.measure
     probe, lin = _probe_attack(ctx)
@@ -804,7 +799,7 @@ TERM_GROUPS: dict[str, Callable[[Context], list[Row]]] = {
 #: context). Random init: every group that depends on the encoder (σ does not: it is pixel
 #: space). Shuffled labels: the groups whose terms use the labels, and of "bounds" only its
 #: Arora part. Random embedding: CACR's weight statistics. A check is evaluated on a control
-#: only where it reads a term the control measured again (experiments/bounds_step.py).
+#: only where it reads a term the control measured again (experiments/pipeline/bounds_step.py).
 CONTROL_PLAN: dict[str, dict[str, Callable[[Context], list[Row]]]] = {
     "random_init": {name: fn for name, fn in TERM_GROUPS.items() if name not in ("sigma", "autoattack")}
     | {"sharpness": functools.partial(sharpness_terms, only=("sharpness", "sharpness_average"))},  # the two a check reads
@@ -832,12 +827,9 @@ def make_context(cfg: Config, data: ImageDataset, model: nn.Module, init_model: 
 
 
 def build_context(record: RunRecord) -> Context:
-    cfg = config_from_dict(record.config)
-    device = resolve_device(cfg.device)
-    data = load_run_data(cfg).to(device)
-    model = load_encoder(record, data.image_shape).to(device).eval()
-    init_model = load_encoder(record, data.image_shape, random_init=True).to(device).eval()
-    return make_context(cfg, data, model, init_model, device)
+    run = open_run(record)
+    init_model = load_encoder(record, run.data.image_shape, random_init=True).to(run.device).eval()
+    return make_context(run.cfg, run.data, run.encoder, init_model, run.device)
 
 
 def _group(ctx: Context, name: str, fn: Callable[[Context], list[Row]]) -> list[Row]:
@@ -861,7 +853,7 @@ def control_rows(ctx: Context, name: str, rows: list[Row]) -> list[Row]:
 
 def skipped_groups(ctx: Context, names: list[str]) -> dict[str, str]:
     """The groups that cannot be computed for this encoder, or here, each with the reason."""
-    from .robustness import autoattack_unavailable
+    from .autoattack import autoattack_unavailable
 
     skipped = {}
     if "autoattack" in names and (why := autoattack_unavailable()):

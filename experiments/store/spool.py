@@ -12,7 +12,7 @@ write the shared ``clbounds.sqlite``. A job opens a :class:`SpoolStore` instead 
   plain file it rewrites after every import, copied without any SQLite lock), plus every
   spool file not imported yet, so a requeued job sees what its earlier attempt wrote.
 
-:meth:`Store.import_spool` (run by the driver after each job, and by every ``clbounds``
+:func:`import_spool` (run by the driver after each job, and by every ``clbounds``
 command on start) replays the files in the order they were written, in one transaction
 that also records each file's name in ``spool_imported``; the driver then rewrites the
 snapshot, and deletes the files. Importing twice adds nothing: a file already recorded is skipped (and deleted),
@@ -30,16 +30,18 @@ import json
 import os
 import shutil
 import socket
+import sys
 import sqlite3
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .store import Store, _flag, _real, default_store_root
+from .db import Store, default_store_root, flag_or_none, real_or_none
 
-__all__ = ["SPOOL_ENV", "SpoolStore", "open_store", "pending_spool_files", "read_spool_file"]
+__all__ = ["SPOOL_ENV", "SpoolStore", "import_spool", "open_store", "pending_spool_files", "read_spool_file"]
 
 SPOOL_ENV = "CLBOUNDS_SPOOL"  # "1" in a job's environment: write files, not the shared database
 SNAPSHOT_ENV = "CLBOUNDS_SPOOL_SNAPSHOT"  # the driver's copy of the database that a job starts from
@@ -72,11 +74,65 @@ def read_spool_file(path: Path, text: str | None = None) -> dict[str, Any]:
     return record
 
 
+def import_spool(store: Store, delete: bool = True, log: Callable[[str], None] | None = None, snapshot: Path | None = None) -> int:
+    """Imports into ``store`` the rows that cluster jobs wrote into their run folders (spool files),
+    oldest first, in one transaction that records each file; returns how many were new.
+    Files already imported are skipped (and deleted with ``delete``); a file that is not a
+    valid record is left in place and reported through ``log``. The database is copied to
+    ``snapshot`` and to every ``<root>/jobs/*/store.sqlite`` after the commit and before the
+    deletes (what cluster jobs start from)."""
+    files = pending_spool_files(store.root)
+    if not files:
+        return 0
+    new, seen = _import_files(store, files, {}, log)
+    # every snapshot that running jobs may start from (experiments/pipeline/cluster.py keeps them in
+    # <root>/jobs/<grid>/), before the files go: a job reads each file or finds it there
+    for path in {*store.root.glob("jobs/*/store.sqlite"), *([snapshot] if snapshot is not None else [])} if new else ():
+        store.write_snapshot(path)
+    if delete:  # after the commit: a crash before this leaves files that the next import skips
+        for path in seen:
+            path.unlink(missing_ok=True)
+    return new
+
+
+def _import_files(store: Store, files: list[Path], texts: dict[Path, str], log: Callable[[str], None] | None) -> tuple[int, list[Path]]:
+    """Applies the spool files not recorded yet, in one transaction; returns (new, recorded or applied)."""
+
+    def apply(db: sqlite3.Connection) -> tuple[int, list[Path], list[str]]:  # one importer at a time: files apply in order
+        seen, new, bad = [], 0, []
+        done = {r[0] for r in db.execute("SELECT file FROM spool_imported")}
+        for path in files:
+            key = f"{path.parent.parent.name}/{path.name}"
+            if key not in done:
+                db.execute("SAVEPOINT spool_file")  # a file applies whole or not at all
+                try:
+                    record = read_spool_file(path, texts.get(path))
+                    db.executemany(*store.statement(record["op"], record["run"], record["args"], float(record["at"])))
+                except Exception as err:  # noqa: BLE001 - one bad file must not stop the others, nor any command
+                    if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
+                        raise
+                    db.execute("ROLLBACK TO spool_file")
+                    db.execute("RELEASE spool_file")
+                    why = str(err) if str(path) in str(err) else f"{path}: {type(err).__name__}: {err}"
+                    bad.append(f"spool file not imported, left in place: {why}")
+                    continue
+                db.execute("RELEASE spool_file")
+                db.execute("INSERT INTO spool_imported VALUES (?, ?)", (key, time.time()))
+                new += 1
+            seen.append(path)
+        return new, seen, bad
+
+    new, seen, bad = store.transaction(apply)
+    for line in bad:
+        (log or (lambda m: print(m, file=sys.stderr)))(line)
+    return new, seen
+
+
 def _plain_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Bound checks as JSON values (numpy scalars and bools become floats and 0/1, as the store keeps them)."""
-    return [{"theorem": c["theorem"], "bound": _real(c.get("bound")), "measured": _real(c.get("measured")), "holds": _flag(c.get("holds")),
-             "tightness": _real(c.get("tightness")), "assumptions_met": _flag(c.get("assumptions_met")), "vacuous": _flag(c.get("vacuous")),
-             "informative": _flag(c.get("informative")), "details": json.loads(json.dumps(c.get("details", {}), default=str))} for c in checks]
+    return [{"theorem": c["theorem"], "bound": real_or_none(c.get("bound")), "measured": real_or_none(c.get("measured")), "holds": flag_or_none(c.get("holds")),
+             "tightness": real_or_none(c.get("tightness")), "assumptions_met": flag_or_none(c.get("assumptions_met")), "vacuous": flag_or_none(c.get("vacuous")),
+             "informative": flag_or_none(c.get("informative")), "details": json.loads(json.dumps(c.get("details", {}), default=str))} for c in checks]
 
 
 class SpoolStore(Store):
@@ -124,7 +180,7 @@ class SpoolStore(Store):
         self._seq = 0
         super().__init__(root, db_path=copy)
         # into the copy, not spooled again: the writes of an earlier attempt not imported yet
-        self._import_files([p for p in files if p in texts], texts, log=lambda m: None)
+        _import_files(self, [p for p in files if p in texts], texts, log=lambda m: None)
 
     def _apply(self, op: str, run_id: str, args: dict[str, Any], now: float | None = None) -> None:
         now = time.time() if now is None else now

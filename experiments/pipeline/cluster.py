@@ -8,7 +8,7 @@ through submitit's local executor: the code path the tests exercise without a cl
 - **Settings** come from the config's ``slurm`` section (preset ``common`` overrides or
   ``slurm.key=value`` on the command line), validated like every other key. All items of a
   grid share them (one array).
-- **The store.** A job writes into its run folder (experiments/spool.py, ``CLBOUNDS_SPOOL=1``),
+- **The store.** A job writes into its run folder (experiments/store/spool.py, ``CLBOUNDS_SPOOL=1``),
   never the shared SQLite database; the driver imports each job's rows when it ends.
 - **Preemption and time-outs.** submitit signals a job before its time limit (and SLURM on
   preemption); the job is checkpointed (:class:`GridJob` resubmits itself with the same
@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from .config import Config, ConfigError, SlurmConfig
+from ..config import Config, ConfigError, SlurmConfig
 
 __all__ = ["EXECUTORS", "DryRun", "GridJob", "SubmititExecutor", "sbatch_script"]
 
@@ -62,8 +62,8 @@ class GridJob:
         self.snapshot = snapshot  # the driver's copy of the store's database, which the job starts from
 
     def __call__(self, cfg: Config, store_root: str, terms: Sequence[str] | None) -> tuple[str, dict[str, float]]:
-        from .spool import SNAPSHOT_ENV, SPOOL_ENV
-        from .sweep import run_pipeline
+        from ..store.spool import SNAPSHOT_ENV, SPOOL_ENV
+        from .grid import run_pipeline
 
         os.environ[SPOOL_ENV] = "1"  # this job's store writes go to files in the run folder
         if self.snapshot:
@@ -111,7 +111,7 @@ class SubmititExecutor:
         self.folder, self.cluster, self.name, self.log, self.dry_run = Path(folder), cluster, name, log, dry_run
         self.local_timeout_min, self.local_signal_delay_s = local_timeout_min, local_signal_delay_s
         self.registry = self.folder / "jobs.json"
-        self.snapshot = self.folder / "store.sqlite"  # the driver rewrites it after every import (experiments/spool.py)
+        self.snapshot = self.folder / "store.sqlite"  # the driver rewrites it after every import (experiments/store/spool.py)
         self._unknown_since: dict[str, float] = {}
 
     def _executor(self, slurm: SlurmConfig) -> Any:

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 
-from .errors import CheckpointError  # noqa: E402 - defined without torch, re-exported here
+from ..errors import CheckpointError  # noqa: E402 - defined without torch, re-exported here
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:

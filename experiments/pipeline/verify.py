@@ -11,11 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, read_config_text, load_config, load_yaml
-from .store import Store
-from .sweep import Executor, GridItem, run_grid
-
-PRESET_DIR = Path(__file__).parent / "presets"
+from ..config import PRESET_DIR, ConfigError, load_config, load_yaml, read_config_text
+from ..store.db import Store
+from .grid import Executor, GridItem, run_grid
 
 
 @dataclass
@@ -89,7 +87,7 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
            certify: bool = False) -> tuple[Path, Path]:
     """Runs the main job and returns the paths of report.md and report.html. With ``certify``
     every finished run also gets the PAC-Bayes downstream certificate and its test-set floor
-    (experiments/certify.py), which the report shows beside the papers' bounds."""
+    (experiments/measurement/certify.py), which the report shows beside the papers' bounds."""
     from clbounds.figures.verify_report import make_report
 
     from .bounds_step import evaluate_sweep_bounds, theorem_statements
@@ -106,7 +104,7 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
     labels = {r.run_id: r.label for r in done}
     evaluate_sweep_bounds([store.get_run(r.run_id) for r in done], store)  # Wen width sweeps, CACR vs SimCLR pairs
     if certify:
-        from .certify import certify as certify_run
+        from ..measurement.certify import certify as certify_run
 
         for r in done:
             if not any(c["theorem"] == "certificate.pac_bayes_downstream" for c in store.bound_checks(r.run_id)):

@@ -64,11 +64,10 @@ from torch.func import functional_call, vmap
 
 from clbounds.bounds import certificates as cert
 
-from .config import config_from_dict
-from .evaluate import load_encoder
+from ..config import config_from_dict
 from .probes import extract_features, fit_linear_probe
-from .store import RunRecord, Store
-from .train import load_run_data, resolve_device
+from ..store.db import RunRecord, Store
+from ..training.runs import load_encoder, load_run_data, open_run, resolve_device
 
 PRIOR_SIGMAS = (0.003, 0.01, 0.03, 0.1)  # σ_p of the probe's prior; each is one member of the union bound
 P_MIN = 1e-4  # bounded cross-entropy: log-probabilities clipped at ln p_min, then divided by ln(1/p_min)
@@ -231,10 +230,8 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     backbone's weights (theorem ``certificate.pac_bayes_encoder_probe``; ``draws`` is then
     unused: the Monte-Carlo step draws one classifier per example of S)."""
     t0 = time.perf_counter()
-    cfg = config_from_dict(record.config)
-    device = resolve_device(cfg.device)
-    data = load_run_data(cfg).to(device)
-    model = load_encoder(record, data.image_shape).to(device).eval()
+    run = open_run(record)
+    cfg, data, model = run.cfg, run.data, run.encoder
     k = data.num_classes
     x_s, y_s, x_t, y_t, how = _samples(cfg, data, n_bound)
     # Features once: the encoder is fixed, so every sampled probe reuses them (float64 on the CPU).
@@ -341,8 +338,8 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     from clbounds.theory.losses import info_nce
     from clbounds.theory.shift import infonce_range
 
-    from .augment import Augment
-    from .config import ConfigError
+    from ..training.augment import Augment
+    from ..config import ConfigError
 
     t0 = time.perf_counter()
     cfg = config_from_dict(record.config)

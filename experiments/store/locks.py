@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .store import Store
+from .db import Store
 
 __all__ = ["mark_orphaned_runs", "run_lock"]
 

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import load_weights
-from .config import ConfigError, EvalConfig, config_from_dict
-from .data import ImageDataset
+from ..config import ConfigError, EvalConfig, config_from_dict
+from ..data import ImageDataset
+from ..store.db import RunRecord, Store
+from ..training.resources import image_shape
+from ..training.runs import load_encoder, load_run_data, resolve_device
 from .probes import extract_features, knn_predict, linear_probe, nearest_center_accuracy
-from .resources import image_shape
-from .store import RunRecord, Store
-from .train import build_encoder, load_run_data, resolve_device
-
-
-def load_encoder(record: RunRecord, image_shape: tuple[int, int, int], random_init: bool = False) -> torch.nn.Module:
-    """The run's encoder with its final weights, or with its seed's initial weights."""
-    cfg = config_from_dict(record.config)
-    torch.manual_seed(cfg.seed)  # the same initialisation the training started from
-    model = build_encoder(cfg, image_shape)
-    if not random_init:
-        load_weights(model, record.path / "encoder.safetensors")
-    return model
 
 
 def probe_rows(model: torch.nn.Module, data: ImageDataset, e: EvalConfig, weights: str, split: str = "test") -> list[tuple[str, float, str]]:
@@ -68,7 +57,7 @@ def evaluate_transfer(record: RunRecord, store: Store, probe_data: str) -> list[
     normalisation it was trained with. Rows are named ``<probe>@<dataset>``, e.g.
     ``knn_accuracy@digits``, and every protocol names both datasets.
     """
-    from .data import DATASETS, RESIZABLE
+    from ..data import DATASETS, RESIZABLE
 
     if probe_data not in DATASETS:
         raise ConfigError(f"--probe-data {probe_data!r} is not a dataset; choose one of {', '.join(DATASETS)}")

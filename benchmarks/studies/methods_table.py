@@ -1,7 +1,7 @@
 """The methods table: every method of PAPERS.md §1–§4 (and its ablations) trained on the
 embedded default for several seeds, with clean, robust and timing columns.
 
-    python -m clbounds.experiments.methods_table --seeds 0 1 2 --out docs/methods_table.md
+    python -m benchmarks.studies.methods_table --seeds 0 1 2 --out docs/methods_table.md
 
 Each row is a bundled quick synthetic config (plus the overrides it lists); every row runs at
 16×16 so the columns compare like with like. Per run: train (a finished run in the store is
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from .adversarial_probe import adversarial_probe_terms
-from .config import load_config
-from .evaluate import evaluate
-from .measure import measure
-from .robustness import autoattack_unavailable
-from .store import Store
-from .train import train
+from clbounds.experiments.measurement.adversarial_probe import adversarial_probe_terms
+from clbounds.experiments.config import load_config
+from clbounds.experiments.measurement.accuracy import evaluate
+from clbounds.experiments.measurement.measure import measure
+from clbounds.experiments.measurement.autoattack import autoattack_unavailable
+from clbounds.experiments.store.db import Store
+from clbounds.experiments.training.loop import train
 
 
 @dataclass
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(row.label, []).append(values)
             for name, p in protos.items():
                 protocols.setdefault(name, p)
-    command = "python -m clbounds.experiments.methods_table " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.studies.methods_table " + " ".join(sys.argv[1:] if argv is None else argv)
     text = render(results, protocols, args.seeds, args.adversarial_probe_epochs, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

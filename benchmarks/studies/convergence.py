@@ -1,6 +1,6 @@
 """Have the estimators settled? Each estimate against its budget on one trained run.
 
-    python -m clbounds.experiments.estimators --out docs/estimators.md
+    python -m benchmarks.studies.convergence --out docs/estimators.md
 
 trains ``quick-simclr-synthetic`` into the store (or reuses it), then measures six estimates
 at a ladder of budgets, each with everything else fixed:
@@ -36,12 +36,10 @@ import torch.nn.functional as F
 
 from clbounds.theory import geometry, information, sharpness
 
-from .config import load_config
-from .store import Store
+from clbounds.experiments.config import load_config
+from clbounds.experiments.store.db import Store
 
-#: Settled budgets found by this module on `quick-simclr-synthetic` (docs/estimators.md); the
-#: `cpu` preset uses them and measure's protocols name a budget below them.
-SETTLED = {"sigma_per_class": 8, "views": 16, "trace_samples": 4, "hessian_iters": 4, "sharpness_batches": 4, "mi_samples": 512}
+from clbounds.experiments.measurement.registry import SETTLED
 
 
 @dataclasses.dataclass
@@ -69,22 +67,11 @@ class Sweep:
         return settled if settled is not None and settled < self.ladder[len(self.values) - 1] else None
 
 
-def below_settled(key: str, value: int) -> str:
-    """A protocol note when a measure setting is below its settled budget (empty otherwise).
-
-    Example:
-        >>> below_settled("views", 4)
-        ' (below the settled budget 16 of docs/estimators.md)'
-    """
-    settled = SETTLED.get(key)
-    return f" (below the settled budget {settled} of docs/estimators.md)" if settled is not None and value < settled else ""
-
-
 SIGMA_VIEWS = 8  # d_A costs M² distance matrices: σ's ladder is over inputs at a fixed M
 
 
 def _sweeps(ctx, views: torch.Tensor, log: Callable[[str], None]) -> list[Sweep]:
-    from .measure import reference_delta
+    from clbounds.experiments.measurement.measure import reference_delta
 
     m, k, y = ctx.cfg.measure, ctx.data.num_classes, ctx.y
     out = []
@@ -139,7 +126,7 @@ def render(sweeps: Sequence[Sweep], run: str, protocol: str, quick: dict[str, in
     lines = [
         "# Estimator convergence: each estimate against its budget",
         "",
-        "Regenerate: `python -m clbounds.experiments.estimators --out docs/estimators.md` "
+        "Regenerate: `python -m benchmarks.studies.convergence --out docs/estimators.md` "
         f"({seconds:.0f} s on this machine). Run `{run}`: {protocol}.",
         "",
         "The settled budget is the smallest budget from which every estimate up the ladder stays within the tolerance of the estimate at the largest budget; "
@@ -158,9 +145,9 @@ def render(sweeps: Sequence[Sweep], run: str, protocol: str, quick: dict[str, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .measure import build_context
-    from .train import train
-    from .verify import grid_items, load_preset
+    from clbounds.experiments.measurement.measure import build_context
+    from clbounds.experiments.training.loop import train
+    from clbounds.experiments.pipeline.verify import grid_items, load_preset
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="quick-simclr-synthetic")

@@ -24,25 +24,9 @@ import torch
 import kornia.augmentation as K
 from torch import nn
 
-AUGMENTATIONS = {"a": "crop", "b": "blur", "c": "grayscale", "d": "color", "e": "flip"}
-_SIMCLR_ORDER = "aedcb"
+from ..config import AUGMENTATIONS, parse_augment  # torch-free: the config validates specs
 
-
-def parse_augment(spec: str) -> str:
-    """Validates an augmentation string such as ``"abcd"`` and returns it in canonical order.
-
-    The empty string means no augmentation (views equal the input).
-
-    Example:
-        >>> parse_augment("dcba")
-        'adcb'
-    """
-    bad = sorted(set(spec) - set(AUGMENTATIONS))
-    if bad:
-        raise ValueError(f"augment {spec!r}: unknown letter(s) {', '.join(bad)}; allowed a-e ({', '.join(f'{k}={v}' for k, v in AUGMENTATIONS.items())})")
-    if len(set(spec)) != len(spec):
-        raise ValueError(f"augment {spec!r}: a letter is repeated")
-    return "".join(c for c in _SIMCLR_ORDER if c in spec)
+__all__ = ["AUGMENTATIONS", "Augment", "fourier_amplitude_mix", "parse_augment"]
 
 
 class Augment(nn.Module):

@@ -27,8 +27,8 @@ from torch import nn
 from clbounds.theory.adversarial import contrastive_attack
 from clbounds.theory.losses import barlow_twins, cacr, info_nce
 
-from .config import Config
-from .encoders import bn_branch
+from ..config import Config
+from ..models.encoders import bn_branch
 
 ADVERSARIAL_METHODS = ("robust_cl", "rocl")
 

@@ -26,7 +26,7 @@ from clbounds.bounds import arora2019, cacr, huang2023, robust_cl, ssa_clr, wen2
 from clbounds.bounds.common import BoundCheck, headline, verdict, with_controls
 from clbounds.bounds.evaluate import SINGLE_RUN_MODULES, attach_controls, evaluate_all, split_controls
 
-from .store import RunRecord, Store
+from ..store.db import RunRecord, Store
 
 def run_terms(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
     """(terms, protocol of each term, names measured under several protocols) of one run.

@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
 
 __all__ = ["Context", "GlobalBatchNorm", "gather_with_grad", "gathered", "globalise_batchnorm", "init_from_env", "sum_gradients"]
 

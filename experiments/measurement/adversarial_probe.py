@@ -15,9 +15,9 @@ from torch import nn
 
 from clbounds.theory.adversarial import EVAL_ALPHA, EVAL_EPS, EVAL_STEPS, pgd, robust_accuracy
 
-from .optim import cosine_lr
+from ..training.optim import cosine_lr
 from .probes import LinearProbe, extract_features
-from .store import RunRecord, Store
+from ..store.db import RunRecord, Store
 
 Row = tuple[str, float, str]
 
@@ -104,14 +104,10 @@ def adversarial_probe_terms(
     """Fits the adversarially trained probe on the run's training split and stores its clean
     and PGD-20 robust accuracy on ``n_test`` test inputs (the measure protocol's attack:
     L∞, ε = 8/255, step 0.8/255, random start). Returns the (name, value, protocol) rows."""
-    from .evaluate import load_encoder
-    from .config import config_from_dict
-    from .train import load_run_data, resolve_device
+    from ..training.runs import open_run
 
-    cfg = config_from_dict(record.config)
-    device = resolve_device(cfg.device)
-    data = load_run_data(cfg).to(device)
-    model = load_encoder(record, data.image_shape).to(device).eval()
+    run = open_run(record)
+    cfg, device, data, model = run.cfg, run.device, run.data, run.encoder
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 12)
     probe = fit_adversarial_linear_probe(model, data.x_train, data.y_train, data.num_classes, train_eps, train_alpha, train_steps, epochs=epochs, generator=g)
     pick = torch.randperm(data.x_test.shape[0], generator=g)[: min(n_test, data.x_test.shape[0])].to(device)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from ..config import ConfigError
 
 RUN_STATUSES = ("running", "done", "failed")
 
@@ -72,11 +71,11 @@ CREATE TABLE IF NOT EXISTS spool_imported (
 _ADDED_COLUMNS = {"bound_checks": {"vacuous": "INTEGER", "informative": "INTEGER"}}
 
 
-def _real(value: Any) -> float | None:
+def real_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _flag(value: Any) -> int | None:
+def flag_or_none(value: Any) -> int | None:
     return None if value is None else int(bool(value))
 
 
@@ -139,7 +138,7 @@ class Store:
         finally:
             db.close()
 
-    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+    def transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """``body(db)`` in one atomic write transaction, retried (from the start) while another
         process holds the write lock; returns what ``body`` returns."""
         for attempt in range(50):
@@ -157,65 +156,10 @@ class Store:
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         """One atomic transaction, retried while another process holds the write lock."""
-        self._transaction(lambda db: db.executemany(sql, rows))
+        self.transaction(lambda db: db.executemany(sql, rows))
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
-
-    def import_spool(self, delete: bool = True, log: Callable[[str], None] | None = None, snapshot: Path | None = None) -> int:
-        """Imports the rows that cluster jobs wrote into their run folders (experiments/spool.py),
-        oldest first, in one transaction that records each file; returns how many were new.
-        Files already imported are skipped (and deleted with ``delete``); a file that is not a
-        valid record is left in place and reported through ``log``. The database is copied to
-        ``snapshot`` and to every ``<root>/jobs/*/store.sqlite`` after the commit and before the
-        deletes (what cluster jobs start from)."""
-        from .spool import pending_spool_files
-
-        files = pending_spool_files(self.root)
-        if not files:
-            return 0
-        new, seen = self._import_files(files, {}, log)
-        # every snapshot that running jobs may start from (experiments/cluster.py keeps them in
-        # <root>/jobs/<grid>/), before the files go: a job reads each file or finds it there
-        for path in {*self.root.glob("jobs/*/store.sqlite"), *([snapshot] if snapshot is not None else [])} if new else ():
-            self.write_snapshot(path)
-        if delete:  # after the commit: a crash before this leaves files that the next import skips
-            for path in seen:
-                path.unlink(missing_ok=True)
-        return new
-
-    def _import_files(self, files: list[Path], texts: dict[Path, str], log: Callable[[str], None] | None) -> tuple[int, list[Path]]:
-        """Applies the spool files not recorded yet, in one transaction; returns (new, recorded or applied)."""
-        from .spool import read_spool_file
-
-        def apply(db: sqlite3.Connection) -> tuple[int, list[Path], list[str]]:  # one importer at a time: files apply in order
-            seen, new, bad = [], 0, []
-            done = {r[0] for r in db.execute("SELECT file FROM spool_imported")}
-            for path in files:
-                key = f"{path.parent.parent.name}/{path.name}"
-                if key not in done:
-                    db.execute("SAVEPOINT spool_file")  # a file applies whole or not at all
-                    try:
-                        record = read_spool_file(path, texts.get(path))
-                        db.executemany(*self._statement(record["op"], record["run"], record["args"], float(record["at"])))
-                    except Exception as err:  # noqa: BLE001 - one bad file must not stop the others, nor any command
-                        if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
-                            raise
-                        db.execute("ROLLBACK TO spool_file")
-                        db.execute("RELEASE spool_file")
-                        why = str(err) if str(path) in str(err) else f"{path}: {type(err).__name__}: {err}"
-                        bad.append(f"spool file not imported, left in place: {why}")
-                        continue
-                    db.execute("RELEASE spool_file")
-                    db.execute("INSERT INTO spool_imported VALUES (?, ?)", (key, time.time()))
-                    new += 1
-                seen.append(path)
-            return new, seen, bad
-
-        new, seen, bad = self._transaction(apply)
-        for line in bad:
-            (log or (lambda m: print(m, file=sys.stderr)))(line)
-        return new, seen
 
     def write_snapshot(self, path: Path) -> None:
         """A consistent copy of the database at ``path``, in rollback-journal mode (no WAL files
@@ -228,13 +172,13 @@ class Store:
         os.replace(tmp, path)
 
     # --- writes: every one is an operation (name, run, arguments), built into SQL here --
-    # A SpoolStore (experiments/spool.py) records the same operations as files, and
-    # import_spool replays them through the same builders.
+    # A SpoolStore (experiments/store/spool.py) records the same operations as files, and
+    # spool.import_spool replays them through the same builder, :meth:`statement`.
     def _apply(self, op: str, run_id: str, args: dict[str, Any], now: float | None = None) -> None:
-        self._write(*self._statement(op, run_id, args, time.time() if now is None else now))
+        self._write(*self.statement(op, run_id, args, time.time() if now is None else now))
 
     @staticmethod
-    def _statement(op: str, run_id: str, args: dict[str, Any], now: float) -> tuple[str, list[tuple]]:
+    def statement(op: str, run_id: str, args: dict[str, Any], now: float) -> tuple[str, list[tuple]]:
         if op == "upsert_run":
             config, status = args["config"], args["status"]
             if status not in RUN_STATUSES:
@@ -252,8 +196,8 @@ class Store:
             return "DELETE FROM measurements WHERE run=? AND name LIKE ?", [(run_id, args["name_like"])]
         if op == "add_bound_checks":
             rows = [
-                (run_id, c["theorem"], _real(c.get("bound")), _real(c.get("measured")), _flag(c.get("holds")), _real(c.get("tightness")), _flag(c.get("assumptions_met")),
-                 json.dumps(c.get("details", {}), default=str), now, _flag(c.get("vacuous")), _flag(c.get("informative")))
+                (run_id, c["theorem"], real_or_none(c.get("bound")), real_or_none(c.get("measured")), flag_or_none(c.get("holds")), real_or_none(c.get("tightness")), flag_or_none(c.get("assumptions_met")),
+                 json.dumps(c.get("details", {}), default=str), now, flag_or_none(c.get("vacuous")), flag_or_none(c.get("informative")))
                 for c in args["checks"]
             ]
             return ("INSERT OR REPLACE INTO bound_checks (run, theorem, bound, measured, holds, tightness, assumptions_met, details, created, vacuous, informative) "

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, load_config
-from .store import Store
-from .sweep import Executor, GridItem, run_grid
+from ..config import ConfigError, load_config
+from ..store.db import Store
+from .grid import Executor, GridItem, run_grid
 from .verify import load_preset
 
 HUANG_AUGMENTS = ["a", "ab", "abc", "abcd", "abcde"]

@@ -27,7 +27,7 @@ import os
 
 import torch
 
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
 
 # Bytes per pixel of a generated sample while it is drawn: the kept uint8 image (1) and
 # float32 noise (4), plus two float32 temporaries of the composition (8).
@@ -40,7 +40,7 @@ FRACTION_USABLE = 0.8  # leave room for activations and everything else the proc
 
 def image_shape(cfg: Config) -> tuple[int, int, int]:
     """The (C, H, W) of the run's images, from the config alone."""
-    from .data import IMAGE_SIDES, RESIZABLE
+    from ..data import IMAGE_SIDES, RESIZABLE
 
     side = IMAGE_SIDES[cfg.data.name]
     side = (cfg.data.image_size or side) if cfg.data.name in RESIZABLE else side
@@ -48,7 +48,7 @@ def image_shape(cfg: Config) -> tuple[int, int, int]:
 
 
 def _parameter_count(cfg: Config) -> int:
-    from .train import build_networks  # train imports this module
+    from .runs import build_networks  # torch-heavy: only when a size is asked
 
     with torch.device("meta"):  # shapes only: nothing is allocated, no random number drawn
         nets = build_networks(cfg, image_shape(cfg))

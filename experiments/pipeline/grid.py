@@ -18,9 +18,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .config import Config, ConfigError, SlurmConfig
-from .spool import open_store
-from .store import RunRecord, Store
+from ..config import Config, ConfigError, SlurmConfig
+from ..store.spool import import_spool, open_store
+from ..store.db import RunRecord, Store
 
 
 class Executor(Protocol):
@@ -68,9 +68,9 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
     (inline only: a callback does not cross a process boundary)."""
     step = on_step or (lambda name: None)
     from .bounds_step import evaluate_bounds
-    from .evaluate import evaluate
-    from .measure import default_groups, measure
-    from .train import train
+    from ..measurement.accuracy import evaluate
+    from ..measurement.measure import default_groups, measure
+    from ..training.loop import train
 
     store = open_store(store_root)  # in a cluster job, a SpoolStore: rows go to the run folder
     seconds: dict[str, float] = {}
@@ -115,7 +115,7 @@ def _measured_with(store: Store, run_id: str) -> dict[str, Any]:
 def _group_settings(store: Store, run_id: str) -> dict[str, Any]:
     """Term group -> the measure settings its stored rows came from. A store written before
     groups were recorded one by one holds a single ``measure`` entry for every group."""
-    from .measure import TERM_GROUPS
+    from ..measurement.measure import TERM_GROUPS
 
     done = _measured_with(store, run_id)
     legacy = {g: done["measure"] for g in TERM_GROUPS} if "measure" in done else {}
@@ -147,7 +147,7 @@ def _record_settings(store: Store, run_id: str, section: str, settings: dict[str
 def pipeline_complete(store: Store, cfg: Config, terms: Sequence[str] | None) -> bool:
     """Whether :func:`run_pipeline` would find nothing to do for ``cfg`` (trained, evaluated
     and measured with these settings): a cluster driver then submits no job for it."""
-    from .measure import default_groups
+    from ..measurement.measure import default_groups
 
     record = store.get_run(cfg.run_id())
     if record is None or record.status != "done" or not (record.path / "encoder.safetensors").is_file():
@@ -180,7 +180,7 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
             try:
                 _, seconds = result()
             finally:  # what a job on another node wrote into its run folder; the jobs' snapshot follows
-                store.import_spool(snapshot=getattr(executor, "snapshot", None))
+                import_spool(store, snapshot=getattr(executor, "snapshot", None))
             steps = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if v >= 0.5) or "stored"
             log(f"{head(i, item)}  done ({steps})")
             return GridResult(item.label, run_id, "done")
@@ -196,7 +196,7 @@ def run_grid(items: Sequence[GridItem], store: Store, executor: Executor | None 
 
     if isinstance(executor, SubmititExecutor):
         results: list[GridResult | None] = [None] * len(items)
-        store.import_spool()  # what the jobs of an earlier driver wrote
+        import_spool(store)  # what the jobs of an earlier driver wrote
         todo = []
         for i, item in enumerate(items):
             if pipeline_complete(store, item.config, terms):
