@@ -63,8 +63,10 @@ from torch import nn
 
 from clbounds.experiments.config import Config
 from clbounds.experiments.training.runs import load_encoder
-from clbounds.experiments.measurement import measure as measure_module
-from clbounds.experiments.measurement.measure import TERM_GROUPS, Context, default_groups, make_context, measure_context
+from clbounds.experiments.measurement import context as measure_context_module
+from clbounds.experiments.measurement.context import Context, make_context
+from clbounds.experiments.measurement.measure import measure_context
+from clbounds.experiments.measurement.registry import GROUP_NAMES, default_groups
 from clbounds.experiments.store.db import Store
 from clbounds.experiments.training.loop import train
 from clbounds.experiments.training.runs import load_run_data
@@ -272,7 +274,7 @@ def timed_measure(cfg: Config, data, model: nn.Module, init_model: nn.Module, la
     groups of the encoder itself, no controls."""
     counter = PassCounter([model.backbone, init_model.backbone])
     records = []
-    measure_module._REFERENCE_CACHE.clear()  # every measure pays for its δ, as the first of a process does
+    measure_context_module._REFERENCE_CACHE.clear()  # every measure pays for its δ, as the first of a process does
 
     def record(control: str, group: str, fn: Callable[[], Any]) -> Any:
         counter.take()
@@ -673,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=WIDTH, help=f"ResNet-18 width of the scaling run (default {WIDTH:g})")
     p.add_argument("--n-train", type=int, default=N_TRAIN, help=f"generated training images of the scaling run (default {N_TRAIN})")
     p.add_argument("--skip-paper", action="store_true", help="skip the stand-in run at the paper preset's sizes")
-    p.add_argument("--only", nargs="+", choices=list(TERM_GROUPS), default=None, help="only time these groups of the run (no controls, no pricing), e.g. after a change")
+    p.add_argument("--only", nargs="+", choices=list(GROUP_NAMES), default=None, help="only time these groups of the run (no controls, no pricing), e.g. after a change")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument("--width-one-check-only", action="store_true", help="only (re)run the width-1 check of the cost model on the stored measure_scaling.json")

@@ -202,11 +202,11 @@ def measure(
         >>> 0 <= rows.terms["alignment"] <= 4
         True
     """
-    from .measurement.measure import TERM_GROUPS, default_groups, make_context, measure_context
+    from .measurement.context import make_context
+    from .measurement.measure import measure_context
+    from .measurement.registry import check_groups, default_groups
 
-    unknown = sorted(set(terms or []) - set(TERM_GROUPS))
-    if unknown:
-        raise ValueError(f"unknown term group(s) {', '.join(unknown)}; choose from {', '.join(TERM_GROUPS)}")
+    check_groups(terms)
     dev = _device(device, model)
     dataset = as_dataset(data, **(data_options or {}))
     cfg = _config(method, seed, augment, color_strength, temperature, dataset.name, settings)

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.measurement.measure import TERM_GROUPS, _same_class_partner, measure
+from clbounds.experiments.measurement.groups import TERM_GROUPS
+from clbounds.experiments.measurement.groups.shift import same_class_partner
+from clbounds.experiments.measurement.measure import measure
 from clbounds.experiments.training.loop import train
 
 from conftest import tiny_raw
@@ -52,7 +54,7 @@ def test_unknown_term_group_is_a_clear_error(store, trained):
 
 def test_same_class_partner_is_a_different_member_of_the_class():
     y = torch.tensor([0, 1, 0, 2, 1, 0, 1])
-    p = _same_class_partner(y, torch.Generator().manual_seed(0))
+    p = same_class_partner(y, torch.Generator().manual_seed(0))
     assert (y[p] == y).all()
     assert (p != torch.arange(7))[y != 2].all() and p[3] == 3  # class 2 has one member
     assert sorted(p.tolist()) == list(range(7))  # a permutation: every input is someone's partner once

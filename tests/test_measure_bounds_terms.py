@@ -10,7 +10,9 @@ import torch
 from clbounds.bounds import arora2019
 from clbounds.experiments.config import config_from_dict
 from clbounds.experiments.training.runs import load_encoder
-from clbounds.experiments.measurement.measure import TERM_GROUPS, build_context, measure
+from clbounds.experiments.measurement.context import build_context
+from clbounds.experiments.measurement.groups import TERM_GROUPS
+from clbounds.experiments.measurement.measure import measure
 from clbounds.experiments.store.db import Store
 from clbounds.theory.arora import class_probabilities
 from clbounds.theory.shift import infonce_range

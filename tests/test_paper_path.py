@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from clbounds.experiments.measurement.measure import default_groups
+from clbounds.experiments.measurement.registry import default_groups
 from clbounds.experiments.store.db import Store
 from clbounds.experiments.pipeline.grid import measured_groups, run_pipeline
 from clbounds.experiments.pipeline.verify import grid_items, load_preset

@@ -15,7 +15,8 @@ import torch
 from clbounds.experiments.pipeline import reproduce as reproduce_mod
 from clbounds.experiments.pipeline.bounds_step import evaluate_sweep_bounds
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.measurement.measure import CACR_WEIGHT_BINS, build_context, cacr_weight_terms
+from clbounds.experiments.measurement.context import build_context
+from clbounds.experiments.measurement.groups.cacr_weights import CACR_WEIGHT_BINS, cacr_weight_terms
 from clbounds.experiments.store.db import Store
 from clbounds.experiments.training.loop import train
 from clbounds.figures import reproductions

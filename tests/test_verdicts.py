@@ -23,7 +23,9 @@ from clbounds.experiments.training.augment import Augment
 from clbounds.experiments.pipeline.bounds_step import evaluate_terms
 from clbounds.experiments.config import config_from_dict
 from clbounds.experiments.data import load_dataset
-from clbounds.experiments.measurement.measure import Context, reference_delta, shift_terms, sigma_terms
+from clbounds.experiments.measurement.context import Context, reference_delta
+from clbounds.experiments.measurement.groups.shift import shift_terms
+from clbounds.experiments.measurement.groups.sigma import sigma_terms
 from clbounds.theory import arora, information, losses, shift
 
 from conftest import huang_terms, tiny_raw

@@ -58,7 +58,7 @@ def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monk
 
 
 def test_each_term_group_remembers_the_settings_it_was_measured_with(tmp_path):
-    from clbounds.experiments.measurement.measure import TERM_GROUPS
+    from clbounds.experiments.measurement.groups import TERM_GROUPS
     from clbounds.experiments.pipeline.grid import _record_settings, measured_groups, record_measured
 
     store = Store(tmp_path / "store")

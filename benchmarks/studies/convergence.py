@@ -19,7 +19,7 @@ within the tolerance of the estimate at the largest budget. It is a property of 
 this ladder, not a guarantee: an estimate that still drifts at the top of the ladder (R_ε
 grows with M, a lower estimate of a sup) is reported as not settled. The `cpu` preset
 measures at the settled budgets, and every protocol of a `quick` measurement below them says
-so (:data:`SETTLED`).
+so (``experiments/measurement/registry.py``, ``SETTLED``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from clbounds.theory import geometry, information, sharpness
 from clbounds.experiments.config import load_config
 from clbounds.experiments.store.db import Store
 
-from clbounds.experiments.measurement.registry import SETTLED
 
 
 @dataclasses.dataclass
@@ -71,7 +70,7 @@ SIGMA_VIEWS = 8  # d_A costs M² distance matrices: σ's ladder is over inputs a
 
 
 def _sweeps(ctx, views: torch.Tensor, log: Callable[[str], None]) -> list[Sweep]:
-    from clbounds.experiments.measurement.measure import reference_delta
+    from clbounds.experiments.measurement.context import reference_delta
 
     m, k, y = ctx.cfg.measure, ctx.data.num_classes, ctx.y
     out = []
@@ -145,7 +144,7 @@ def render(sweeps: Sequence[Sweep], run: str, protocol: str, quick: dict[str, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clbounds.experiments.measurement.measure import build_context
+    from clbounds.experiments.measurement.context import build_context
     from clbounds.experiments.training.loop import train
     from clbounds.experiments.pipeline.verify import grid_items, load_preset
 

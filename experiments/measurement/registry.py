@@ -1,4 +1,5 @@
-"""What measure knows before it runs anything (torch-free): the settled estimator budgets.
+"""What measure knows before it runs anything (torch-free): the names of its term groups, the
+control plan, the groups that need the training loss, and the settled estimator budgets.
 
 The budgets come from the convergence study ``benchmarks/studies/convergence.py`` (a script,
 not library code), which regenerates ``docs/estimators.md``; measure's protocols name any
@@ -6,6 +7,10 @@ setting below them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..config import Config, ConfigError
 
 #: Settled budgets found by benchmarks/studies/convergence.py on `quick-simclr-synthetic` (docs/estimators.md); the
 #: `cpu` preset uses them and measure's protocols name a budget below them.
@@ -21,3 +26,42 @@ def below_settled(key: str, value: int) -> str:
     """
     settled = SETTLED.get(key)
     return f" (below the settled budget {settled} of docs/estimators.md)" if settled is not None and value < settled else ""
+
+
+#: The term groups of ``clbounds measure``, in the order they are measured (one module each in
+#: ``groups/``). AutoAttack is opt-in (``measure.autoattack``): minutes per run on a CPU.
+GROUP_NAMES = ("losses", "geometry", "sigma", "lipschitz", "sharpness", "shift", "adversarial", "autoattack", "optimization", "information", "cacr_weights", "bounds")
+OPT_IN = ("autoattack",)
+
+#: What each control measures again, by term group (bounds/common.CONTROLS says what each control
+#: is). Random init: every group that depends on the encoder (σ does not: it is pixel space).
+#: Shuffled labels: the groups whose terms use the labels, and of "bounds" only its Arora part.
+#: Random embedding: CACR's weight statistics. A check is evaluated on a control only where it
+#: reads a term the control measured again (experiments/pipeline/bounds_step.py). Which function
+#: a control runs for a group is ``groups.CONTROL_PLAN``'s.
+CONTROL_GROUPS: dict[str, tuple[str, ...]] = {
+    "random_init": tuple(g for g in GROUP_NAMES if g not in ("sigma", "autoattack")),
+    "shuffled_labels": ("geometry", "sigma", "bounds"),
+    "random_embedding": ("cacr_weights",),
+}
+
+#: The groups that differentiate the training loss: a foreign encoder needs ``loss_fn`` or ``method``.
+NEEDS_TRAINING_LOSS = ("sharpness", "optimization")
+
+
+def check_groups(names: Iterable[str] | None) -> None:
+    """Raises a ConfigError (a ValueError) naming every unknown group and the choices: the one
+    check of a group list, for the CLI (exit 2) and the Python API alike."""
+    unknown = sorted(set(names or []) - set(GROUP_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown term group(s) {', '.join(unknown)}; choose from {', '.join(GROUP_NAMES)}")
+
+
+def default_groups(cfg: Config) -> list[str]:
+    """The groups measured when none are named: all but the opt-in AutoAttack, unless ``measure.autoattack``."""
+    return [g for g in GROUP_NAMES if g not in OPT_IN or cfg.measure.autoattack]
+
+
+def control_groups(names: list[str]) -> list[tuple[str, list[str]]]:
+    """Each control of :data:`CONTROL_GROUPS` with the groups of ``names`` it measures again, in measure's order."""
+    return [(control, todo) for control, plan in CONTROL_GROUPS.items() if (todo := [n for n in names if n in plan])]

@@ -69,7 +69,8 @@ def run_pipeline(cfg: Config, store_root: str, terms: Sequence[str] | None, prog
     step = on_step or (lambda name: None)
     from .bounds_step import evaluate_bounds
     from ..measurement.accuracy import evaluate
-    from ..measurement.measure import default_groups, measure
+    from ..measurement.measure import measure
+    from ..measurement.registry import default_groups
     from ..training.loop import train
 
     store = open_store(store_root)  # in a cluster job, a SpoolStore: rows go to the run folder
@@ -115,10 +116,10 @@ def _measured_with(store: Store, run_id: str) -> dict[str, Any]:
 def _group_settings(store: Store, run_id: str) -> dict[str, Any]:
     """Term group -> the measure settings its stored rows came from. A store written before
     groups were recorded one by one holds a single ``measure`` entry for every group."""
-    from ..measurement.measure import TERM_GROUPS
+    from ..measurement.registry import GROUP_NAMES
 
     done = _measured_with(store, run_id)
-    legacy = {g: done["measure"] for g in TERM_GROUPS} if "measure" in done else {}
+    legacy = {g: done["measure"] for g in GROUP_NAMES} if "measure" in done else {}
     return legacy | done.get("measure_groups", {})
 
 
@@ -147,7 +148,7 @@ def _record_settings(store: Store, run_id: str, section: str, settings: dict[str
 def pipeline_complete(store: Store, cfg: Config, terms: Sequence[str] | None) -> bool:
     """Whether :func:`run_pipeline` would find nothing to do for ``cfg`` (trained, evaluated
     and measured with these settings): a cluster driver then submits no job for it."""
-    from ..measurement.measure import default_groups
+    from ..measurement.registry import default_groups
 
     record = store.get_run(cfg.run_id())
     if record is None or record.status != "done" or not (record.path / "encoder.safetensors").is_file():

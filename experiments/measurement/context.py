@@ -1,0 +1,223 @@
+"""The measure context: what every term group reads (the run's config, data, trained and
+initial encoder, the fixed test sample and its augmented views, the δ of σ(δ)), and the
+controls' contexts derived from it.
+
+Features: "features" means the L2-normalised backbone output h/‖h‖ (Huang et al.'s f with
+r = 1, what the probes use); "projection" means the projection head output the training
+loss saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clbounds.theory import geometry
+from clbounds.theory.losses import barlow_twins, info_nce
+
+from ..config import Config
+from ..data import ImageDataset
+from ..store.db import RunRecord
+from ..training.augment import Augment
+from ..training.runs import load_encoder, open_run
+from .probes import extract_features
+
+
+Row = tuple[str, float, str]
+
+
+@dataclass
+class Context:
+    """What every term group needs: the run's config, data, encoder and fixed random views."""
+
+    cfg: Config
+    data: ImageDataset
+    model: nn.Module  # the trained Encoder, in eval mode
+    init_model: nn.Module  # the same architecture at its initial weights
+    augment: Augment
+    x: torch.Tensor  # uint8 test inputs used for the terms [N, C, H, W]
+    y: torch.Tensor
+    views: torch.Tensor  # M augmented views of x, float [M, N, C, H, W]
+    device: torch.device
+    delta: float = 0.0  # the δ of σ(δ), fixed for the run and its controls
+    delta_note: str = ""
+    control_name: str = ""  # "" for the trained encoder, else the control these terms are for
+    loss_fn: Callable[[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None = None  # a foreign model's training loss
+    # Inputs that do not depend on the encoder (augmented views of the training set), made
+    # once and shared with the controls: augmentation dominates measure's cost on a CPU.
+    cache: dict = dataclasses.field(default_factory=dict)
+    log: Callable[[str], None] | None = None  # findings a group reports as it measures (a failed sanity check)
+
+    def generator(self, salt: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.cfg.seed * 7919 + salt)
+
+    def control(self, name: str) -> "Context":
+        """The context of a control (bounds/common.CONTROLS): the same inputs, views and
+        settings, with the learned structure removed.
+
+        - ``random_init``: the architecture at the seed's initial weights;
+        - ``shuffled_labels``: the trained encoder, train and test labels randomly permuted
+          (class frequencies kept; the generator's ground truth dropped with them);
+        - ``random_embedding``: the trained context; the groups that support it replace the
+          embeddings by i.i.d. Gaussians themselves.
+        """
+        if name == "random_init":
+            return dataclasses.replace(self, model=self.init_model, control_name=name)
+        if name == "shuffled_labels":
+            g = self.generator(31)
+            shuffle = lambda t: t[torch.randperm(t.numel(), generator=g).to(t.device)]  # noqa: E731
+            data = dataclasses.replace(self.data, y_train=shuffle(self.data.y_train), y_test=shuffle(self.data.y_test), generator=None, train_main=None)
+            return dataclasses.replace(self, data=data, y=shuffle(self.y), control_name=name)
+        if name == "random_embedding":
+            return dataclasses.replace(self, control_name=name)
+        raise ValueError(f"unknown control {name!r}")
+
+    def train_views(self) -> torch.Tensor:
+        """``measure.center_views`` augmentations of every training input, 8-bit: uint8 [V, n, C, H, W]."""
+        if "train_views" not in self.cache:
+            g, x = self.generator(13), self.data.x_train
+            self.cache["train_views"] = torch.stack([
+                torch.cat([to_uint8(self.augment(x[i : i + 2048], g)) for i in range(0, x.shape[0], 2048)]) for _ in range(self.cfg.measure.center_views)
+            ])
+        return self.cache["train_views"]
+
+    @torch.no_grad()
+    def embed_both(self, x: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised backbone features, normalised projections) of x, one backbone pass."""
+        self.model.eval()
+        feats, projs = [], []
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i : i + batch_size]
+            h = self.model(xb.float() / 255 if xb.dtype == torch.uint8 else xb.float())
+            feats.append(F.normalize(h.float(), dim=1))
+            projs.append(F.normalize(self.model.projector(h).float(), dim=1))
+        return torch.cat(feats), torch.cat(projs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(extract_features(self.model, x), dim=1)
+
+    @torch.no_grad()
+    def projections(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        self.model.eval()
+        x = x.float() / 255 if x.dtype == torch.uint8 else x
+        return torch.cat([self.model.projector(self.model(x[i : i + batch_size])) for i in range(0, x.shape[0], batch_size)])
+
+    def normalized_projections(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projections(x), dim=1)
+
+    def ssl_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Fixed pairs of augmented views, for the terms that differentiate the loss."""
+        m, b = self.cfg.measure, self.cfg.measure.batch_size
+        return [(self.views[0, i * b : (i + 1) * b], self.views[1, i * b : (i + 1) * b]) for i in range(min(m.sharpness_batches, max(1, self.x.shape[0] // b)))]
+
+    @property
+    def loss_name(self) -> str | None:
+        """The training loss: the method's; for an imported encoder the one recorded (None if unknown)."""
+        if self.loss_fn is not None:
+            return "the given loss_fn"
+        name = self.cfg.method.name
+        if name == "external":
+            return self.cfg.encoder.external.loss or None
+        return "barlow_twins" if name == "barlow_twins" else name
+
+    def ssl_loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The method's training loss on one batch of view pairs (``loss_fn`` of theory/)."""
+        if self.loss_fn is not None:
+            return self.loss_fn(model, batch)
+        if self.loss_name is None:
+            raise ValueError("the training loss of this encoder is not known: give loss_fn or method")
+        v1, v2 = batch
+        z1, z2 = model.projector(model(v1)), model.projector(model(v2))
+        if self.loss_name == "barlow_twins":
+            return barlow_twins(z1, z2, self.cfg.method.lambd)
+        return info_nce(z1, z2, self.cfg.method.temperature)
+
+    @property
+    def split(self) -> str:
+        return f"test n={self.x.shape[0]}"
+
+
+def to_uint8(v: torch.Tensor) -> torch.Tensor:
+    return (v * 255).round().to(torch.uint8)
+
+
+def scalar(t: torch.Tensor | float) -> float:
+    return float(t.item() if torch.is_tensor(t) else t)
+
+
+DELTA_GRID = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+#: The reference of the default δ: one augmentation and sample for every run on a dataset, so
+#: that σ(δ) compares runs (augmentations) at one δ.
+REFERENCE_AUGMENT, REFERENCE_COLOR, REFERENCE_PER_CLASS, REFERENCE_SEED = "abcde", 0.5, 40, 12345
+
+
+_REFERENCE_CACHE: dict[str, tuple[float, str]] = {}  # the runs of one grid share their data: δ once per process
+
+
+def reference_delta(cfg: Config, data: ImageDataset, device: torch.device, augment_spec: str = REFERENCE_AUGMENT) -> tuple[float, str]:
+    """The δ of σ(δ) when ``measure.delta`` is not set, and how it was found.
+
+    It depends on the dataset (and on M = ``measure.views``, since d_A is a minimum over M
+    sampled views), never on the run's augmentation, encoder or seed of the terms, so every
+    run on one dataset is compared at one δ:
+
+    - synthetic: the generator's own δ, the largest d_A between two main-part members of one
+      class (so its main parts are (σ,δ)-cliques by construction, and σ(δ) should recover
+      ``main_fraction``), on a fresh sample of 40 per class;
+    - other data: the median same-class d_A of the first 40 training inputs per class.
+
+    Both under the reference augmentation ``abcde`` at colour strength 0.5 and a fixed seed
+    (``augment_spec`` picks another: the generator's δ *under a run's own augmentation* is what
+    σ(δ) must recover ``main_fraction`` at, which ``tests/test_verdicts.py`` checks).
+    """
+    m, k = cfg.measure, data.num_classes
+    fingerprint = [data.name, list(data.x_train.shape), float(data.x_train.reshape(-1)[:4096].float().sum()), int(data.y_train[:4096].sum())]
+    key = json.dumps([dataclasses.asdict(cfg.data), cfg.seed, m.views, augment_spec, fingerprint, k], sort_keys=True, default=str)
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE[key] = _reference_delta(m, data, device, augment_spec)
+    return _REFERENCE_CACHE[key]
+
+
+def _reference_delta(m, data: ImageDataset, device: torch.device, augment_spec: str) -> tuple[float, str]:
+    k = data.num_classes
+    g = torch.Generator().manual_seed(REFERENCE_SEED)
+    augment = Augment(augment_spec, image_size=data.image_shape[-1], color_strength=REFERENCE_COLOR)
+    ref = f"reference augmentation {augment_spec} colour {REFERENCE_COLOR:g}, M={m.views} views, seed {REFERENCE_SEED}"
+    if data.generator is not None:
+        sample = data.generator.sample(torch.arange(REFERENCE_PER_CLASS * k) % k, g)
+        x, y, main = sample.x.to(device), sample.y.to(device), sample.main.to(device)
+    else:
+        idx = torch.cat([torch.nonzero(data.y_train == c).flatten()[:REFERENCE_PER_CLASS] for c in range(k)])
+        x, y, main = data.x_train[idx], data.y_train[idx], None
+    d_a = geometry.augmented_distance(torch.stack([augment(x, g) for _ in range(m.views)]))
+    same = (y[:, None] == y[None]) & ~torch.eye(y.numel(), dtype=torch.bool, device=y.device)
+    if main is not None:
+        pairs = same & main[:, None] & main[None]
+        return scalar(d_a[pairs].max()), f"synthetic generator's delta: max d_A over main-part pairs of one class, {REFERENCE_PER_CLASS} per class, {ref}"
+    return scalar(d_a[same].median()), f"median same-class d_A of the first {REFERENCE_PER_CLASS} train inputs per class, {ref}"
+
+
+def make_context(cfg: Config, data: ImageDataset, model: nn.Module, init_model: nn.Module, device: torch.device,
+                 loss_fn: Callable | None = None) -> Context:
+    """The context of one encoder on one dataset: the test sample, its views and δ, all fixed by ``cfg``."""
+    m = cfg.measure
+    g = torch.Generator().manual_seed(cfg.seed * 7919)
+    n = min(m.n_samples, data.x_test.shape[0])
+    pick = torch.randperm(data.x_test.shape[0], generator=g)[:n].to(device)
+    x, y = data.x_test[pick], data.y_test[pick]
+    augment = Augment(cfg.augment, image_size=data.image_shape[-1], color_strength=cfg.color_strength)
+    views = torch.stack([augment(x, g) for _ in range(m.views)])
+    delta, note = (m.delta, "measure.delta") if m.delta is not None else reference_delta(cfg, data, device)
+    return Context(cfg, data, model, init_model, augment, x, y, views, device, delta=delta, delta_note=note, loss_fn=loss_fn)
+
+
+def build_context(record: RunRecord) -> Context:
+    run = open_run(record)
+    init_model = load_encoder(record, run.data.image_shape, random_init=True).to(run.device).eval()
+    return make_context(run.cfg, run.data, run.encoder, init_model, run.device)

@@ -1,0 +1,196 @@
+"""Term group ``bounds``: the inputs of the bounds that need more than a term (Arora et al. 2019; SSA-CLR's ρ-sharp PAC-Bayes terms; robust CL's adversarial terms)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clbounds.theory import adversarial, arora, geometry, sharpness, shift
+from clbounds.theory.losses import huang_infonce_split, info_nce
+
+from ..context import Context, Row, scalar, to_uint8
+from ..probes import extract_features
+from .adversarial import probe_attack
+
+
+def view_pair_batches(ctx: Context, x: torch.Tensor, batch_size: int, salt: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Disjoint random batches of ``x`` (at most ``measure.pac_bayes_units``: the PAC-Bayes bound
+    holds for any i.i.d. subset of the training data, with n = the units used, and this keeps
+    the cost bounded on CIFAR-sized sets), two augmented views each, as uint8 images.
+
+    Made once per context family (shared with the controls, in ``ctx.cache``)."""
+    key = ("view_pair_batches", x.data_ptr(), tuple(x.shape), batch_size, salt)
+    if key not in ctx.cache:
+        g = ctx.generator(salt)
+        perm = torch.randperm(x.shape[0], generator=g).to(x.device)
+        units = min(x.shape[0] // batch_size, ctx.cfg.measure.pac_bayes_units)
+        ctx.cache[key] = [(to_uint8(ctx.augment(x[idx], g)), to_uint8(ctx.augment(x[idx], g))) for idx in (perm[i * batch_size : (i + 1) * batch_size] for i in range(units))]
+    return ctx.cache[key]
+
+
+def arora_terms(ctx: Context) -> list[Row]:
+    """The Arora et al. 2019 terms of :func:`bounds_terms` (the label-dependent part of that group).
+
+    Besides the ideal-pair terms, ``arora_unsupervised_loss_practical`` is the one-negative
+    loss with augmentation positives (``theory.arora.unsupervised_loss_practical``): views 1
+    and 2 of each test input as anchor and positive, view 2 of a uniform draw of the sample as
+    negative. ``loss_temperature`` (τ) fixes the logit range |fᵀ(f⁺ − f⁻)| ≤ 2/τ, hence each
+    loss's ceiling log(1 + M e^{2/τ}).
+    """
+    m, tau, k = ctx.cfg.measure, ctx.cfg.method.temperature, ctx.data.num_classes
+    b = min(m.batch_size, ctx.x.shape[0])
+    g = ctx.generator(21)
+    f = ctx.normalized_projections(ctx.x).double() / math.sqrt(tau)
+    y = ctx.y
+    p = arora.class_probabilities(y)
+    space = f"normalised projection / sqrt(tau), tau={tau:g}, empirical distribution of the {ctx.split}"
+    un_m = arora.unsupervised_loss(f, y, k, samples=32, generator=g)
+    sup_m = arora.mean_classifier_loss(f, y, k, samples=32, generator=g)
+    sup_nt = arora.mean_classifier_loss(f, y, b - 1, samples=32, generator=g)
+    mc = "Monte Carlo 32 draws per anchor"
+    views = [ctx.normalized_projections(v).double() / math.sqrt(tau) for v in ctx.views[:2]]
+    practical = arora.unsupervised_loss_practical(views[0], views[1], views[1])
+    return [
+        ("loss_temperature", tau, "tau of the trained InfoNCE (method.temperature); f = z/||z||/sqrt(tau)"),
+        ("arora_unsupervised_loss_practical", scalar(practical), f"1 negative, exact, practical positives: views 1 and 2 ({ctx.cfg.augment}) of each input, negative = view 2 of a uniform draw, {space}"),
+        ("arora_unsupervised_loss", scalar(arora.unsupervised_loss_exact(f, y)), f"1 negative, exact, {space}"),
+        ("arora_mean_classifier_loss", scalar(arora.mean_classifier_loss_exact(f, y)), f"1 negative class, exact, sample class means, {space}"),
+        ("arora_collision", scalar(arora.collision_probability(p, 1)), f"tau = sum_k p_k^2, labels of the {ctx.split}"),
+        ("arora_negatives", float(k), "M = number of classes"),
+        ("arora_unsupervised_loss_M", scalar(un_m["loss"]), f"M={k} negatives, {mc}, {space}"),
+        ("arora_unsupervised_loss_M_stderr", scalar(un_m["stderr"]), f"Monte Carlo standard error, M={k}, {space}"),
+        ("arora_mean_classifier_loss_M", scalar(sup_m["loss"]), f"M={k} negative-class draws, {mc}, {space}"),
+        ("arora_mean_classifier_loss_M_stderr", scalar(sup_m["stderr"]), f"Monte Carlo standard error, M={k}, {space}"),
+        ("arora_collision_M", scalar(arora.collision_probability(p, k)), f"tau_M = sum_k p_k (1-(1-p_k)^M), M={k}"),
+        ("arora_collision_floor_M", scalar(arora.collision_floor(p, k)), f"gamma_M = sum_k p_k E log(1+J), J~Bin(M,p_k), M={k}"),
+        ("arora_mean_classifier_loss_ntxent", scalar(sup_nt["loss"]), f"NT-Xent batch of {b}: M=B-1={b - 1} negative-class draws, {mc}, {space}"),
+        ("arora_collision_ntxent", scalar(arora.collision_probability(p, b - 1)), f"tau_M, M=B-1={b - 1}"),
+        ("arora_negatives_ntxent", float(b - 1), f"M = B-1 = {b - 1} negative-class draws of an NT-Xent batch of {b}"),
+        ("arora_collision_floor_ntxent", scalar(arora.collision_floor(p, b - 1, multiplicity=2)), f"gamma_M with each colliding input counted twice (both views), M=B-1={b - 1}"),
+    ]
+
+
+#: Radii of the ρ-sharp loss besides measure.rho, as multiples of it (the PAC-Bayes grid over ρ).
+RHO_GRID = (0.5, 1.0, 2.0)
+
+
+def bounds_terms(ctx: Context) -> list[Row]:
+    """The inputs of the bounds/ modules that the other groups do not measure.
+
+    - Arora et al. 2019 (PAPERS §6, :func:`arora_terms`): L_un and the mean-classifier L_sup^μ on f = z/‖z‖/√τ, the
+      normalised projection scaled by 1/√τ so that fᵀf' are the InfoNCE logits. Both on the
+      empirical distribution of the measured test sample (``theory.arora``): ideal positives
+      are independent draws of the anchor's class from it (on synthetic data these are
+      independent generator samples), negatives independent draws of it, μ_c its class
+      means; 1 negative (exact), M = K negatives and the NT-Xent structure (B − 1 negative
+      classes, each twice) by Monte Carlo.
+    - Huang et al. (PAPERS §5): the pairwise misalignment rate, the
+      smallest feature/projection norms (for the Lipschitz constant of the normalised map),
+      the certified Lipschitz bound of the projector, the InfoNCE split at temperature 1
+      (unit-norm f, as the paper states it), d and K.
+    - SSA-CLR (PAPERS §2): NT-Xent (practical pairs, eval mode) on disjoint random train
+      batches of the measure batch size (at most measure.pac_bayes_units, the i.i.d. units of the PAC-Bayes bound),
+      its ρ-sharp maximum (projected ascent), the same loss on held-out test batches, its
+      range, k, ‖θ‖, ‖θ − θ₀‖, n.
+    - Robust CL (PAPERS §1): the JS proxy between benign and adversarial projections under the
+      RoCL attack (discriminator fitted on half, scored on the other), and the representation
+      gap at the probe's own PGD points.
+    """
+    b = min(ctx.cfg.measure.batch_size, ctx.x.shape[0])
+    return arora_terms(ctx) + _huang_terms(ctx, b) + _ssa_clr_terms(ctx, b) + _robust_cl_terms(ctx, b)
+
+
+def _huang_terms(ctx: Context, b: int) -> list[Row]:
+    """Huang et al. 2023: misalignment, the smallest norms, the projector's Lipschitz bound, the unit-temperature split."""
+    m, k, n = ctx.cfg.measure, ctx.data.num_classes, ctx.x.shape[0]
+    rows = []
+    for suffix, embed in (("", ctx.features), ("_projection", ctx.normalized_projections)):
+        dist = (embed(ctx.views[0]) - embed(ctx.views[1])).norm(dim=1)
+        rows.append(("misalignment_rate_pairwise" + suffix, scalar((dist > m.eps).double().mean()), f"P[||f(x1)-f(x2)|| > eps], eps={m.eps:g}, views 1 and 2, {ctx.split}"))
+    inputs = [ctx.x, *ctx.views]
+    h_norm = min(scalar(extract_features(ctx.model, v).norm(dim=1).min()) for v in inputs)
+    z_norm = min(scalar(ctx.projections(v).norm(dim=1).min()) for v in inputs)
+    rows += [
+        ("feature_norm_min", h_norm, f"min ||h(x)|| over the {ctx.split} and its {m.views} views, backbone h"),
+        ("projection_norm_min", z_norm, f"min ||g(h(x))|| over the {ctx.split} and its {m.views} views, projection"),
+    ]
+    try:
+        rows.append(("lipschitz_upper_projector", scalar(geometry.lipschitz_upper(ctx.model.projector.eval(), certified=True)), "certified: product of layer norms of the projection head g, a map of h"))
+    except (ValueError, TypeError):
+        pass  # a head without a rigorous product bound gets no row
+    z1, z2 = ctx.projections(ctx.views[0]), ctx.projections(ctx.views[1])
+    split = [huang_infonce_split(z1[i : i + b], z2[i : i + b], temperature=1.0) for i in range(0, n - b + 1, b)]
+    proto = f"Huang et al. split at temperature 1 (unit-norm f), projection, augmentation pairs ({ctx.cfg.augment}), batches of {b}, {ctx.split}"
+    rows += [
+        ("huang_infonce_L1_unit", sum(scalar(s["L1"]) for s in split) / len(split), proto),
+        ("huang_infonce_L2_unit", sum(scalar(s["L2"]) for s in split) / len(split), proto),
+        ("embedding_dim", float(z1.shape[1]), "d, projection dimension"),
+        ("num_classes", float(k), "K"),
+    ]
+    return rows
+
+
+def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
+    """SSA-CLR: the PAC-Bayes/SAM route on the practical NT-Xent loss, eval mode, batches of b."""
+    m, tau = ctx.cfg.measure, ctx.cfg.method.temperature
+
+    def nt_xent(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        v1, v2 = (v.float() / 255 for v in batch)
+        return info_nce(model.projector(model(v1)), model.projector(model(v2)), tau)
+
+    train_batches = view_pair_batches(ctx, ctx.data.x_train, b, 23)
+    test_batches = view_pair_batches(ctx, ctx.data.x_test, b, 24)
+    model = ctx.model.eval()
+    with torch.no_grad():
+        loss_train = sum(scalar(nt_xent(model, bt)) for bt in train_batches) / len(train_batches)
+        loss_test = sum(scalar(nt_xent(model, bt)) for bt in test_batches) / len(test_batches)
+    sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho, steps=m.sharpness_steps, generator=ctx.generator(25))
+    # The ρ-sharp loss on a grid of radii, for the tightest PAC-Bayes bound over ρ (bounds/ssa_clr.py).
+    sharp_grid = {f: sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25)) for f in RHO_GRID if f != 1}
+    model.eval()
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    init = dict(ctx.init_model.named_parameters())
+    theta = torch.cat([p.detach().double().flatten() for p in params.values()])
+    theta0 = torch.cat([init[name].detach().double().flatten().to(theta.device) for name in params])
+    low, high = shift.infonce_range(2 * b - 2, tau)
+    proto = f"NT-Xent tau={tau:g} on practical pairs ({ctx.cfg.augment}, 8-bit views), eval mode, disjoint batches of {b}"
+    return [
+        ("ssl_loss_train", loss_train, f"{proto}, {len(train_batches)} train batches"),
+        ("ssl_sharp_loss_train", loss_train + sharp, f"max over ||eps|| <= rho={m.rho:g} by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches"),
+        *[(f"ssl_sharp_loss_train@rho_factor={f:g}", loss_train + v, f"max over ||eps|| <= rho={m.rho * f:g} ({f:g} x measure.rho, grid) by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches")
+          for f, v in sharp_grid.items()],
+        ("ssl_loss_heldout", loss_test, f"{proto}, {len(test_batches)} test batches"),
+        ("ssl_loss_range", high - low, f"hi - lo of the per-anchor NT-Xent, M=2B-2={2 * b - 2}, tau={tau:g}"),
+        ("ssl_loss_max", high, f"hi = log(1+M e^(2/tau)), the largest per-anchor NT-Xent on normalised embeddings, M=2B-2={2 * b - 2}, tau={tau:g}"),
+        ("pac_bayes_units", float(len(train_batches)), f"n = min(floor(n_train / {b}), {m.pac_bayes_units}) disjoint random train batches, the i.i.d. units"),
+        ("n_train", float(ctx.data.x_train.shape[0]), "training set size"),
+        ("num_parameters", float(theta.numel()), "k, trainable parameters of backbone and projection head"),
+        ("weight_norm", scalar(theta.norm()), "||theta||, trainable parameters, final epoch"),
+        ("weight_distance", scalar((theta - theta0).norm()), "||theta - theta_0||, trainable parameters, final epoch vs the seed's initialisation"),
+        ("sharpness_rho", m.rho, "rho of the sharpness ball (measure.rho)"),
+    ]
+
+
+def _robust_cl_terms(ctx: Context, b: int) -> list[Row]:
+    """Robust CL: the JS proxy between benign and adversarial projections (the RoCL attack of the
+    "adversarial" group, same seed), and the representation gap at the probe's PGD points."""
+    m, tau, n = ctx.cfg.measure, ctx.cfg.method.temperature, ctx.x.shape[0]
+    rows = []
+    v1, v2 = ctx.views[0][:b], ctx.views[1][:b]
+    projector = nn.Sequential(ctx.model, ctx.model.projector).eval()
+    v2_adv = adversarial.contrastive_attack(projector, v1, v2, m.attack_eps, 2 / 255, 7, temperature=tau, generator=ctx.generator(10))
+    with torch.no_grad():
+        z_ben, z_adv = F.normalize(projector(v2), dim=1), F.normalize(projector(v2_adv), dim=1)
+    # Held out, as shift_js: fitted and scored in-sample, two samples of one law scored 0.29.
+    rows.append(("adversarial_js", scalar(shift.js_divergence(z_ben, z_adv, generator=ctx.generator(26), holdout=0.5, weight_decay=0.1)),
+                 f"log 2 - L_D, ridge-logistic discriminator (lambda=0.1) fitted on half, scored on the held-out half (lower bound on JS), "
+                 f"normalised projections of x2 vs x2_adv (RoCL PGD-7 Linf eps={m.attack_eps * 255:.3g}/255), batch {b}"))
+    _, lin = probe_attack(ctx)  # the PGD points of robust_accuracy in the "adversarial" group
+    x = ctx.x.float() / 255
+    with torch.no_grad():
+        gaps = torch.cat([(ctx.model(lin["adversarial"][i : i + 256]) - ctx.model(x[i : i + 256])).norm(dim=1) for i in range(0, n, 256)])
+    rows.append(("representation_gap_at_probe_attack", scalar(gaps.mean()), f"mean ||h(x_adv)-h(x)|| at the linear probe's PGD-{m.attack_steps} Linf eps={m.attack_eps * 255:.3g}/255 points, backbone h, {ctx.split}"))
+    return rows
