@@ -27,8 +27,9 @@ import contextlib
 import csv
 import math
 import os
-import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +40,22 @@ from tqdm.auto import tqdm
 from clbounds.theory.optimization import relative_weight_movement
 from clbounds.theory.validation import unchecked_values
 
-from .augment import Augment, fourier_amplitude_mix
-from ..models.checkpoint import load_training_state, save_training_state, save_weights
-from ..config import ConfigError, Config, dump_config
-from . import distributed
-from ..models.encoders import Encoder
+from ..config import Config, ConfigError, dump_config
+from ..data import ImageDataset
 from ..errors import CheckpointError
+from ..models.checkpoint import load_training_state, save_training_state, save_weights
+from ..models.encoders import Encoder
+from ..store.db import RunRecord, Store
+from ..store.locks import mark_orphaned_runs, run_lock as _run_lock
+from . import distributed
+from .augment import Augment, fourier_amplitude_mix
 from .methods import (
     ADVERSARIAL_METHODS, adversarial_view, discriminator_step_loss, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
 )
 from .optim import build_optimizer, cosine_lr
-from ..store.locks import mark_orphaned_runs, run_lock as _run_lock
 from .resources import check_fits
 from .runs import build_networks, load_run_data, resolve_device
 from .sam import SAM, sam_update
-from ..store.db import RunRecord, Store
 
 __all__ = ["DivergenceError", "build_run_optimizer", "epoch_generator", "log_epoch", "mark_orphaned_runs", "train"]
 
@@ -132,16 +134,13 @@ def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     weights_path, state_path = run_dir / "encoder.safetensors", run_dir / "state.safetensors"
     if distributed.world_size_from_env() > 1:
         return _train_distributed(cfg, store, run_id, run_dir, weights_path, state_path, progress)
-    existing = store.get_run(run_id)
-    if existing is not None and existing.status == "done" and weights_path.is_file():
-        return existing
+    if (done := _finished(store, run_id, weights_path)) is not None:
+        return done
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_lock(run_dir, run_id):  # a second trainer of this run waits here, then finds it done
-        existing = store.get_run(run_id)
-        if existing is not None and existing.status == "done" and weights_path.is_file():
-            return existing
-        for stale in run_dir.glob(".*.tmp"):  # a write cut short by a crash; the lock says no one else is writing
-            stale.unlink(missing_ok=True)
+        if (done := _finished(store, run_id, weights_path)) is not None:
+            return done
+        _remove_stale(run_dir)
         return _train_marked(cfg, store, run_id, run_dir, weights_path, state_path, progress)
 
 
@@ -153,22 +152,28 @@ def _train_distributed(cfg: Config, store: Store, run_id: str, run_dir: Path, we
     if ctx.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         with _run_lock(run_dir, run_id):
-            existing = store.get_run(run_id)
-            done = existing is not None and existing.status == "done" and weights_path.is_file()
-            if not done:
-                for stale in run_dir.glob(".*.tmp"):
-                    stale.unlink(missing_ok=True)
-            distributed.from_rank0(done)
-            if done:
-                assert existing is not None
+            existing = _finished(store, run_id, weights_path)
+            distributed.from_rank0(existing is not None)
+            if existing is not None:
                 return existing
+            _remove_stale(run_dir)
             return _train_marked(cfg, store, run_id, run_dir, weights_path, state_path, progress)
     if distributed.from_rank0(None):
-        record = store.get_run(run_id)
-        assert record is not None
-        return record
+        return _record(store, run_id)
     with unchecked_values():  # the other ranks: rank 0 marks and writes
         return _train(cfg, store, run_id, run_dir, weights_path, state_path, progress=False)
+
+
+def _finished(store: Store, run_id: str, weights_path: Path) -> RunRecord | None:
+    """The run's record when it is done and its weights are there, else None."""
+    existing = store.get_run(run_id)
+    return existing if existing is not None and existing.status == "done" and weights_path.is_file() else None
+
+
+def _remove_stale(run_dir: Path) -> None:
+    """Temporary files of a write cut short by a crash; the caller holds the run's lock, so no one else is writing."""
+    for stale in run_dir.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def _train_marked(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
@@ -190,9 +195,41 @@ def _train_marked(cfg: Config, store: Store, run_id: str, run_dir: Path, weights
         raise
 
 
-def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
-    """The training itself (see :func:`train`)."""
-    # ---- hyperparameters, all from the config --------------------------------------------
+@dataclass
+class _Run:
+    """Everything the epochs of one training need, built from the config by :func:`_setup`."""
+
+    ctx: distributed.Context
+    device: torch.device
+    data: ImageDataset
+    nets: nn.ModuleDict
+    optimizer: torch.optim.Optimizer
+    sam: SAM | None
+    augment: Augment
+    loss_fn: Callable[..., torch.Tensor]
+    n_views: int  # augmented views per image
+    fourier: bool
+    adversarial: bool
+    log_dynamics: bool  # Wen (PAPERS §3): gradient norm and weight movement per step
+    initial: dict[str, torch.Tensor]  # the initial weights, for the weight movement
+    batch_size: int
+    steps_per_epoch: int
+    start_epoch: int = 0
+    train_seconds: float = 0.0
+    info: dict = field(default_factory=dict)  # the resumed state's info
+
+    @property
+    def model(self) -> nn.Module:
+        return self.nets["encoder"]
+
+    @property
+    def n(self) -> int:
+        return self.data.x_train.shape[0]
+
+
+def _setup(cfg: Config, state_path: Path) -> _Run:
+    """Device, data, networks, optimizer (+ SAM), views and loss of the method, and the resumed
+    state; in this order, since the seed fixes the initial weights."""
     ctx, device = distributed.init_from_env(resolve_device(cfg.device))  # rank 0 of 1 without torchrun
     check_fits(cfg, device)  # a config error now, not an allocation failure minutes in
     o, m = cfg.optim, cfg.method
@@ -209,151 +246,180 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
             net.compile()
             if isinstance(net, Encoder):
                 net.projector.compile()  # called on its own: project() runs projector(encoder(x))
-    model = nets["encoder"]
-    discriminator = nets["discriminator"] if "discriminator" in nets else None
     optimizer = build_run_optimizer(cfg, nets)
-    sam = SAM(model.parameters(), optimizer, m.rho, adaptive=m.adaptive) if uses_sam(cfg) else None
+    sam = SAM(nets["encoder"].parameters(), optimizer, m.rho, adaptive=m.adaptive) if uses_sam(cfg) else None
     augment = Augment(cfg.augment, image_size=data.image_shape[-1], color_strength=cfg.color_strength)
     loss_fn = ssl_loss(cfg)
     if ctx.world > 1:  # the loss of the global batch, on the projections of every rank
         loss_fn = distributed.gathered(loss_fn, dim=1 if m.name == "cacr" else 0)
-    n_views, fourier, adversarial = views_per_image(cfg), uses_fourier(cfg), m.name in ADVERSARIAL_METHODS
-    log_dynamics = m.name == "two_network"  # Wen (PAPERS §3): gradient norm and weight movement per step
+    log_dynamics = m.name == "two_network"
     initial = {k: p.detach().clone() for k, p in nets.named_parameters()} if log_dynamics else {}
 
     n = data.x_train.shape[0]
     batch_size = n if m.name == "two_network" and m.full_batch else min(o.batch_size, n)
-    steps_per_epoch = n // batch_size  # drop the last partial batch: every step sees B negatives
     if ctx.world > 1:
         distributed.check_supported(cfg, batch_size, ctx.world)
-    total_steps, warmup_steps = o.epochs * steps_per_epoch, o.warmup_epochs * steps_per_epoch
+    run = _Run(ctx, device, data, nets, optimizer, sam, augment, loss_fn, views_per_image(cfg), uses_fourier(cfg), m.name in ADVERSARIAL_METHODS,
+               log_dynamics, initial, batch_size, steps_per_epoch=n // batch_size)  # drop the last partial batch: every step sees B negatives
 
-    start_epoch, train_seconds, info = 0, 0.0, {}
     if state_path.is_file():
-        info = load_training_state(nets, optimizer, state_path)
-        start_epoch, train_seconds = info["epoch"], info.get("seconds", 0.0)
-    if len(set(distributed.every_rank(start_epoch))) > 1:  # each rank read the state: a rank that saw another would train other steps
-        raise CheckpointError(f"the ranks read different training states from {state_path} (epochs {distributed.every_rank(start_epoch)}); "
+        run.info = load_training_state(nets, optimizer, state_path)
+        run.start_epoch, run.train_seconds = run.info["epoch"], run.info.get("seconds", 0.0)
+    if len(set(distributed.every_rank(run.start_epoch))) > 1:  # each rank read the state: a rank that saw another would train other steps
+        raise CheckpointError(f"the ranks read different training states from {state_path} (epochs {distributed.every_rank(run.start_epoch)}); "
                               "the run folder must be one shared folder")
-    if start_epoch > o.epochs:
-        raise CheckpointError(f"training state {state_path} is at epoch {start_epoch}, past this config's {o.epochs}; delete it to retrain")
+    if run.start_epoch > o.epochs:
+        raise CheckpointError(f"training state {state_path} is at epoch {run.start_epoch}, past this config's {o.epochs}; delete it to retrain")
+    return run
 
-    tensorboard = _tensorboard(run_dir, start_epoch) if ctx.main else None  # None unless the optional tensorboard package is installed
 
-    # ---- the loop ------------------------------------------------------------------------
-    bar = tqdm(range(start_epoch, o.epochs), desc=f"train {run_id}", disable=not (progress and ctx.main), initial=start_epoch, total=o.epochs)
+def _epoch(cfg: Config, run: _Run, epoch: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, torch.Tensor, float]]]:
+    """One epoch of steps; returns (sum of the step losses, the first step with a non-finite
+    loss or -1, the dynamics rows), all kept on the device: no sync per step."""
+    o, m, nets, optimizer, device = cfg.optim, cfg.method, run.nets, run.optimizer, run.device
+    model, discriminator = run.model, nets["discriminator"] if "discriminator" in nets else None
+    total_steps, warmup_steps = o.epochs * run.steps_per_epoch, o.warmup_epochs * run.steps_per_epoch
+    nets.train()
+    g = epoch_generator(cfg.seed, 0 if m.fixed_views else epoch)
+    order = torch.randperm(run.n, generator=g).to(device)
+    loss_sum = torch.zeros((), device=device)
+    first_bad_step = torch.full((), -1, device=device)
+    dynamics: list[tuple[int, torch.Tensor, float]] = []
+    for i in range(run.steps_per_epoch):
+        step = epoch * run.steps_per_epoch + i
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, total_steps, group["base_lr"], warmup_steps)
+        x = run.data.x_train[order[i * run.batch_size : (i + 1) * run.batch_size]]
+
+        # views: K+1 augmentations (2 but for CACR), Fourier mixing (SSA-CLR), a PGD view (robust)
+        views = [run.augment(x, g) for _ in range(run.n_views)]
+        if run.fourier:
+            views = [fourier_amplitude_mix(v, m.fourier_eta, g) for v in views]
+        if run.ctx.world > 1:  # the global batch's views, as on one device; this rank's rows of each
+            views = [run.ctx.shard(v) for v in views]
+        if device.type == "cuda":
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        if run.adversarial:
+            x_adv = adversarial_view(cfg, model, discriminator, views[0], views[1], g)
+            if discriminator is not None:  # the discriminator's own step, on detached features
+                optimizer.zero_grad(set_to_none=True)
+                discriminator_step_loss(model, discriminator, views[1], x_adv).backward()
+                optimizer.step()  # only the discriminator has gradients
+            views.append(x_adv)
+
+        # the update: minimise L_sharp + L_rest, with SAM/ASAM on L_sharp where the method has it
+        optimizer.zero_grad(set_to_none=True)
+        sharp, rest = method_losses(cfg, nets, views, run.loss_fn)
+        loss = sharp if rest is None else sharp + rest
+        if run.sam is not None:
+            sam_update(run.sam, model, sharp, rest, lambda: method_losses(cfg, nets, views, run.loss_fn, sharp_only=True)[0])
+        else:
+            loss.backward()
+            if run.ctx.world > 1:
+                distributed.sum_gradients(nets.parameters())
+            if run.log_dynamics:  # at (W_t, V_t), before the update
+                grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets.parameters() if p.grad is not None]))
+                dynamics.append((step, grad_norm, relative_weight_movement(nets, run.initial)))
+            optimizer.step()
+
+        loss = loss.detach()
+        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
+        loss_sum += loss
+    return loss_sum, first_bad_step, dynamics
+
+
+def _check_finite(store: Store, run_id: str, run: _Run, epoch: int, first_bad_step: torch.Tensor) -> None:
+    """Raises :class:`DivergenceError` (the run marked failed, the last checkpoint kept) when the
+    epoch's loss or, after its last update, the weights became non-finite."""
+    if int(first_bad_step) >= 0:
+        problem = f"loss became non-finite at step {int(first_bad_step)} (epoch {epoch + 1})"
+    elif not bool(torch.stack([torch.isfinite(p).all() for p in run.nets.parameters()]).all()):  # an overflow in the epoch's last update
+        problem = f"the weights became non-finite in epoch {epoch + 1} while the loss stayed finite"
+    else:
+        return
+    kept = f"the checkpoint after epoch {epoch} was kept" if epoch > 0 else "no checkpoint had been written yet"
+    message = f"{problem}; {kept}"
+    if run.ctx.main:
+        store.set_status(run_id, "failed", message)
+    raise DivergenceError(f"run {run_id}: {message}")
+
+
+def _epoch_rows(cfg: Config, run: _Run, epoch: int, mean_loss: float, dynamics: list[tuple[int, torch.Tensor, float]]) -> list[tuple[str, float, str]]:
+    """The rows an epoch stores: its mean loss, and for two_network the dynamics of its steps."""
+    rows = [("train_epoch_loss", mean_loss, f"epoch={epoch + 1} {cfg.method.name} loss, mean over the epoch's {run.steps_per_epoch} steps")]
+    if dynamics:
+        proto = _dynamics_protocol(cfg, run.batch_size, run.n)
+        rows += [
+            row for t, gn, wm in dynamics for row in (
+                ("train_gradient_norm", float(gn), f"step={t} ||grad_(W,V) L||_F at (W_t, V_t), {proto}"),
+                ("train_weight_movement", wm, f"step={t} ||(W_t,V_t)-(W_0,V_0)||_F / ||(W_0,V_0)||_F, {proto}"),
+            )
+        ]
+    return rows
+
+
+def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: Path, state_path: Path, progress: bool) -> RunRecord:
+    """The training itself (see :func:`train`): setup, then epochs, each checkpointed."""
+    run = _setup(cfg, state_path)
+    o, ctx = cfg.optim, run.ctx
+    tensorboard = _tensorboard(run_dir, run.start_epoch) if ctx.main else None  # None unless the optional tensorboard package is installed
+    mean_loss, views_per_s = run.info.get("loss", math.nan), run.info.get("views_per_s", math.nan)
+
+    bar = tqdm(range(run.start_epoch, o.epochs), desc=f"train {run_id}", disable=not (progress and ctx.main), initial=run.start_epoch, total=o.epochs)
     for epoch in bar:
-        nets.train()
-        g = epoch_generator(cfg.seed, 0 if m.fixed_views else epoch)
-        order = torch.randperm(n, generator=g).to(device)
-        loss_sum = torch.zeros((), device=device)
-        first_bad_step = torch.full((), -1, device=device)  # tracked on device: no sync per step
-        dynamics: list[tuple[int, torch.Tensor, float]] = []
         t0 = time.perf_counter()
-        for i in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total_steps, group["base_lr"], warmup_steps)
-            x = data.x_train[order[i * batch_size : (i + 1) * batch_size]]
-
-            # views: K+1 augmentations (2 but for CACR), Fourier mixing (SSA-CLR), a PGD view (robust)
-            views = [augment(x, g) for _ in range(n_views)]
-            if fourier:
-                views = [fourier_amplitude_mix(v, m.fourier_eta, g) for v in views]
-            if ctx.world > 1:  # the global batch's views, as on one device; this rank's rows of each
-                views = [ctx.shard(v) for v in views]
-            if device.type == "cuda":
-                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-            if adversarial:
-                x_adv = adversarial_view(cfg, model, discriminator, views[0], views[1], g)
-                if discriminator is not None:  # the discriminator's own step, on detached features
-                    optimizer.zero_grad(set_to_none=True)
-                    discriminator_step_loss(model, discriminator, views[1], x_adv).backward()
-                    optimizer.step()  # only the discriminator has gradients
-                views.append(x_adv)
-
-            # the update: minimise L_sharp + L_rest, with SAM/ASAM on L_sharp where the method has it
-            optimizer.zero_grad(set_to_none=True)
-            sharp, rest = method_losses(cfg, nets, views, loss_fn)
-            loss = sharp if rest is None else sharp + rest
-            if sam is not None:
-                sam_update(sam, model, sharp, rest, lambda: method_losses(cfg, nets, views, loss_fn, sharp_only=True)[0])
-            else:
-                loss.backward()
-                if ctx.world > 1:
-                    distributed.sum_gradients(nets.parameters())
-                if log_dynamics:  # at (W_t, V_t), before the update
-                    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets.parameters() if p.grad is not None]))
-                    dynamics.append((step, grad_norm, relative_weight_movement(nets, initial)))
-                optimizer.step()
-
-            loss = loss.detach()
-            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
-            loss_sum += loss
-
-        if int(first_bad_step) >= 0:
-            kept = f"the checkpoint after epoch {epoch} was kept" if epoch > 0 else "no checkpoint had been written yet"
-            message = f"loss became non-finite at step {int(first_bad_step)} (epoch {epoch + 1}); {kept}"
-            if ctx.main:
-                store.set_status(run_id, "failed", message)
-            raise DivergenceError(f"run {run_id}: {message}")
-        if not bool(torch.stack([torch.isfinite(p).all() for p in nets.parameters()]).all()):  # an overflow in the epoch's last update
-            kept = f"the checkpoint after epoch {epoch} was kept" if epoch > 0 else "no checkpoint had been written yet"
-            message = f"the weights became non-finite in epoch {epoch + 1} while the loss stayed finite; {kept}"
-            if ctx.main:
-                store.set_status(run_id, "failed", message)
-            raise DivergenceError(f"run {run_id}: {message}")
+        loss_sum, first_bad_step, dynamics = _epoch(cfg, run, epoch)
+        _check_finite(store, run_id, run, epoch, first_bad_step)
         seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        mean_loss = float(loss_sum) / steps_per_epoch
-        views_per_s = (n_views + adversarial) * steps_per_epoch * batch_size / seconds
+        run.train_seconds += seconds
+        mean_loss = float(loss_sum) / run.steps_per_epoch
+        views_per_s = (run.n_views + run.adversarial) * run.steps_per_epoch * run.batch_size / seconds
 
         # measurements first: a crash before the checkpoint replays this epoch and rewrites them
-        rows = [("train_epoch_loss", mean_loss, f"epoch={epoch + 1} {m.name} loss, mean over the epoch's {steps_per_epoch} steps")]
-        if dynamics:
-            proto = _dynamics_protocol(cfg, batch_size, n)
-            rows += [
-                row for t, gn, wm in dynamics for row in (
-                    ("train_gradient_norm", float(gn), f"step={t} ||grad_(W,V) L||_F at (W_t, V_t), {proto}"),
-                    ("train_weight_movement", wm, f"step={t} ||(W_t,V_t)-(W_0,V_0)||_F / ||(W_0,V_0)||_F, {proto}"),
-                )
-            ]
         if ctx.main:  # the other ranks hold the same weights and state
-            store.add_measurements(run_id, rows)
-            log_epoch(run_dir, {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds, "views_per_s": views_per_s}, tensorboard)
-            save_training_state(nets, optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": train_seconds, "views_per_s": views_per_s})
-            save_weights(model, weights_path, {"run": run_id, "epoch": str(epoch + 1)})
+            store.add_measurements(run_id, _epoch_rows(cfg, run, epoch, mean_loss, dynamics))
+            log_epoch(run_dir, {"epoch": epoch + 1, "loss": mean_loss, "lr": run.optimizer.param_groups[0]["lr"], "epoch_seconds": seconds, "views_per_s": views_per_s}, tensorboard)
+            save_training_state(run.nets, run.optimizer, state_path, {"epoch": epoch + 1, "loss": mean_loss, "seconds": run.train_seconds, "views_per_s": views_per_s})
+            save_weights(run.model, weights_path, {"run": run_id, "epoch": str(epoch + 1)})
         bar.set_postfix(loss=f"{mean_loss:.4f}", views_per_s=f"{views_per_s:.0f}")
 
     if tensorboard is not None:
         tensorboard.close()
     if not ctx.main:  # rank 0 writes the final weights and rows; wait for them
         distributed.barrier()
-        record = store.get_run(run_id)
-        assert record is not None
-        return record
-    if start_epoch == o.epochs:
+        return _record(store, run_id)
+    if run.start_epoch == o.epochs:
         # A crash after the final state but before the final weights or rows: the state holds
         # the final model, so write both from it (the weights bitwise those of an uninterrupted run).
-        save_weights(model, weights_path, {"run": run_id, "epoch": str(o.epochs)})
-        mean_loss, views_per_s = info.get("loss", math.nan), info.get("views_per_s", math.nan)
+        save_weights(run.model, weights_path, {"run": run_id, "epoch": str(o.epochs)})
+    _finish(cfg, store, run_id, run, mean_loss, views_per_s)
+    return _record(store, run_id)
+
+
+def _finish(cfg: Config, store: Store, run_id: str, run: _Run, mean_loss: float, views_per_s: float) -> None:
+    """The final rows (unless stored already and nothing was trained), then the run is done."""
+    o, m, ctx = cfg.optim, cfg.method, run.ctx
     have_final_rows = any(r["name"] == "train_loss" for r in store.measurements(run_id))
-    if start_epoch < o.epochs or not have_final_rows:  # something was trained in this call, or its final rows were lost
+    if run.start_epoch < o.epochs or not have_final_rows:  # something was trained in this call, or its final rows were lost
         rows = [
             ("train_loss", mean_loss, f"{m.name} loss, mean over the final epoch"),
-            ("train_views_per_s", views_per_s, f"final epoch, device={device.type}, processes={ctx.world}"),
-            ("train_wall_s", train_seconds, f"sum of epoch wall times over {o.epochs} epochs, device={device.type}, processes={ctx.world}, torch threads={torch.get_num_threads()}"),
+            ("train_views_per_s", views_per_s, f"final epoch, device={run.device.type}, processes={ctx.world}"),
+            ("train_wall_s", run.train_seconds, f"sum of epoch wall times over {o.epochs} epochs, device={run.device.type}, processes={ctx.world}, torch threads={torch.get_num_threads()}"),
         ]
-        if log_dynamics:
-            proto = _dynamics_protocol(cfg, batch_size, n)
+        if run.log_dynamics:
+            proto = _dynamics_protocol(cfg, run.batch_size, run.n)
+            total_steps = o.epochs * run.steps_per_epoch
             norms = [r["value"] for r in store.measurements(run_id) if r["name"] == "train_gradient_norm"]
             rows += [
                 ("min_gradient_norm", min(norms), f"min over steps t < T={total_steps} of ||grad_(W,V) L(W_t, V_t)||_F, {proto}"),
-                ("weight_movement", relative_weight_movement(nets, initial), f"||(W_T,V_T)-(W_0,V_0)||_F / ||(W_0,V_0)||_F after T={total_steps} steps, {proto}"),
+                ("weight_movement", relative_weight_movement(run.nets, run.initial), f"||(W_T,V_T)-(W_0,V_0)||_F / ||(W_0,V_0)||_F after T={total_steps} steps, {proto}"),
             ]
         store.add_measurements(run_id, [r for r in rows if math.isfinite(r[1])])  # a state from before views/s was kept has none
     store.set_status(run_id, "done")
     distributed.barrier()  # the other ranks return once the run is done
+
+
+def _record(store: Store, run_id: str) -> RunRecord:
     record = store.get_run(run_id)
     assert record is not None
     return record
