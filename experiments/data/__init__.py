@@ -3,6 +3,8 @@
 `load_dataset(name, ...)` is the one entry point. The embedded defaults (`synthetic`,
 `digits`) need no files; `cifar10`, `cifar100` and `stl10` read the standard files under
 ``root``.
+
+A layer of its own beside ``store/``: may import ``config`` and ``errors`` only.
 """
 
 from __future__ import annotations
