@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clbounds.experiments.data import CHANNEL_STATS, load_dataset
+from clbounds.experiments.data import dataset_spec, load_dataset
 from clbounds.experiments.models.encoders import Encoder
 from clbounds.experiments.measurement.probes import extract_features, fit_linear_probe
 from clbounds.theory.adversarial import robust_accuracy
@@ -33,7 +33,7 @@ def probed_encoder(n_train: int, n_test: int, width: float) -> tuple[nn.Module, 
     """encoder + linear probe (eval mode) and the [0, 1] test images with their labels."""
     data = load_dataset("synthetic", image_size=32, n_train=n_train, n_test=n_test, seed=0)
     torch.manual_seed(0)
-    encoder = Encoder("convnet", data.image_shape, width=width, mean=CHANNEL_STATS["synthetic"][0], std=CHANNEL_STATS["synthetic"][1])
+    encoder = Encoder("convnet", data.image_shape, width=width, mean=dataset_spec("synthetic").channel_stats[0], std=dataset_spec("synthetic").channel_stats[1])
     probe = fit_linear_probe(extract_features(encoder, data.x_train), data.y_train, data.num_classes)
     return nn.Sequential(encoder, probe).eval(), data.x_test.float() / 255, data.y_test
 

@@ -30,8 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .catalog import FOREIGN_LOSSES
 from .config import Config, ConfigError, config_from_dict
-from .data import DATASETS, ImageDataset, load_dataset
+from .data import ImageDataset, dataset_names, load_dataset
 from .models.external import ExternalEncoder, reinitialized
 from .store.db import Store
 
@@ -67,8 +68,8 @@ def as_dataset(data: str | ImageDataset | Mapping[str, torch.Tensor] | Sequence[
         (torch.uint8, 2)
     """
     if isinstance(data, str):
-        if data not in DATASETS:
-            raise ValueError(f"unknown dataset {data!r}; give tensors or one of {', '.join(DATASETS)}")
+        if data not in dataset_names():
+            raise ValueError(f"unknown dataset {data!r}; give tensors or one of {', '.join(dataset_names())}")
         return load_dataset(data, **load)
     if isinstance(data, ImageDataset):
         return dataclasses.replace(data)  # a copy: moving it to a device must not move the caller's
@@ -114,11 +115,11 @@ def _config(method: str | None, seed: int, augment: str, color_strength: float, 
     """A validated config for a foreign encoder: method ``external``, its loss if known."""
     measure = {k: v for k, v in settings.items() if k not in ("knn_k", "knn_t", "linear_steps", "linear_weight_decay")}
     evaluation = {k: v for k, v in settings.items() if k in ("knn_k", "knn_t", "linear_steps", "linear_weight_decay")}
-    if method not in (None, "simclr", "barlow_twins"):
-        raise ConfigError(f"method={method!r}: give simclr or barlow_twins (the loss the encoder was trained with), or a loss_fn")
+    if method is not None and method not in FOREIGN_LOSSES:
+        raise ConfigError(f"method={method!r}: give {' or '.join(FOREIGN_LOSSES)} (the loss the encoder was trained with), or a loss_fn")
     raw = {
         "name": "external", "seed": seed, "augment": augment, "color_strength": color_strength,
-        "data": {"name": data_name if data_name in DATASETS else "synthetic"},
+        "data": {"name": data_name if data_name in dataset_names() else "synthetic"},
         "encoder": {"arch": "external", "external": {"format": "python", "loss": method or ""}},
         "method": {"name": "external", "temperature": temperature},
         "measure": measure, "eval": evaluation,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .catalog import FOREIGN_LOSSES
 from .commands import (
     cmd_bounds, cmd_certify, cmd_eval, cmd_export, cmd_import, cmd_measure, cmd_report, cmd_reproduce, cmd_runs, cmd_train, cmd_verify,
 )
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the format's usual one, ImageNet statistics for torchvision, timm and lightly, CIFAR-10's for a solo-learn CIFAR checkpoint)")
     p.add_argument("--mean", help="per-channel mean instead of --norm, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", help="per-channel std instead of --norm, e.g. 0.229,0.224,0.225")
-    p.add_argument("--loss", choices=["simclr", "barlow_twins"], help="the loss it was trained with, when known (the sharpness terms need it)")
+    p.add_argument("--loss", choices=FOREIGN_LOSSES, help="the loss it was trained with, when known (the sharpness terms need it)")
     p.add_argument("--data", default="synthetic", choices=["synthetic", "digits", "cifar10", "cifar100", "stl10"], help="the data eval and measure use (default synthetic)")
     p.add_argument("--image-size", type=int, default=32, help="image side for synthetic and digits (default 32)")
     p.add_argument("--name", help="a label for the run")

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .catalog import dataset_names, foreign_losses, method_names
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -99,7 +101,7 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    name: Literal["synthetic", "digits", "cifar10", "cifar100", "stl10"] = "synthetic"
+    name: str = field(default="synthetic", metadata={"choices": dataset_names})  # a dataset of catalog.DATASETS
     root: str = "data"
     image_size: int | None = field(default=None, metadata=_range(ge=4, le=1024))
     num_classes: int = field(default=10, metadata=_range(ge=2, le=100_000))
@@ -122,7 +124,7 @@ class ExternalConfig:
     projector: str = ""  # the projection head, e.g. "L512-2048,B2048,R,L2048-128" ("" = none: the projection is the features)
     mean: str = ""  # per-channel normalisation the encoder was trained with, e.g. "0.485,0.456,0.406"
     std: str = ""
-    loss: Literal["", "simclr", "barlow_twins"] = ""  # the training loss, when known (sharpness terms need it)
+    loss: str = field(default="", metadata={"choices": foreign_losses})  # the training loss, when known (sharpness terms need it)
     source: str = ""  # the checkpoint file as given
     sha256: str = ""  # of that file
 
@@ -144,7 +146,7 @@ class MethodConfig:
     Each key is read only by the methods named in its comment; the others ignore it.
     """
 
-    name: Literal["simclr", "barlow_twins", "ssa_clr", "cacr", "robust_cl", "rocl", "two_network", "external"] = "simclr"  # external: imported, not trained here
+    name: str = field(default="simclr", metadata={"choices": method_names})  # a method of catalog.METHODS; external: imported, not trained here
     temperature: float = field(default=0.5, metadata=_range(gt=0))  # InfoNCE τ: all but barlow_twins, cacr
     lambd: float = field(default=5e-3, metadata=_range(ge=0))  # Barlow Twins off-diagonal weight
     # SAM / ASAM (ssa_clr: on the loss; robust_cl: on the benign loss only)
@@ -324,6 +326,9 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     for name, value in raw.items():
         path = prefix + name
         kwargs[name] = _coerce(path, value, hints[name])
+        choices = fields[name].metadata.get("choices")  # a registry's names, read when validating
+        if choices and kwargs[name] not in (allowed := list(choices())):
+            raise ConfigError(f"{path}={value!r} is not allowed: choose one of {', '.join(allowed)}{_did_you_mean(str(value), allowed)}")
         bounds = fields[name].metadata.get("range")
         if bounds and kwargs[name] is not None:
             _check_range(path, kwargs[name], bounds)

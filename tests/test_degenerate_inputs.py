@@ -210,6 +210,12 @@ CASES: list[Case] = [
     Case("losses.huang_barlow_split", "all-equal", lambda: losses.huang_barlow_split(same(), same()), Equals({"L1": float(D), "L2": 0.0})),
     Case("losses.huang_barlow_split", "constant feature", lambda: losses.huang_barlow_split(const_feature(), rand()), FINITE),
     Case("losses.huang_barlow_loss", "all-equal", lambda: losses.huang_barlow_loss(same(), same(), 0.25), Equals(0.75 * D)),
+    Case("losses.query_key_info_nce", "all-equal", lambda: losses.query_key_info_nce(same(), same()), Equals(math.log(B))),
+    Case("losses.query_key_info_nce", "zero-norm", lambda: losses.query_key_info_nce(zeros(), zeros()), Equals(math.log(B))),
+    Case("losses.query_key_info_nce", "N=1", lambda: losses.query_key_info_nce(rand(1), rand(1)), Raises("batch of at least 2")),
+    Case("losses.discriminator_loss", "zero weights", lambda: losses.discriminator_loss(rand(), rand(), torch.zeros(1, D, dtype=F64), torch.zeros(1, dtype=F64)), Equals(math.log(2))),
+    Case("losses.discriminator_loss", "zero-norm", lambda: losses.discriminator_loss(zeros(), zeros(), rand(1), torch.zeros(1, dtype=F64)), Equals(math.log(2))),
+    Case("losses.discriminator_loss", "N=1", lambda: losses.discriminator_loss(rand(1), rand(1), rand(1), torch.zeros(1, dtype=F64)), FINITE),
     # geometry
     Case("geometry.class_centers", "empty class", lambda: geometry.class_centers(rand(), Y_GAP), Raises("class 1 has no samples")),
     Case("geometry.class_centers", "empty class (num_classes)", lambda: geometry.class_centers(rand(), Y_ALT, num_classes=3), Raises("class 2 has no samples")),

@@ -3,7 +3,7 @@ module (imports inside functions included), and shown to fail on a planted upwar
 
 Layers of experiments/, lowest first; a module may import its own layer and those below:
 
-    base (config, errors) → store, data → models → training → measurement → pipeline → entry (cli, commands, api, import_checkpoint)
+    base (config, errors, catalog) → store, data → models → training → measurement → pipeline → entry (cli, commands, api, import_checkpoint)
 
 Further rules: measurement never imports the training loop; the library never imports a
 script (a module with a top-level ``main()``, such as benchmarks/); ``theory`` imports no other
@@ -23,7 +23,7 @@ PARTS = ("theory", "bounds", "experiments", "figures")
 
 #: experiments' layers, lowest first: the first path component under experiments/ names the layer.
 LAYERS = [
-    {"config", "errors", "__init__"},
+    {"config", "errors", "catalog", "__init__"},
     {"store", "data"},
     {"models"},
     {"training"},
@@ -163,3 +163,41 @@ def test_control_sep_is_defined_in_bounds_only():
         tree = ast.parse(path.read_text())
         assigned = [n for n in ast.walk(tree) if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "CONTROL_SEP" for t in n.targets)]
         assert not assigned or path.parent.name == "bounds", path
+
+
+def _compared_names(path: Path, names: set[str]) -> list[str]:
+    """Every comparison in the file with one of ``names`` as a literal (``x == "cacr"``, ``x in ("a", "b")``)."""
+    tree = ast.parse(path.read_text())
+    return [f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}" for node in ast.walk(tree) if isinstance(node, ast.Compare)
+            and any(isinstance(c, ast.Constant) and c.value in names for c in ast.walk(node))]
+
+
+def test_method_names_are_compared_only_inside_the_method_modules():
+    """What differs between methods is declared by each method (training/methods/), so a new
+    method is one module and one registry line. figures/ is outside experiments: its paper
+    figures label the paper's own variants."""
+    from clbounds.experiments.catalog import METHODS
+
+    outside = [p for p in (ROOT / "experiments").rglob("*.py") if (ROOT / "experiments" / "training" / "methods") not in p.parents]
+    found = [line for path in outside for line in _compared_names(path, set(METHODS))]
+    assert not found, "\n".join(found)
+
+
+def test_term_group_names_live_in_the_measurement_registry():
+    from clbounds.experiments.measurement.registry import GROUP_NAMES
+
+    groups = ROOT / "experiments" / "measurement" / "groups"
+    outside = [p for p in (ROOT / "experiments").rglob("*.py") if groups not in p.parents and p.name != "registry.py"]
+    found = [line for path in outside for line in _compared_names(path, set(GROUP_NAMES))]
+    assert not found, "\n".join(found)
+
+
+def test_the_name_checks_catch_a_planted_comparison(tmp_path, monkeypatch):
+    planted = ROOT / "experiments" / "pipeline" / "verify.py"
+    source = planted.read_text() + '\n\ndef _planted(cfg):\n    return cfg.method.name == "cacr" or "sharpness" in cfg.terms\n'
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source if self == planted else Path.read_bytes(self).decode())
+    assert len(_compared_names(planted, {"cacr", "sharpness"})) == 2
+    with pytest.raises(AssertionError, match="verify.py"):
+        test_method_names_are_compared_only_inside_the_method_modules()
+    with pytest.raises(AssertionError, match="verify.py"):
+        test_term_group_names_live_in_the_measurement_registry()

@@ -14,14 +14,14 @@ from clbounds.experiments.measurement.adversarial_probe import fit_adversarial_l
 from clbounds.experiments.training.augment import fourier_amplitude_mix
 from clbounds.experiments.config import ConfigError, config_from_dict
 from clbounds.experiments.models.encoders import DualBatchNorm, Encoder, bn_branch
-from clbounds.experiments.training.methods import (
-    adversarial_view, discriminator_loss, gaussian_init_, imbalanced_indices, method_losses,
-    query_key_info_nce, ssl_loss,
-)
+from clbounds.experiments.data.subsets import imbalanced_indices
+from clbounds.experiments.training.methods import adversarial_view, method_losses, ssl_loss
+from clbounds.experiments.training.methods.common import discriminator_term
+from clbounds.experiments.training.methods.two_network import gaussian_init_
 from clbounds.experiments.measurement.probes import fit_linear_probe
 from clbounds.experiments.training.sam import SAM, frozen_batchnorm_stats, sam_update
 from clbounds.theory.adversarial import robust_accuracy
-from clbounds.theory.losses import cacr
+from clbounds.theory.losses import cacr, query_key_info_nce
 
 from conftest import tiny_raw
 
@@ -255,7 +255,7 @@ def test_discriminator_loss_closed_form_and_frozen_weights_get_no_gradient():
         d.weight.copy_(torch.tensor([[2.0, 0.0]])), d.bias.zero_()
     zb = torch.tensor([[3.0, 4.0]], dtype=torch.float64, requires_grad=True)  # ẑ = (0.6, 0.8): logit 1.2
     za = torch.tensor([[0.0, -1.0]], dtype=torch.float64)  # ẑ = (0, −1): logit 0
-    loss = discriminator_loss(d, zb, za, frozen=True)
+    loss = discriminator_term(d, zb, za, frozen=True)
     expected = 0.5 * (math.log1p(math.exp(-1.2)) + math.log(2))
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     loss.backward()
@@ -274,7 +274,7 @@ def test_robust_losses_split_benign_and_rest_with_the_configured_weights():
     with bn_branch(enc, adversarial=True):
         za = enc.projector(enc(views[2]))
     assert torch.allclose(sharp, 2.0 * nce(z1, z2))
-    assert torch.allclose(rest, nce(z1, za) - 0.5 * discriminator_loss(nets["discriminator"], z2, za))
+    assert torch.allclose(rest, nce(z1, za) - 0.5 * discriminator_term(nets["discriminator"], z2, za))
     rocl = config_from_dict(tiny_raw(method__name="rocl"))
     sharp_r, rest_r = method_losses(rocl, nets, views, nce)
     assert rest_r is None and torch.allclose(sharp_r, nce(z1, za))

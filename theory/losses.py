@@ -20,6 +20,8 @@ __all__ = [
     "huang_infonce_split",
     "huang_barlow_split",
     "huang_barlow_loss",
+    "query_key_info_nce",
+    "discriminator_loss",
 ]
 
 
@@ -303,3 +305,41 @@ def huang_barlow_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch
     """
     split = huang_barlow_split(z1, z2)
     return (1 - lambd) * split["L1"] + lambd * split["L2"]
+
+
+@validated(temperature="> 0")
+def query_key_info_nce(z_query: torch.Tensor, z_key: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    r"""The contrastive loss of Wen (2020) between a query and a key network (PAPERS.md §3):
+
+        L = mean_i −log( exp(q_i·k_i/τ) / Σ_j exp(q_i·k_j/τ) ),   q = ẑ_query, k = ẑ_key normalised
+
+    the positive is the key of the same image, the negatives the keys of the other images.
+
+    Example:
+        >>> q = torch.eye(3); round(float(query_key_info_nce(q, q, 1.0)), 4)   # log(1 + 2/e)
+        0.5514
+    """
+    _check_pair("query_key_info_nce", z_query, z_key)
+    q, k = F.normalize(z_query, dim=1), F.normalize(z_key, dim=1)
+    logits = q @ k.T / temperature
+    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+
+
+@validated
+def discriminator_loss(z_benign: torch.Tensor, z_adv: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The discriminator loss of robust contrastive learning (PAPERS.md §1) for a linear
+    discriminator D(ẑ) = weight·ẑ + bias on L2-normalised projections ẑ = z/‖z‖:
+
+        L_D = ½ [ BCE(D(ẑ_benign), 1) + BCE(D(ẑ_adv), 0) ]
+
+    sigmoid(D(ẑ)) is the probability that ẑ is benign. Pass detached weights to send gradients
+    into the projections only (the encoder's objective … − d_w·L_D).
+
+    Example:
+        >>> w, b = torch.zeros(1, 4), torch.zeros(1)
+        >>> round(discriminator_loss(torch.randn(3, 4), torch.randn(3, 4), w, b).item(), 4)  # log 2 at D = 0
+        0.6931
+    """
+    logit_b = F.linear(F.normalize(z_benign, dim=1), weight, bias).flatten()
+    logit_a = F.linear(F.normalize(z_adv, dim=1), weight, bias).flatten()
+    return 0.5 * (F.binary_cross_entropy_with_logits(logit_b, torch.ones_like(logit_b)) + F.binary_cross_entropy_with_logits(logit_a, torch.zeros_like(logit_a)))

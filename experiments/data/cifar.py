@@ -31,6 +31,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from .base import DatasetSpec, ImageDataset
+
 __all__ = [
     "DatasetNotFoundError",
     "DatasetFormatError",
@@ -296,3 +298,15 @@ def load_cifar100(
     paths = [root / CIFAR100_FOLDER / ("train" if train else "test")]
     _ensure_files(paths, root, download, dataset="CIFAR-100", url=CIFAR100_URL, md5=_CIFAR100_MD5, folder=CIFAR100_FOLDER)
     return _read_cifar_files(paths, f"{label}_labels", 100 if label == "fine" else 20)
+
+
+def _load_cifar10(*, root: str | Path, download: bool, **_: object) -> ImageDataset:
+    return ImageDataset("cifar10", *load_cifar10(root, train=True, download=download), *load_cifar10(root, train=False, download=download), num_classes=10)
+
+
+def _load_cifar100(*, root: str | Path, download: bool, **_: object) -> ImageDataset:
+    return ImageDataset("cifar100", *load_cifar100(root, train=True, download=download), *load_cifar100(root, train=False, download=download), num_classes=100)
+
+
+CIFAR10 = DatasetSpec("cifar10", side=32, channel_stats=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), load=_load_cifar10)
+CIFAR100 = DatasetSpec("cifar100", side=32, channel_stats=((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)), load=_load_cifar100)

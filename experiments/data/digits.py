@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits as _sklearn_digits
 
+from .base import DatasetSpec, ImageDataset
+
 
 def load_digits(image_size: int = 16, test_fraction: float = 0.25, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 1797 digits as 3-channel uint8 images, resized, split stratified by class.
@@ -40,3 +42,10 @@ def load_digits(image_size: int = 16, test_fraction: float = 0.25, seed: int = 0
         test[idx[: int(round(test_fraction * len(idx)))]] = True
     test_t = torch.from_numpy(test)
     return x[~test_t], y[~test_t], x[test_t], y[test_t]
+
+
+def _load(*, image_size: int | None, seed: int, **_: object) -> ImageDataset:
+    return ImageDataset("digits", *load_digits(image_size=image_size or SPEC.side, seed=seed), num_classes=10)
+
+
+SPEC = DatasetSpec("digits", side=16, channel_stats=((0.30, 0.30, 0.30), (0.32, 0.32, 0.32)), load=_load, resizable=True)

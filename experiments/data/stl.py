@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .base import DatasetSpec, ImageDataset
 from .cifar import DatasetFormatError, _ensure_files
 
 __all__ = ["load_stl10", "STL10_URL", "STL10_SPLITS"]
@@ -96,3 +97,10 @@ def load_stl10(root: str | Path, split: str, download: bool = True) -> tuple[tor
     if labels_path is None:
         return images, torch.full((images.shape[0],), -1, dtype=torch.int64)
     return images, _read_stl_labels(labels_path, images.shape[0], images_path)
+
+
+def _load(*, root: str | Path, download: bool, **_: object) -> ImageDataset:
+    return ImageDataset("stl10", *load_stl10(root, split="train", download=download), *load_stl10(root, split="test", download=download), num_classes=10)
+
+
+STL10 = DatasetSpec("stl10", side=96, channel_stats=((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)), load=_load)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .base import DatasetSpec, ImageDataset
+
 
 @dataclass(frozen=True)
 class SyntheticSample:
@@ -114,3 +116,14 @@ class SyntheticGenerator:
     def ideal_pairs(self, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Ideal positive pairs: two *independent* samples of each class in ``y``."""
         return self.sample(y, generator).x, self.sample(y, generator).x
+
+
+def _load(*, image_size: int | None, num_classes: int, n_train: int, n_test: int, seed: int, synthetic: dict | None, **_: object) -> ImageDataset:
+    gen = SyntheticGenerator(num_classes=num_classes, image_size=image_size or SPEC.side, seed=seed, **(synthetic or {}))
+    g = torch.Generator().manual_seed(seed + 1)
+    train = gen.sample(gen.balanced_labels(n_train, g), g)
+    test = gen.sample(gen.balanced_labels(n_test, g), g)
+    return ImageDataset("synthetic", train.x, train.y, test.x, test.y, num_classes, generator=gen, train_main=train.main)
+
+
+SPEC = DatasetSpec("synthetic", side=32, channel_stats=((0.5, 0.5, 0.5), (0.2, 0.2, 0.2)), load=_load, resizable=True)

@@ -57,16 +57,16 @@ def evaluate_transfer(record: RunRecord, store: Store, probe_data: str) -> list[
     normalisation it was trained with. Rows are named ``<probe>@<dataset>``, e.g.
     ``knn_accuracy@digits``, and every protocol names both datasets.
     """
-    from ..data import DATASETS, RESIZABLE
+    from ..data import dataset_names, dataset_spec
 
-    if probe_data not in DATASETS:
-        raise ConfigError(f"--probe-data {probe_data!r} is not a dataset; choose one of {', '.join(DATASETS)}")
+    if probe_data not in dataset_names():
+        raise ConfigError(f"--probe-data {probe_data!r} is not a dataset; choose one of {', '.join(dataset_names())}")
     cfg = config_from_dict(record.config)
     device = resolve_device(cfg.device)
     shape = image_shape(cfg)
     side = shape[-1]
     raw = cfg.to_dict()
-    raw["data"] = {**raw["data"], "name": probe_data, "image_size": side if probe_data in RESIZABLE else None, "imbalanced": False}
+    raw["data"] = {**raw["data"], "name": probe_data, "image_size": side if dataset_spec(probe_data).resizable else None, "imbalanced": False}
     probe_cfg = config_from_dict(raw)
     probe_side = image_shape(probe_cfg)[-1]
     if probe_side != side:

@@ -64,10 +64,12 @@ from torch.func import functional_call, vmap
 
 from clbounds.bounds import certificates as cert
 
+from ..catalog import METHODS
 from ..config import config_from_dict
-from .probes import extract_features, fit_linear_probe
 from ..store.db import RunRecord, Store
+from ..training.methods import get_method
 from ..training.runs import load_encoder, load_run_data, open_run, resolve_device
+from .probes import extract_features, fit_linear_probe
 
 PRIOR_SIGMAS = (0.003, 0.01, 0.03, 0.1)  # σ_p of the probe's prior; each is one member of the union bound
 P_MIN = 1e-4  # bounded cross-entropy: log-probabilities clipped at ln p_min, then divided by ln(1/p_min)
@@ -317,7 +319,6 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
 
 
 CONTRASTIVE_PRIOR_SIGMAS = (0.001, 0.003, 0.01)  # σ_p of the encoder's weights; each one member of the union bound
-NT_XENT_METHODS = ("simclr", "ssa_clr")  # trained on the NT-Xent loss that the contrastive certificate bounds
 
 
 def _unit_views(augment: Any, x: torch.Tensor, batch: int, g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -338,13 +339,13 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     from clbounds.theory.losses import info_nce
     from clbounds.theory.shift import infonce_range
 
-    from ..training.augment import Augment
     from ..config import ConfigError
+    from ..training.augment import Augment
 
     t0 = time.perf_counter()
     cfg = config_from_dict(record.config)
-    if cfg.method.name not in NT_XENT_METHODS:
-        raise ConfigError(f"the contrastive certificate bounds the NT-Xent risk; run {record.id} was trained with {cfg.method.name} (choose a run of {', '.join(NT_XENT_METHODS)})")
+    if cfg.method.name not in (nt_xent := [name for name in METHODS if get_method(name).nt_xent]):
+        raise ConfigError(f"the contrastive certificate bounds the NT-Xent risk; run {record.id} was trained with {cfg.method.name} (choose a run of {', '.join(nt_xent)})")
     device = resolve_device(cfg.device)
     data = load_run_data(cfg).to(device)
     if data.generator is None:

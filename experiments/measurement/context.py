@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbounds.theory import geometry
-from clbounds.theory.losses import barlow_twins, info_nce
 
 from ..config import Config
 from ..data import ImageDataset
 from ..store.db import RunRecord
 from ..training.augment import Augment
+from ..training.methods import get_method
 from ..training.runs import load_encoder, open_run
 from .probes import extract_features
 
@@ -121,10 +121,14 @@ class Context:
         """The training loss: the method's; for an imported encoder the one recorded (None if unknown)."""
         if self.loss_fn is not None:
             return "the given loss_fn"
-        name = self.cfg.method.name
-        if name == "external":
+        if self.cfg.encoder.arch == "external":
             return self.cfg.encoder.external.loss or None
-        return "barlow_twins" if name == "barlow_twins" else name
+        return self.cfg.method.name
+
+    @property
+    def logs_dynamics(self) -> bool:
+        """Whether training logged the gradient norm and weight movement of every step (two_network)."""
+        return self.cfg.encoder.arch != "external" and get_method(self.cfg.method.name).logs_dynamics
 
     def ssl_loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The method's training loss on one batch of view pairs (``loss_fn`` of theory/)."""
@@ -132,11 +136,10 @@ class Context:
             return self.loss_fn(model, batch)
         if self.loss_name is None:
             raise ValueError("the training loss of this encoder is not known: give loss_fn or method")
+        method = get_method(self.loss_name)
+        criterion = (method.pair_criterion or method.criterion)(self.cfg.method)
         v1, v2 = batch
-        z1, z2 = model.projector(model(v1)), model.projector(model(v2))
-        if self.loss_name == "barlow_twins":
-            return barlow_twins(z1, z2, self.cfg.method.lambd)
-        return info_nce(z1, z2, self.cfg.method.temperature)
+        return criterion(model.projector(model(v1)), model.projector(model(v2)))
 
     @property
     def split(self) -> str:

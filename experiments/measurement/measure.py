@@ -16,7 +16,7 @@ from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<con
 
 from ..store.db import RunRecord, Store
 from .context import Context, Row, build_context
-from .groups import CONTROL_PLAN, TERM_GROUPS
+from .groups import CONTROL_PLAN, TERM_GROUPS, UNAVAILABLE
 from .registry import NEEDS_TRAINING_LOSS, check_groups, control_groups, default_groups
 
 __all__ = ["control_rows", "measure", "measure_context", "skipped_groups"]
@@ -43,13 +43,7 @@ def control_rows(ctx: Context, name: str, rows: list[Row]) -> list[Row]:
 
 def skipped_groups(ctx: Context, names: list[str]) -> dict[str, str]:
     """The groups that cannot be computed for this encoder, or here, each with the reason."""
-    from .autoattack import autoattack_unavailable
-
-    skipped = {}
-    if "autoattack" in names and (why := autoattack_unavailable()):
-        skipped["autoattack"] = why
-    elif "autoattack" in names and ctx.data.num_classes < 4:
-        skipped["autoattack"] = f"AutoAttack needs at least 4 classes (APGD-T's DLR loss reads the 4th-largest logit); this data has {ctx.data.num_classes}"
+    skipped = {name: why for name in names if name in UNAVAILABLE and (why := UNAVAILABLE[name](ctx))}
     if ctx.loss_name is None:
         skipped |= {name: "needs the training loss, which this encoder does not record: pass loss_fn or method (simclr, barlow_twins)" for name in names if name in NEEDS_TRAINING_LOSS}
     return skipped

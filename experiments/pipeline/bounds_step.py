@@ -92,6 +92,27 @@ def _without(config: dict[str, Any], *paths: str) -> str:
     return json.dumps(c, sort_keys=True)
 
 
+def _compared_with(name: str) -> str | None:
+    """The method whose runs on the same data a pair claim compares a run of ``name`` with."""
+    from ..catalog import METHODS
+    from ..training.methods import get_method
+
+    return get_method(name).compared_with if name in METHODS else None
+
+
+def _wen_setting(config: dict) -> bool:
+    """Whether a run is in Wen's setting (PAPERS §3): two networks trained by full-batch GD."""
+    from ..catalog import METHODS
+    from ..config import config_from_dict
+    from ..training.methods import get_method  # torch: only when a width sweep is evaluated
+
+    name = config["method"].get("name")
+    if name not in METHODS:
+        return False
+    method = get_method(name)
+    return method.logs_dynamics and method.full_batch(config_from_dict({"method": config["method"]}).method)
+
+
 def _same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
     keys = ("data", "encoder", "augment", "color_strength", "seed")
     return all(a.get(k) == b.get(k) for k in keys)
@@ -126,7 +147,7 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
         control_rows = [{"width": m.config["encoder"]["width"], "run": m.id, "terms": {"gradient_norm": initial[m.id]}} for m in members if initial[m.id] is not None]
         control = {"wen2020.gradient_norm_vs_width": wen2020.gradient_norm_vs_width(control_rows)} if len(control_rows) == len(members) else {}
         method = members[0].config["method"]
-        in_setting = method.get("name") == "two_network" and bool(method.get("full_batch"))
+        in_setting = _wen_setting(members[0].config)
         setting = (in_setting, "two networks, full-batch GD" if in_setting else
                    f"{method.get('name')}{' (mini-batch)' if not method.get('full_batch') else ''}: not Wen's two networks trained by full-batch GD")
         for check in wen2020.evaluate_sweep_all(rows, setting):
@@ -134,8 +155,9 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
             if check.theorem in control and check.theorem.endswith("gradient_norm_vs_width"):
                 check = with_controls(check, {"random_init": control[check.theorem]})
             checks.append((check, [m.id for m in members]))
-    for c in (r for r in records if r.method == "cacr"):
-        partners = [s for s in records if s.method == "simclr" and _same_data(c.config, s.config)]
+    for c in records:
+        partner = _compared_with(c.method)  # the CACR claims: a CACR run against a SimCLR run
+        partners = [s for s in records if partner is not None and s.method == partner and _same_data(c.config, s.config)]
         for s in partners:
             own = cacr.evaluate_pair_all(terms[c.id], terms[s.id])
             on_controls = {name: cacr.evaluate_pair_all(terms[c.id] | controls[c.id].get(name, {}), terms[s.id] | controls[s.id].get(name, {}))

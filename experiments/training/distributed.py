@@ -41,14 +41,10 @@ from torch import nn
 
 from ..config import Config, ConfigError
 
-__all__ = ["Context", "GlobalBatchNorm", "gather_with_grad", "gathered", "globalise_batchnorm", "init_from_env", "sum_gradients"]
-
-#: methods whose training step is one loss of the projections of their views
-DISTRIBUTED_METHODS = ("simclr", "barlow_twins", "cacr", "ssa_clr")
-
+__all__ = ["RankContext", "GlobalBatchNorm", "gather_with_grad", "gathered", "globalise_batchnorm", "init_from_env", "sum_gradients"]
 
 @dataclass(frozen=True)
-class Context:
+class RankContext:
     """This process's place among the ranks of one training (rank 0 of 1 without torchrun)."""
 
     rank: int = 0
@@ -70,18 +66,18 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_from_env(device: torch.device) -> tuple[Context, torch.device]:
+def init_from_env(device: torch.device) -> tuple[RankContext, torch.device]:
     """The rank context from torchrun's environment, with the process group joined, and this
     rank's device (``cuda:LOCAL_RANK`` when the run's device is CUDA)."""
     world = world_size_from_env()
     if world == 1:
-        return Context(), device
+        return RankContext(), device
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Context(dist.get_rank(), dist.get_world_size()), device
+    return RankContext(dist.get_rank(), dist.get_world_size()), device
 
 
 def barrier() -> None:
@@ -110,12 +106,14 @@ def every_rank(value: object) -> list[object]:
 
 def check_supported(cfg: Config, batch_size: int, world: int) -> None:
     """A config error unless this run can be trained on ``world`` processes as on one device."""
-    from .methods import uses_sam
+    from ..catalog import METHODS
+    from .methods import get_method, uses_sam
 
     m = cfg.method
-    if m.name not in DISTRIBUTED_METHODS or uses_sam(cfg):
+    if not get_method(m.name).distributed or uses_sam(cfg):
+        covered = [name for name in METHODS if get_method(name).distributed]
         raise ConfigError(f"method {m.name}{' with SAM' if uses_sam(cfg) else ''} cannot be trained on {world} processes: its step is not one loss of the views' "
-                          f"projections; distributed training covers {', '.join(DISTRIBUTED_METHODS)} without SAM (run it on one device)")
+                          f"projections; distributed training covers {', '.join(covered)} without SAM (run it on one device)")
     if batch_size % world:
         raise ConfigError(f"optim.batch_size={batch_size} does not divide into {world} equal shards; choose a multiple of {world}")
 

@@ -5,8 +5,9 @@
                      → [discriminator step] → L_sharp + L_rest → step (SAM on L_sharp)   (cosine lr)
                      checkpoint (atomic) → progress
 
-What differs between methods is a handful of small functions in ``methods.py`` (the table
-there says which method uses what); this loop is the same for all of them.
+What differs between methods each method declares in its module under ``methods/`` (a
+``Method``: criterion, losses, views, networks, SAM, Fourier, a PGD view; the table in
+``methods/__init__.py`` says which method uses what); this loop is the same for all of them.
 
 Networks: ``encoder`` is what ``encoder.safetensors`` holds, what the probes and ``measure``
 load. two_network adds a ``key`` network (the encoder is then the *query* network) and
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 from clbounds.theory.optimization import relative_weight_movement
 from clbounds.theory.validation import unchecked_values
 
-from ..config import Config, ConfigError, dump_config
+from ..config import Config, dump_config
 from ..data import ImageDataset
 from ..errors import CheckpointError
 from ..models.checkpoint import load_training_state, save_training_state, save_weights
@@ -49,9 +50,7 @@ from ..store.db import RunRecord, Store
 from ..store.locks import mark_orphaned_runs, run_lock as _run_lock
 from . import distributed
 from .augment import Augment, fourier_amplitude_mix
-from .methods import (
-    ADVERSARIAL_METHODS, adversarial_view, discriminator_step_loss, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image,
-)
+from .methods import adversarial_view, discriminator_step_loss, get_method, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image
 from .optim import build_optimizer, cosine_lr
 from .resources import check_fits
 from .runs import build_networks, load_run_data, resolve_device
@@ -127,8 +126,7 @@ def _tensorboard(run_dir: Path, start_epoch: int) -> Any:
 
 def train(cfg: Config, store: Store, progress: bool = True) -> RunRecord:
     """Trains (or resumes, or skips) the run that ``cfg`` defines, and returns its record."""
-    if cfg.method.name == "external":
-        raise ConfigError("method 'external' marks an encoder trained elsewhere (`clbounds import`); it cannot be trained here")
+    get_method(cfg.method.name)  # a config error (exit 2) for a method that is not trained here
     run_id = cfg.run_id()
     run_dir = store.run_dir(run_id)
     weights_path, state_path = run_dir / "encoder.safetensors", run_dir / "state.safetensors"
@@ -199,7 +197,7 @@ def _train_marked(cfg: Config, store: Store, run_id: str, run_dir: Path, weights
 class _Run:
     """Everything the epochs of one training need, built from the config by :func:`_setup`."""
 
-    ctx: distributed.Context
+    ctx: distributed.RankContext
     device: torch.device
     data: ImageDataset
     nets: nn.ModuleDict
@@ -232,7 +230,7 @@ def _setup(cfg: Config, state_path: Path) -> _Run:
     state; in this order, since the seed fixes the initial weights."""
     ctx, device = distributed.init_from_env(resolve_device(cfg.device))  # rank 0 of 1 without torchrun
     check_fits(cfg, device)  # a config error now, not an allocation failure minutes in
-    o, m = cfg.optim, cfg.method
+    o, m, method = cfg.optim, cfg.method, get_method(cfg.method.name)
     torch.manual_seed(cfg.seed)  # fixes the initial weights
 
     data = load_run_data(cfg).to(device)  # uint8 images stay on the device
@@ -251,15 +249,15 @@ def _setup(cfg: Config, state_path: Path) -> _Run:
     augment = Augment(cfg.augment, image_size=data.image_shape[-1], color_strength=cfg.color_strength)
     loss_fn = ssl_loss(cfg)
     if ctx.world > 1:  # the loss of the global batch, on the projections of every rank
-        loss_fn = distributed.gathered(loss_fn, dim=1 if m.name == "cacr" else 0)
-    log_dynamics = m.name == "two_network"
+        loss_fn = distributed.gathered(loss_fn, dim=method.gather_dim)
+    log_dynamics = method.logs_dynamics
     initial = {k: p.detach().clone() for k, p in nets.named_parameters()} if log_dynamics else {}
 
     n = data.x_train.shape[0]
-    batch_size = n if m.name == "two_network" and m.full_batch else min(o.batch_size, n)
+    batch_size = n if method.full_batch(m) else min(o.batch_size, n)
     if ctx.world > 1:
         distributed.check_supported(cfg, batch_size, ctx.world)
-    run = _Run(ctx, device, data, nets, optimizer, sam, augment, loss_fn, views_per_image(cfg), uses_fourier(cfg), m.name in ADVERSARIAL_METHODS,
+    run = _Run(ctx, device, data, nets, optimizer, sam, augment, loss_fn, views_per_image(cfg), uses_fourier(cfg), method.adversarial,
                log_dynamics, initial, batch_size, steps_per_epoch=n // batch_size)  # drop the last partial batch: every step sees B negatives
 
     if state_path.is_file():

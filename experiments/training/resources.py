@@ -40,10 +40,10 @@ FRACTION_USABLE = 0.8  # leave room for activations and everything else the proc
 
 def image_shape(cfg: Config) -> tuple[int, int, int]:
     """The (C, H, W) of the run's images, from the config alone."""
-    from ..data import IMAGE_SIDES, RESIZABLE
+    from ..data import dataset_spec
 
-    side = IMAGE_SIDES[cfg.data.name]
-    side = (cfg.data.image_size or side) if cfg.data.name in RESIZABLE else side
+    spec = dataset_spec(cfg.data.name)
+    side = (cfg.data.image_size or spec.side) if spec.resizable else spec.side
     return (3, side, side)
 
 

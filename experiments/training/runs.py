@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from ..config import Config, ConfigError, config_from_dict
-from ..data import CHANNEL_STATS, ImageDataset, load_dataset
+from ..data import ImageDataset, dataset_spec, load_dataset
 from ..models.checkpoint import load_weights
 from ..models.encoders import Encoder
 from ..store.db import RunRecord
-from .methods import build_discriminator, gaussian_init_, imbalanced_indices
+from ..data.subsets import imbalanced_indices
+from .methods import get_method
 
 __all__ = ["OpenRun", "build_encoder", "build_networks", "load_encoder", "load_run_data", "open_run", "resolve_device"]
 
@@ -54,26 +55,25 @@ def load_run_data(cfg: Config) -> ImageDataset:
 
 
 def build_encoder(cfg: Config, image_shape: tuple[int, int, int]) -> Encoder:
-    """The encoder the config describes (dual BatchNorm, Gaussian initialisation for two_network;
-    an imported encoder's architecture from ``encoder.external``)."""
+    """The encoder the config describes (dual BatchNorm; the method's initialisation, e.g.
+    Gaussian for two_network; an imported encoder's architecture from ``encoder.external``)."""
     e = cfg.encoder
     if e.arch == "external":
         from ..models.external import build_external
 
         return build_external(e.external)
-    mean, std = CHANNEL_STATS[cfg.data.name]
+    mean, std = dataset_spec(cfg.data.name).channel_stats
     model = Encoder(e.arch, image_shape, width=e.width, proj_hidden=e.proj_hidden, proj_dim=e.proj_dim, mean=mean, std=std, dual_bn=e.dual_bn)
-    return gaussian_init_(model) if cfg.method.name == "two_network" else model
+    init = get_method(cfg.method.name).encoder_init
+    return init(model) if init is not None else model
 
 
 def build_networks(cfg: Config, image_shape: tuple[int, int, int]) -> nn.ModuleDict:
     """``encoder`` (built first, so its initial weights are those of ``build_encoder`` right
-    after ``torch.manual_seed(seed)``), plus ``key`` (two_network) or ``discriminator`` (robust_cl)."""
+    after ``torch.manual_seed(seed)``), plus the method's own networks, e.g. ``key``
+    (two_network) or ``discriminator`` (robust_cl)."""
     nets = nn.ModuleDict({"encoder": build_encoder(cfg, image_shape)})
-    if cfg.method.name == "two_network":
-        nets["key"] = build_encoder(cfg, image_shape)  # no shared weights: a second draw
-    if cfg.method.name == "robust_cl":
-        nets["discriminator"] = build_discriminator(cfg.encoder.proj_dim)
+    nets.update(get_method(cfg.method.name).networks(cfg, lambda: build_encoder(cfg, image_shape)))
     return nets
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ..context import Context, Row
 from ..registry import CONTROL_GROUPS, GROUP_NAMES
 from .adversarial import adversarial_terms
-from .autoattack import autoattack_terms
+from .autoattack import autoattack_terms, autoattack_unavailable_here
 from .bounds import arora_terms, bounds_terms
 from .cacr_weights import cacr_weight_terms
 from .geometry import geometry_terms
@@ -43,6 +43,9 @@ TERM_GROUPS: dict[str, Group] = {
 }
 if tuple(TERM_GROUPS) != GROUP_NAMES:
     raise ImportError(f"groups.TERM_GROUPS {tuple(TERM_GROUPS)} and registry.GROUP_NAMES {GROUP_NAMES} differ")
+
+#: Groups that cannot run on some contexts: group -> why not on this one (None: it can).
+UNAVAILABLE: dict[str, Callable[[Context], str | None]] = {"autoattack": autoattack_unavailable_here}
 
 #: Where a control runs less than the group: random init re-measures only the two sharpness
 #: terms a check reads; shuffled labels only the Arora part (the label-dependent one) of "bounds".

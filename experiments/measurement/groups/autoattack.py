@@ -8,6 +8,18 @@ from ..context import Context, Row
 from .adversarial import probe_attack
 
 
+def autoattack_unavailable_here(ctx: Context) -> str | None:
+    """Why AutoAttack cannot run on this context (None when it can): the optional extra is not
+    installed, or the data has fewer than 4 classes."""
+    from ..autoattack import autoattack_unavailable
+
+    if why := autoattack_unavailable():
+        return why
+    if ctx.data.num_classes < 4:
+        return f"AutoAttack needs at least 4 classes (APGD-T's DLR loss reads the 4th-largest logit); this data has {ctx.data.num_classes}"
+    return None
+
+
 def autoattack_terms(ctx: Context) -> list[Row]:
     """AutoAttack's robust accuracy of the linear probe on the same inputs as PGD, with the
     RobustBench sanity rows (experiments/measurement/autoattack.py; needs the torchattacks extra)."""
