@@ -20,6 +20,7 @@ from .commands import (
 from .config import ConfigError
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES  # torch-free: --help lists the groups
+from .pipeline.executors import EXECUTORS
 from .store.db import default_store_root
 from .store.spool import SpoolStore, import_spool, open_store
 
@@ -169,7 +170,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _executor_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
+    p.add_argument("--executor", choices=list(EXECUTORS), default="local",
                    help="local: this machine (default); slurm: one SLURM job per run, one job array (settings: slurm.* keys); "
                         "submitit-local: the same jobs as subprocesses here")
     p.add_argument("--dry-run", action="store_true", help="with --executor slurm: write and show the sbatch script, submit nothing")

@@ -64,7 +64,7 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
 
     from .config import apply_overrides, config_from_dict
     from .measurement.measure import measure
-    from .pipeline.grid import record_measured
+    from .pipeline.steps import record_measured
 
     record = store.find_run(args.run)
     if record.status != "done":
@@ -102,18 +102,10 @@ def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
 
 
 def _grid_executor(args: argparse.Namespace, store: Store, name: str) -> Any:
-    """The executor of a grid command: None (inline), local processes, or submitit (experiments/pipeline/cluster.py)."""
-    from .pipeline.cluster import SubmititExecutor
-    from .pipeline.grid import local_processes
+    """The executor of a grid command (``--executor``, experiments/pipeline/executors.py)."""
+    from .pipeline.executors import make_executor
 
-    workers = getattr(args, "workers", 1)
-    if args.executor == "local":
-        if args.dry_run:
-            raise ConfigError("--dry-run shows the sbatch script that --executor slurm would submit; add --executor slurm")
-        return local_processes(workers) if workers > 1 else None
-    if workers > 1:
-        raise ConfigError(f"--workers is for --executor local; with --executor {args.executor} each run is its own job (slurm.array_parallelism sets how many run at once)")
-    return SubmititExecutor(store.root / "jobs" / name, args.executor, name=name, dry_run=args.dry_run)
+    return make_executor(args.executor, store.root / "jobs" / name, name, getattr(args, "workers", 1), args.dry_run)
 
 
 def _print_dry_run(dry: Exception) -> None:

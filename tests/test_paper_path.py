@@ -8,7 +8,7 @@ import pytest
 
 from clbounds.experiments.measurement.registry import default_groups
 from clbounds.experiments.store.db import Store
-from clbounds.experiments.pipeline.grid import measured_groups, run_pipeline
+from clbounds.experiments.pipeline.steps import measured_groups, run_pipeline
 from clbounds.experiments.pipeline.verify import grid_items, load_preset
 
 from conftest import CHEAP_MEASURE

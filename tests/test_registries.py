@@ -116,3 +116,23 @@ def test_a_dataset_added_as_one_module_and_one_registry_line_trains(tmp_path, mo
 def test_an_unregistered_dataset_is_a_config_error():
     with pytest.raises(ConfigError, match=r"data.name='toy_data' is not allowed: choose one of synthetic, digits, cifar10, cifar100, stl10"):
         config_from_dict(tiny_raw(data__name="toy_data"))
+
+
+def test_an_executor_added_as_one_class_and_one_registry_line_runs_a_grid(monkeypatch, store, tmp_path):
+    from clbounds.experiments.pipeline import executors
+    from clbounds.experiments.pipeline.grid import GridItem, run_grid
+
+    ran = []
+
+    class Recording(executors.InlineExecutor):  # the protocol: remote, snapshot, run
+        def run(self, store, calls, progress, on_step):
+            for i, result in super().run(store, calls, progress, on_step):
+                ran.append(calls[i][0].run_id())
+                yield i, result
+
+    monkeypatch.setitem(executors.EXECUTORS, "recording", lambda folder, name, workers, dry_run: Recording())  # the one registry line
+    cfg = config_from_dict(tiny_raw(optim__epochs=1, measure=dict(CHEAP_MEASURE)))
+    results = run_grid([GridItem("tiny", cfg)], store, executors.make_executor("recording", tmp_path / "jobs", "g"), terms=["losses"], log=lambda s: None)
+    assert [r.status for r in results] == ["done"] and ran == [cfg.run_id()]
+    with pytest.raises(ConfigError, match="choose one of local, slurm, submitit-local, recording"):
+        executors.make_executor("nope", tmp_path, "g")

@@ -59,13 +59,14 @@ def test_verify_end_to_end_then_trains_nothing_again(tmp_path, tiny_preset, monk
 
 def test_each_term_group_remembers_the_settings_it_was_measured_with(tmp_path):
     from clbounds.experiments.measurement.groups import TERM_GROUPS
-    from clbounds.experiments.pipeline.grid import _record_settings, measured_groups, record_measured
+    from clbounds.experiments.pipeline.steps import measured_groups, record_measured
+    from clbounds.experiments.store.settings import record_settings
 
     store = Store(tmp_path / "store")
     store.run_dir("r1").mkdir(parents=True)
     a, b = {"eps": 0.5}, {"eps": 0.8}
     assert measured_groups(store, "r1", a) == set()
-    _record_settings(store, "r1", "measure", a)  # a store from before groups were recorded one by one
+    record_settings(store, "r1", "measure", a)  # a store from before groups were recorded one by one
     assert measured_groups(store, "r1", a) == set(TERM_GROUPS)
     record_measured(store, "r1", ["sharpness"], b)  # `clbounds measure r1 --terms sharpness measure.eps=0.8`
     assert measured_groups(store, "r1", a) == set(TERM_GROUPS) - {"sharpness"} and measured_groups(store, "r1", b) == {"sharpness"}

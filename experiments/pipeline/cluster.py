@@ -1,7 +1,7 @@
 """Grids on a SLURM cluster through submitit: each grid item one job of one job array.
 
 ``clbounds verify|reproduce --executor slurm`` hands every item that is not finished to
-SLURM as one job, which trains, evaluates and measures its run (:func:`sweep.run_pipeline`).
+SLURM as one job, which trains, evaluates and measures its run (:func:`steps.run_pipeline`).
 ``--executor submitit-local`` runs the very same jobs as subprocesses of this machine,
 through submitit's local executor: the code path the tests exercise without a cluster.
 
@@ -23,20 +23,23 @@ through submitit's local executor: the code path the tests exercise without a cl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError, SlurmConfig
+from ..store.db import Store
+from .executors import Call
 
-__all__ = ["EXECUTORS", "DryRun", "GridJob", "SubmititExecutor", "sbatch_script"]
+__all__ = ["DryRun", "GridJob", "SubmititExecutor", "sbatch_script"]
 
-EXECUTORS = ("local", "slurm", "submitit-local")
 UNKNOWN_GIVE_UP_S = 1800.0  # a job sacct has not known for this long is taken as ended (its result() says why)
 _ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 
@@ -63,7 +66,7 @@ class GridJob:
 
     def __call__(self, cfg: Config, store_root: str, terms: Sequence[str] | None) -> tuple[str, dict[str, float]]:
         from ..store.spool import SNAPSHOT_ENV, SPOOL_ENV
-        from .grid import run_pipeline
+        from .steps import run_pipeline
 
         os.environ[SPOOL_ENV] = "1"  # this job's store writes go to files in the run folder
         if self.snapshot:
@@ -102,7 +105,10 @@ def sbatch_script(slurm: SlurmConfig, folder: Path, jobs: int, name: str = "clbo
 
 
 class SubmititExecutor:
-    """Submits grid items as one submitit job array and yields their results as they end."""
+    """Submits grid items as one submitit job array and yields their results as they end
+    (a remote :class:`executors.Executor`)."""
+
+    remote = True
 
     def __init__(self, folder: Path, cluster: str = "slurm", name: str = "clbounds", log: Callable[[str], None] = print, dry_run: bool = False,
                  local_timeout_min: float | None = None, local_signal_delay_s: int | None = None) -> None:
@@ -152,6 +158,20 @@ class SubmititExecutor:
         if self.cluster == "slurm":  # UNKNOWN: sacct may lag a fresh submission; as_completed gives up on it after a while
             return job if job.state.upper().split()[0] in _ACTIVE_SLURM_STATES | {"UNKNOWN"} else None
         return job if _local_job_alive(job_id) else None
+
+    def run(self, store: Store, calls: Sequence[Call], progress: bool,
+            on_step: Sequence[Callable[[str], None] | None]) -> Iterator[tuple[int, Callable[[], Any]]]:
+        """The calls as one job array (one ``slurm`` section for all), from a fresh snapshot of
+        the store; yields each index and its result getter as the job ends."""
+        settings = {json.dumps(dataclasses.asdict(call[0].slurm), sort_keys=True) for call in calls}
+        if len(settings) > 1:
+            raise ConfigError(f"the runs of one grid are one job array and need the same slurm settings; these differ: {' | '.join(sorted(settings))}")
+        slurm = calls[0][0].slurm if calls else SlurmConfig()
+        if calls and not self.dry_run:
+            store.write_snapshot(self.snapshot)  # the database the jobs start from
+        jobs = self.submit_grid([(call[0].run_id(), tuple(call)) for call in calls], slurm)
+        for k in self.as_completed(jobs):
+            yield k, partial(job_result, jobs[k], self.cluster)
 
     def submit_grid(self, calls: list[tuple[str, tuple]], slurm: SlurmConfig) -> list[Any]:
         """(run id, GridJob arguments) per item → one job or re-attached job per item, with the

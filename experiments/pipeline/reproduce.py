@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..config import ConfigError, load_config
 from ..store.db import Store
-from .grid import Executor, GridItem, run_grid
+from .executors import Executor
+from .grid import GridItem, run_grid
 from .verify import load_preset
 
 HUANG_AUGMENTS = ["a", "ab", "abc", "abcd", "abcde"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..config import PRESET_DIR, ConfigError, load_config, load_yaml, read_config_text
 from ..store.db import Store
-from .grid import Executor, GridItem, run_grid
+from .executors import Executor
+from .grid import GridItem, run_grid
 
 
 @dataclass
