@@ -9,6 +9,11 @@ raw LaTeX command.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
+from .common import BoundCheck, headline, verdict
+
 _PAC = r"\frac{R}{n} + R\sqrt{\frac{\mathrm{KL}+\ln(2\sqrt{n}/\delta)}{2n}}"
 _PAC_U = "R/n + R·√((KL + ln(2√n/δ))/(2n))"
 _KL = r"\mathrm{KL}=\frac{\|\theta-\theta_0\|^2\,(k+2\sqrt{k\ln n}+2\ln n)}{2\rho^2}"
@@ -64,3 +69,84 @@ def display(theorem: str) -> tuple[str, str] | None:
         'Err(G_f) ≤ (1 − σ) + R_ε'
     """
     return DISPLAY.get(theorem) or DISPLAY.get(theorem.split("[", 1)[0])
+
+
+# ---- the bound table of `clbounds bounds` ---------------------------------------------
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4g}"
+
+
+def _assumption_cell(check: BoundCheck) -> str:
+    if check.assumptions_met:
+        return "met"
+    parts = []
+    for name, a in check.details.get("assumptions", {}).items():
+        if not a.get("met", True):
+            margin = a.get("margin")
+            parts.append(f"{name} ({'margin ' + _num(margin) if margin is not None else a.get('note', 'failed')})")
+    if check.details.get("missing_terms"):
+        parts.append("missing terms: " + ", ".join(check.details["missing_terms"]))
+    return "failed: " + "; ".join(parts) if parts else "failed"
+
+
+def _holds_cell(check: BoundCheck) -> str:
+    if check.holds is None:
+        return "n/a" if check.bound is None and check.measured is None else "undefined"
+    return "yes" if check.holds else "**VIOLATED**"
+
+
+def _vacuous_cell(check: BoundCheck) -> str:
+    ceiling = check.details.get("ceiling")
+    if ceiling is None:
+        return "no ceiling"
+    if check.vacuous is None:
+        return f"– (ceiling {_num(ceiling['value'])})"
+    return f"{'**VACUOUS**' if check.vacuous else 'no'} (ceiling {_num(ceiling['value'])})"
+
+
+def _controls_cell(check: BoundCheck) -> str:
+    controls = check.details.get("controls") or {}
+    if not controls:
+        return "–"
+    parts = []
+    for name, c in controls.items():
+        if c.get("holds") is None:
+            parts.append(f"{name}: n/a")
+        else:
+            rel = "≤" if c["holds"] else ">"
+            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({_num(c.get('measured'))} {rel} {_num(c.get('bound'))})")
+    return "; ".join(parts)
+
+
+def format_bound_table(checks: Sequence[BoundCheck]) -> str:
+    """A headline, a Markdown table of the checks, then every violated bound as a finding.
+
+    Every row shows both sides (bound and measured), whether the bound is vacuous (at or above
+    the ceiling of the measured quantity), the same check on the controls, and the verdict.
+
+    Example:
+        >>> import sympy as sp
+        >>> from clbounds.bounds.common import make_check
+        >>> x = sp.Symbol("x")
+        >>> print(format_bound_table([make_check("demo", sp.Le(x, 1), 1.0, 2.0, "paper")]).splitlines()[4])
+        | demo | paper | 1 | 2 | **VIOLATED** | 0.5 | no ceiling | – | violated | met |
+    """
+    lines = [f"Headline: {headline(checks)}.", "",
+             "| theorem | label | bound | measured | holds | tightness | vacuous | on the controls | verdict | assumptions |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in checks:
+        lines.append(f"| {c.theorem} | {c.label} | {_num(c.bound)} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_vacuous_cell(c)} | {_controls_cell(c)} | {verdict(c)} | {_assumption_cell(c)} |")
+    violated = [c for c in checks if c.holds is False]
+    if violated:
+        lines += ["", "Findings (a measurement violates the bound):"]
+        for c in violated:
+            cond = "with its assumptions met" if c.assumptions_met else f"assumptions not met ({_assumption_cell(c)}), so the theorem does not apply"
+            lines.append(f"- {c.theorem} [{c.label}]: measured {c.measured:.6g} > bound {c.bound:.6g} (excess {c.measured - c.bound:.4g}), {cond}; inputs {json.dumps(c.details.get('inputs', {}), default=str)}")
+    lipschitz = [c for c in checks if c.details.get("lipschitz")]
+    if lipschitz:
+        lines += ["", "Theorem 1's Lipschitz constant, both sides (the centre condition at each):"]
+        for c in lipschitz:
+            lip = c.details["lipschitz"]
+            lines.append(f"- {c.theorem}: certified upper L = {_num(lip['certified_upper'])}, measured lower L = {_num(lip['measured_lower'])}; {lip['decides']}")
+    return "\n".join(lines)

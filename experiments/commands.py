@@ -14,7 +14,7 @@ from typing import Any
 from .config import ConfigError, load_config
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES, check_groups
-from .store.db import Store
+from .store.db import CHECK_COLUMNS, MEASUREMENT_COLUMNS, Store
 
 
 def _print_rows(rows: list[tuple[str, float, str]]) -> None:
@@ -88,7 +88,9 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
 def cmd_bounds(args: argparse.Namespace, store: Store) -> None:
     from clbounds.bounds.common import verdict
 
-    from .pipeline.bounds_step import evaluate_bounds, format_bound_table
+    from clbounds.bounds.display import format_bound_table
+
+    from .pipeline.bounds_step import evaluate_bounds
 
     record = store.find_run(args.run)
     if not store.measurements(record.id):
@@ -198,7 +200,7 @@ def cmd_certify(args: argparse.Namespace, store: Store) -> None:
         raise ConfigError("--encoder and --contrastive are two different certificates; choose one")
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder}): certifying ...", file=sys.stderr)
     if args.contrastive:
-        from .measurement.certify import certify_contrastive
+        from .measurement.certify_contrastive import certify_contrastive
 
         r = certify_contrastive(record, store, units=args.units, delta=args.delta, delta_mc=args.delta / 5, steps=args.steps,
                                 log=lambda line: print(line, file=sys.stderr))
@@ -236,8 +238,8 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> None:
         print(f"{r.id:<11} {r.name[:28]:<28} {r.method:<13} {r.dataset:<10} {r.encoder:<9} {r.status:<8} {r.path}" + (f"  ({r.message})" if r.message else ""))
 
 
-MEASUREMENT_FIELDS = ["run", "name", "value", "protocol", "created"]
-CHECK_FIELDS = ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "verdict"]
+MEASUREMENT_FIELDS = list(MEASUREMENT_COLUMNS)
+CHECK_FIELDS = [c for c in CHECK_COLUMNS if c != "details"] + ["verdict"]  # details: JSON, in --json only
 
 
 def _check_rows(store: Store) -> list[dict]:

@@ -185,7 +185,7 @@ def _protocols(store_root, runs, names: Sequence[str], chosen: dict[str, str] | 
     """``name: protocol`` for each name; ``chosen[name]`` keeps only the protocols containing it (those frames.wide used)."""
     out = []
     for n in names:
-        found = frames.protocol_of(store_root, n, runs).split("; ")
+        found = frames.protocol_of(store_root, n, runs, (chosen or {}).get(n)).split("; ")
         found = [p for p in found if (chosen or {}).get(n, "") in p and p]
         out.append(f"{n}: {'; '.join(found) or 'not measured'}")
     return "; ".join(out)

@@ -9,7 +9,8 @@ import sympy as sp
 
 from clbounds.bounds import arora2019, huang2023, robust_cl, ssa_clr
 from clbounds.bounds.common import verdict
-from clbounds.experiments.pipeline.bounds_step import evaluate_bounds, evaluate_sweep_bounds, evaluate_terms, format_bound_table, run_terms, theorem_registry, theorem_statements
+from clbounds.bounds.display import format_bound_table
+from clbounds.experiments.pipeline.bounds_step import evaluate_bounds, evaluate_sweep_bounds, evaluate_terms, run_terms, theorem_registry, theorem_statements
 from clbounds.experiments.config import config_from_dict
 from clbounds.experiments.measurement.measure import measure
 from clbounds.experiments.store.db import Store

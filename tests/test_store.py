@@ -55,3 +55,27 @@ def test_bound_checks_round_trip_and_replace(tmp_path):
     assert row["details"]["failed"]["center_condition"]["rhs"] == 0.2
     s.add_bound_checks("r1", [{"theorem": "wen2020", "bound": None, "measured": None, "holds": None, "tightness": None, "assumptions_met": True}])
     assert [r["holds"] for r in s.bound_checks()] == [True, None]
+
+
+def test_one_protocol_rule_for_the_checks_and_the_figures(tmp_path):
+    """A term stored under several protocols: the bound checks and the figures read the same row."""
+    import time
+
+    from clbounds.experiments.pipeline.bounds_step import run_terms
+    from clbounds.experiments.store.terms import pick
+    from clbounds.figures.frames import protocol_of, wide
+
+    s = Store(tmp_path)
+    s.upsert_run("r", {"name": "x", "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}})
+    for name, value, protocol in [("knn_accuracy", 0.9, "knn final-epoch"), ("knn_accuracy", 0.3, "knn random-init"),  # the baseline, written last
+                                  ("sigma", 0.5, "M=4"), ("sigma", 0.6, "M=8 final-epoch"), ("sigma", 0.7, "M=16")]:
+        s.add_measurement("r", name, value, protocol)
+        time.sleep(0.01)
+    terms, protocols, ambiguous = run_terms(s, "r")
+    assert terms == {"knn_accuracy": 0.9, "sigma": 0.6} and sorted(ambiguous) == ["knn_accuracy", "sigma"]
+    frame = wide(tmp_path, ["r"])
+    assert float(frame["knn_accuracy"].iloc[0]) == 0.9 and float(frame["sigma"].iloc[0]) == 0.6
+    assert protocol_of(tmp_path, "sigma") == protocols["sigma"] == "M=8 final-epoch"
+    assert float(wide(tmp_path, ["r"], {"sigma": "M=16"})["sigma"].iloc[0]) == 0.7  # a figure that asks for a protocol gets it
+    only_baseline = [{"protocol": "random-init", "created": 1.0, "value": 0.1}]
+    assert pick(only_baseline)["value"] == 0.1  # the baseline when nothing else is stored

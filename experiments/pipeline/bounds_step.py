@@ -1,9 +1,9 @@
 """`clbounds bounds RUN`: evaluate every applicable theorem on a run's measured terms.
 
 The terms come from the run store (``clbounds measure``). Where one term name was measured
-under several protocols (e.g. measured again with other settings), the row whose protocol
-says ``final-epoch`` is preferred, then the most recently written one; the protocol of every
-term used is kept in each check's ``details["protocols"]`` and names measured under several
+under several protocols (e.g. measured again with other settings), the rule of
+``experiments/store/terms.py`` picks the row, as the figures do; the protocol of every term
+used is kept in each check's ``details["protocols"]`` and names measured under several
 protocols are listed in ``details["ambiguous_terms"]``.
 
 Single-run theorems: ``bounds.arora2019``, ``bounds.huang2023``, ``bounds.ssa_clr``,
@@ -11,7 +11,7 @@ Single-run theorems: ``bounds.arora2019``, ``bounds.huang2023``, ``bounds.ssa_cl
 ``assumptions_met`` False and ``details["missing_terms"]``. Multi-run diagnostics:
 ``bounds.wen2020`` (width sweeps) and ``bounds.cacr`` (a CACR run against SimCLR on the same
 data), in :func:`evaluate_sweep_bounds`. A bound that a measurement violates is a finding:
-:func:`format_bound_table` lists each one with its numbers under the table.
+``bounds.display.format_bound_table`` lists each one with its numbers under the table.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from clbounds.bounds import arora2019, cacr, huang2023, robust_cl, ssa_clr, wen2020
-from clbounds.bounds.common import BoundCheck, headline, verdict, with_controls
+from clbounds.bounds.common import BoundCheck, with_controls
 from clbounds.bounds.evaluate import SINGLE_RUN_MODULES, attach_controls, evaluate_all, split_controls
 
 from ..store.db import RunRecord, Store
+from ..store.terms import pick
 
 def run_terms(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
     """(terms, protocol of each term, names measured under several protocols) of one run.
@@ -44,7 +45,7 @@ def run_terms(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, st
             by_name[row["name"]].append(row)
     terms, protocols, ambiguous = {}, {}, []
     for name, rows in sorted(by_name.items()):
-        best = max(rows, key=lambda r: ("final-epoch" in r["protocol"], r["created"], r["protocol"]))
+        best = pick(rows)
         terms[name], protocols[name] = float(best["value"]), best["protocol"]
         if len(rows) > 1:
             ambiguous.append(name)
@@ -196,82 +197,3 @@ def theorem_statements() -> list[Any]:
     from clbounds.figures.report import render_statement
 
     return [render_statement(name, statement, label) for name, statement, label in theorem_registry()]
-
-
-
-def _num(x: float | None) -> str:
-    return "–" if x is None else f"{x:.4g}"
-
-
-def _assumption_cell(check: BoundCheck) -> str:
-    if check.assumptions_met:
-        return "met"
-    parts = []
-    for name, a in check.details.get("assumptions", {}).items():
-        if not a.get("met", True):
-            margin = a.get("margin")
-            parts.append(f"{name} ({'margin ' + _num(margin) if margin is not None else a.get('note', 'failed')})")
-    if check.details.get("missing_terms"):
-        parts.append("missing terms: " + ", ".join(check.details["missing_terms"]))
-    return "failed: " + "; ".join(parts) if parts else "failed"
-
-
-def _holds_cell(check: BoundCheck) -> str:
-    if check.holds is None:
-        return "n/a" if check.bound is None and check.measured is None else "undefined"
-    return "yes" if check.holds else "**VIOLATED**"
-
-
-def _vacuous_cell(check: BoundCheck) -> str:
-    ceiling = check.details.get("ceiling")
-    if ceiling is None:
-        return "no ceiling"
-    if check.vacuous is None:
-        return f"– (ceiling {_num(ceiling['value'])})"
-    return f"{'**VACUOUS**' if check.vacuous else 'no'} (ceiling {_num(ceiling['value'])})"
-
-
-def _controls_cell(check: BoundCheck) -> str:
-    controls = check.details.get("controls") or {}
-    if not controls:
-        return "–"
-    parts = []
-    for name, c in controls.items():
-        if c.get("holds") is None:
-            parts.append(f"{name}: n/a")
-        else:
-            rel = "≤" if c["holds"] else ">"
-            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({_num(c.get('measured'))} {rel} {_num(c.get('bound'))})")
-    return "; ".join(parts)
-
-
-def format_bound_table(checks: Sequence[BoundCheck]) -> str:
-    """A headline, a Markdown table of the checks, then every violated bound as a finding.
-
-    Every row shows both sides (bound and measured), whether the bound is vacuous (at or above
-    the ceiling of the measured quantity), the same check on the controls, and the verdict.
-
-    Example:
-        >>> import sympy as sp
-        >>> from clbounds.bounds.common import make_check
-        >>> x = sp.Symbol("x")
-        >>> print(format_bound_table([make_check("demo", sp.Le(x, 1), 1.0, 2.0, "paper")]).splitlines()[4])
-        | demo | paper | 1 | 2 | **VIOLATED** | 0.5 | no ceiling | – | violated | met |
-    """
-    lines = [f"Headline: {headline(checks)}.", "",
-             "| theorem | label | bound | measured | holds | tightness | vacuous | on the controls | verdict | assumptions |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for c in checks:
-        lines.append(f"| {c.theorem} | {c.label} | {_num(c.bound)} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_vacuous_cell(c)} | {_controls_cell(c)} | {verdict(c)} | {_assumption_cell(c)} |")
-    violated = [c for c in checks if c.holds is False]
-    if violated:
-        lines += ["", "Findings (a measurement violates the bound):"]
-        for c in violated:
-            cond = "with its assumptions met" if c.assumptions_met else f"assumptions not met ({_assumption_cell(c)}), so the theorem does not apply"
-            lines.append(f"- {c.theorem} [{c.label}]: measured {c.measured:.6g} > bound {c.bound:.6g} (excess {c.measured - c.bound:.4g}), {cond}; inputs {json.dumps(c.details.get('inputs', {}), default=str)}")
-    lipschitz = [c for c in checks if c.details.get("lipschitz")]
-    if lipschitz:
-        lines += ["", "Theorem 1's Lipschitz constant, both sides (the centre condition at each):"]
-        for c in lipschitz:
-            lip = c.details["lipschitz"]
-            lines.append(f"- {c.theorem}: certified upper L = {_num(lip['certified_upper'])}, measured lower L = {_num(lip['measured_lower'])}; {lip['decides']}")
-    return "\n".join(lines)

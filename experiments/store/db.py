@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS spool_imported (
     imported REAL NOT NULL
 );
 """
+#: A measurement as every step writes it: (name, value, protocol).
+Row = tuple[str, float, str]
+
+#: The columns that readers select (the store's own reads, the figures' tables, `clbounds export`).
+MEASUREMENT_COLUMNS = ("run", "name", "value", "protocol", "created")
+CHECK_COLUMNS = ("run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "details")
+
 # Columns added after the first release: a store written before them gains them on open.
 _ADDED_COLUMNS = {"bound_checks": {"vacuous": "INTEGER", "informative": "INTEGER"}}
 
@@ -77,6 +84,15 @@ def real_or_none(value: Any) -> float | None:
 
 def flag_or_none(value: Any) -> int | None:
     return None if value is None else int(bool(value))
+
+
+def connect_read_only(root: str | Path) -> sqlite3.Connection:
+    """A read-only connection to the store under ``root`` (for readers that must not create or
+    migrate it: the figures); FileNotFoundError when there is none."""
+    path = Path(root) / "clbounds.sqlite"
+    if not path.is_file():
+        raise FileNotFoundError(f"no run store at {path}")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
 def default_store_root() -> Path:
@@ -235,7 +251,7 @@ class Store:
         return [self._record(r) for r in rows]
 
     # --- measurements -------------------------------------------------------------------
-    def add_measurements(self, run_id: str, rows: list[tuple[str, float, str]]) -> None:
+    def add_measurements(self, run_id: str, rows: list[Row]) -> None:
         """Stores (name, value, protocol) rows; a row with the same name and protocol is replaced."""
         self._apply("add_measurements", run_id, {"rows": [(n, float(v), p) for n, v, p in rows]})
 
@@ -253,7 +269,7 @@ class Store:
         self._apply("add_bound_checks", run_id, {"checks": [dict(c) for c in checks]})
 
     def bound_checks(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT run, theorem, bound, measured, holds, tightness, assumptions_met, vacuous, informative, details FROM bound_checks", ()
+        sql, args = f"SELECT {', '.join(CHECK_COLUMNS)} FROM bound_checks", ()
         if run_id is not None:
             sql, args = sql + " WHERE run=?", (run_id,)
         with self._connect() as db:
@@ -267,7 +283,7 @@ class Store:
 
     def measurements(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Measurement rows {run, name, value, protocol, created (unix time of the write)}."""
-        sql, args = "SELECT run, name, value, protocol, created FROM measurements", ()
+        sql, args = f"SELECT {', '.join(MEASUREMENT_COLUMNS)} FROM measurements", ()
         if run_id is not None:
             sql, args = sql + " WHERE run=?", (run_id,)
         with self._connect() as db:
