@@ -34,9 +34,8 @@ from .catalog import FOREIGN_LOSSES
 from .config import Config, ConfigError, config_from_dict
 from .data import ImageDataset, dataset_names, load_dataset
 from .models.external import ExternalEncoder, reinitialized
-from .store.db import Store
+from .store.db import Row, Store
 
-Row = tuple[str, float, str]
 
 
 class Rows(list):

@@ -201,3 +201,17 @@ def test_the_name_checks_catch_a_planted_comparison(tmp_path, monkeypatch):
         test_method_names_are_compared_only_inside_the_method_modules()
     with pytest.raises(AssertionError, match="verify.py"):
         test_term_group_names_live_in_the_measurement_registry()
+
+
+def test_units_stay_short():
+    """No file of experiments/ over 450 lines, no function over 80 (the argument parser aside):
+    a unit a reader takes in at once."""
+    long_files, long_functions = [], []
+    for path in (ROOT / "experiments").rglob("*.py"):
+        text = path.read_text()
+        if text.count("\n") > 450:
+            long_files.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name != "build_parser" and node.end_lineno - node.lineno >= 80:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long_files and not long_functions, "\n".join(long_files + long_functions)

@@ -35,7 +35,7 @@ from clbounds.experiments.training.loop import train
 
 
 @dataclass
-class Row:
+class TableRow:
     label: str
     config: str
     overrides: list[str] = field(default_factory=list)
@@ -43,16 +43,16 @@ class Row:
 
 
 ROWS = [
-    Row("SimCLR", "quick-simclr-synthetic", ["data.image_size=16"], adversarial_probe=True),
-    Row("Barlow Twins", "quick-barlow-synthetic", ["data.image_size=16"]),
-    Row("SSA-CLR (SAM + Fourier)", "quick-ssa-clr-synthetic"),
-    Row("SSA-CLR, SAM only", "quick-ssa-clr-synthetic", ["method.use_fourier=false"]),
-    Row("SSA-CLR, Fourier only", "quick-ssa-clr-synthetic", ["method.use_sam=false"]),
-    Row("CACR (K=4)", "quick-cacr-synthetic"),
-    Row("CACR, uniform w+ and w-", "quick-cacr-synthetic", ["method.uniform_pos=true", "method.uniform_neg=true"]),
-    Row("Robust CL (dual BN, D, ASAM)", "quick-robust-cl-synthetic", adversarial_probe=True),
-    Row("RoCL-style (adversarial InfoNCE only)", "quick-rocl-synthetic", adversarial_probe=True),
-    Row("Two-network (full-batch GD)", "quick-two-network-synthetic"),
+    TableRow("SimCLR", "quick-simclr-synthetic", ["data.image_size=16"], adversarial_probe=True),
+    TableRow("Barlow Twins", "quick-barlow-synthetic", ["data.image_size=16"]),
+    TableRow("SSA-CLR (SAM + Fourier)", "quick-ssa-clr-synthetic"),
+    TableRow("SSA-CLR, SAM only", "quick-ssa-clr-synthetic", ["method.use_fourier=false"]),
+    TableRow("SSA-CLR, Fourier only", "quick-ssa-clr-synthetic", ["method.use_sam=false"]),
+    TableRow("CACR (K=4)", "quick-cacr-synthetic"),
+    TableRow("CACR, uniform w+ and w-", "quick-cacr-synthetic", ["method.uniform_pos=true", "method.uniform_neg=true"]),
+    TableRow("Robust CL (dual BN, D, ASAM)", "quick-robust-cl-synthetic", adversarial_probe=True),
+    TableRow("RoCL-style (adversarial InfoNCE only)", "quick-rocl-synthetic", adversarial_probe=True),
+    TableRow("Two-network (full-batch GD)", "quick-two-network-synthetic"),
 ]
 
 COLUMNS = [  # (header, measurement name)
@@ -79,7 +79,7 @@ def machine() -> str:
     return f"nproc={os.cpu_count()}, CPU {cpu}{gpu}, torch {torch.__version__}, torch threads={torch.get_num_threads()}, Python {platform.python_version()}"
 
 
-def run_row(row: Row, seed: int, store: Store, probe_epochs: int, log=print) -> tuple[dict[str, float], dict[str, str]]:
+def run_row(row: TableRow, seed: int, store: Store, probe_epochs: int, log=print) -> tuple[dict[str, float], dict[str, str]]:
     """Trains and measures one (row, seed); returns values and protocols by measurement name."""
     cfg = load_config(row.config, row.overrides + [f"seed={seed}"])
     t0 = time.perf_counter()

@@ -17,9 +17,8 @@ from clbounds.theory.adversarial import EVAL_ALPHA, EVAL_EPS, EVAL_STEPS, pgd, r
 
 from ..training.optim import cosine_lr
 from .probes import LinearProbe, extract_features
-from ..store.db import RunRecord, Store
+from ..store.db import Row, RunRecord, Store
 
-Row = tuple[str, float, str]
 
 
 def fit_adversarial_linear_probe(

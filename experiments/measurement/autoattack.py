@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Row = tuple[str, float, str]
+from ..store.db import Row
+
 
 TORCHATTACKS_PIN = "torchattacks==3.5.1"
 INSTALL_HINT = f"make autoattack, or pip install --no-deps {TORCHATTACKS_PIN}"

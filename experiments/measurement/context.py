@@ -29,7 +29,6 @@ from ..training.runs import load_encoder, open_run
 from .probes import extract_features
 
 
-Row = tuple[str, float, str]
 
 
 @dataclass

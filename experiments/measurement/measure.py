@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<control>/<term>"
 
-from ..store.db import RunRecord, Store
-from .context import Context, Row, build_context
+from ..store.db import Row, RunRecord, Store
+from .context import Context, build_context
 from .groups import CONTROL_PLAN, TERM_GROUPS, UNAVAILABLE
 from .registry import NEEDS_TRAINING_LOSS, check_groups, control_groups, default_groups
 

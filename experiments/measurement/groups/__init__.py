@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ..context import Context, Row
+from ...store.db import Row
+from ..context import Context
 from ..registry import CONTROL_GROUPS, GROUP_NAMES
 from .adversarial import adversarial_terms
 from .autoattack import autoattack_terms, autoattack_unavailable_here

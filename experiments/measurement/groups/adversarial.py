@@ -9,7 +9,8 @@ from torch import nn
 from clbounds.theory import adversarial, geometry
 from clbounds.theory.losses import info_nce
 
-from ..context import Context, Row, scalar
+from ...store.db import Row
+from ..context import Context, scalar
 from ..probes import extract_features, fit_linear_probe
 
 

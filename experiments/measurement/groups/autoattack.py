@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..context import Context, Row
+from ...store.db import Row
+from ..context import Context
 from .adversarial import probe_attack
 
 

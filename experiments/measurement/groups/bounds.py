@@ -11,7 +11,8 @@ from torch import nn
 from clbounds.theory import adversarial, arora, geometry, sharpness, shift
 from clbounds.theory.losses import huang_infonce_split, info_nce
 
-from ..context import Context, Row, scalar, to_uint8
+from ...store.db import Row
+from ..context import Context, scalar, to_uint8
 from ..probes import extract_features
 from .adversarial import probe_attack
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from clbounds.theory.losses import cacr
 
-from ..context import Context, Row, scalar
+from ...store.db import Row
+from ..context import Context, scalar
 
 
 CACR_WEIGHT_BINS = 8

@@ -6,7 +6,8 @@ import torch
 
 from clbounds.theory import geometry
 
-from ..context import Context, Row, scalar
+from ...store.db import Row
+from ..context import Context, scalar
 from ..registry import below_settled
 
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from clbounds.theory import information
 
-from ..context import Context, Row, scalar
+from ...store.db import Row
+from ..context import Context, scalar
 from ..registry import below_settled
 
 

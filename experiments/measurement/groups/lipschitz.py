@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from clbounds.theory import adversarial, geometry
 
-from ..context import Context, Row, scalar
+from ...store.db import Row
+from ..context import Context, scalar
 
 
 def lipschitz_terms(ctx: Context) -> list[Row]:

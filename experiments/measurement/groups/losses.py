@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from clbounds.theory.losses import barlow_twins, huang_barlow_split, huang_infonce_split, info_nce
 
-from ..context import Context, Row, scalar
+from ...store.db import Row
+from ..context import Context, scalar
 
 
 def losses_terms(ctx: Context) -> list[Row]:

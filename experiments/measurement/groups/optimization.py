@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from clbounds.theory import optimization
 
-from ..context import Context, Row
+from ...store.db import Row
+from ..context import Context
 
 
 def optimization_terms(ctx: Context) -> list[Row]:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from clbounds.theory import sharpness
 
-from ..context import Context, Row
+from ...store.db import Row
+from ..context import Context
 from ..registry import below_settled
 
 
