@@ -106,18 +106,24 @@ def _vacuous_cell(check: BoundCheck) -> str:
     return f"{'**VACUOUS**' if check.vacuous else 'no'} (ceiling {_num(ceiling['value'])})"
 
 
-def _controls_cell(check: BoundCheck) -> str:
-    controls = check.details.get("controls") or {}
+def controls_summary(details: dict, digits: int = 4, empty: str = "–") -> str:
+    """The check on each control, one clause each: ``random_init: holds (0.69 ≤ 0.7)``; ``empty``
+    when the check has none. An infinite bound is stored as None and shown as "–"."""
+    controls = (details.get("controls") if isinstance(details, dict) else None) or {}
     if not controls:
-        return "–"
+        return empty
+    num = lambda v: "–" if v is None else f"{v:.{digits}g}"  # noqa: E731
     parts = []
     for name, c in controls.items():
         if c.get("holds") is None:
             parts.append(f"{name}: n/a")
         else:
-            rel = "≤" if c["holds"] else ">"
-            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({_num(c.get('measured'))} {rel} {_num(c.get('bound'))})")
+            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({num(c.get('measured'))} {'≤' if c['holds'] else '>'} {num(c.get('bound'))})")
     return "; ".join(parts)
+
+
+def _controls_cell(check: BoundCheck) -> str:
+    return controls_summary(check.details)
 
 
 def format_bound_table(checks: Sequence[BoundCheck]) -> str:

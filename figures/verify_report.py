@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from clbounds.bounds.common import VERDICTS, headline, verdict, verdict_counts
+from clbounds.bounds.display import controls_summary
 
 from . import frames
 from .claims import INTERVAL_NOTE, Claim, mean_table, summary, test_claims
@@ -50,17 +51,7 @@ def with_errors(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _controls_text(details: dict) -> str:
-    controls = details.get("controls") if isinstance(details, dict) else None
-    if not controls:
-        return ""
-    parts = []
-    for name, c in controls.items():
-        if c.get("holds") is None:
-            parts.append(f"{name}: n/a")
-        else:
-            num = lambda v: "–" if v is None else f"{v:.3g}"  # noqa: E731 - an infinite bound is stored as None
-            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({num(c.get('measured'))} {'≤' if c['holds'] else '>'} {num(c.get('bound'))})")
-    return "; ".join(parts)
+    return controls_summary(details, digits=3, empty="")
 
 
 def _vacuous_text(row: pd.Series) -> str:
