@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help="quick (embedded data) or paper (CIFAR on a GPU), or a preset YAML")
     p.add_argument("overrides", nargs="*", metavar="slurm.key=value", help="SLURM settings for --executor slurm, e.g. slurm.partition=gpu")
     _executor_arguments(p)
-    p.add_argument("--seeds", type=int, default=None, help="seeds per variant, on any preset (default 5: the claims are paired tests across seeds); not for terms-vs-accuracy and bound-tightness, which use the preset's grid")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per variant, on any preset (default: the target's, 5 to 9, enough for its paired claims to be decidable after Holm's correction); not for terms-vs-accuracy and bound-tightness, which use the preset's grid")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("import", help="register an encoder trained elsewhere as a run (torchvision, solo-learn, lightly, timm)",

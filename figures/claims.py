@@ -3,13 +3,15 @@
 A claim says one variant's value is larger (or smaller) than another's: "SAM lowers the
 sharpness", "robust CL is more robust than SimCLR". Variants of a target share their seeds,
 and one seed fixes the data, the initial weights and the test inputs, so the two values of a
-seed are paired. Each claim is tested by the paired t-test on the per-seed differences,
-one-sided in the claimed direction and in the opposite one; Holm's correction runs over both
-directions of every claim of the target; the verdict is "reproduced", "contradicted" or "not
-resolved at n seeds" (:mod:`.statistics`). Each claim also reports the difference with its
-bootstrap interval, the effect size d_z and the smallest difference the design could have
-detected with 80% power at Holm's first-step level. Where the per-seed differences have no
-spread (identical up to rounding), the exact sign test replaces the t-test.
+seed are paired. Each claim is tested by the exact sign-flip permutation test on the per-seed
+differences (valid whatever their distribution, when the variants' labels are exchangeable
+within a seed), one-sided in the claimed direction and in the opposite one; Holm's correction
+runs over both directions of every claim of the target; the verdict is "reproduced",
+"contradicted", "not resolved at n seeds", or "not resolvable at n seeds" where even the most
+extreme outcome of n seeds cannot pass the corrected level (:mod:`.statistics`). Each claim
+also reports the difference with its t-interval, the effect size d_z, the paired t-test's
+p-value as a labelled secondary, and the smallest difference the design could have detected
+with 80% power at Holm's first-step level (t approximation).
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def test_claims(df: pd.DataFrame, key: str, claims: Sequence[Claim], alpha: floa
         rows.append({
             "claim": c.text, "seeds": r["n"], "a vs b": f"{r['mean_a']:.4g} vs {r['mean_b']:.4g}",
             "difference [95% CI]": f"{r['mean_difference']:+.4g} [{r['ci'][0]:+.4g}, {r['ci'][1]:+.4g}]" if r["n"] else "",
-            "d_z": r["d_z"], "p (one-sided, Holm)": r.get("p_claimed_holm"), "detectable difference": r["mdd"], "verdict": r["verdict"],
+            "d_z": r["d_z"], "p (one-sided, Holm)": r.get("p_claimed_holm"), "p t-test (one-sided, secondary)": r.get(f"p_{c.direction}_t"),
+            "detectable difference": r["mdd"], "verdict": r["verdict"],
             "test": r.get("test", ""), "holm tests": r.get("holm_tests"),
         })
     return pd.DataFrame(rows)
@@ -85,18 +88,21 @@ def summary(table: pd.DataFrame, what: str = "claims") -> str:
     reproduced = sum(v == "reproduced" for v in verdicts)
     contradicted = sum(v == "contradicted" for v in verdicts)
     unresolved = sum(v.startswith("not resolved") for v in verdicts)
-    untestable = len(verdicts) - reproduced - contradicted - unresolved
+    unresolvable = [v for v in verdicts if v.startswith("not resolvable")]
+    untestable = len(verdicts) - reproduced - contradicted - unresolved - len(unresolvable)
     seeds = sorted({int(s) for s in table["seeds"] if s})
     tests = int(table["holm tests"].max()) if "holm tests" in table and table["holm tests"].notna().any() else 0
-    if reproduced == contradicted == unresolved == 0:
+    if reproduced == contradicted == unresolved == len(unresolvable) == 0:
         return f"Not testable: none of the {len(verdicts)} {what} has paired values on two or more seeds."
     testable = len(verdicts) - untestable
-    head = ("Reproduced" if reproduced == testable else "Contradicted" if contradicted == testable else "Not resolved" if reproduced == contradicted == 0
+    head = ("Reproduced" if reproduced == testable else "Contradicted" if contradicted == testable
+            else "Not resolvable" if len(unresolvable) == testable else "Not resolved" if reproduced == contradicted == 0
             else "Partly reproduced" if contradicted == 0 else "Partly contradicted" if reproduced == 0 else "Mixed")
     n = "/".join(map(str, seeds)) or "0"
+    resolvable_note = f", {len(unresolvable)} not resolvable at these seeds ({unresolvable[0].split('(', 1)[1].rstrip(')')})" if unresolvable else ""
     return (f"{head}: {reproduced} of {len(verdicts)} {what} reproduced, {contradicted} contradicted, {unresolved} not resolved at {n} seed{'s' if seeds != [1] else ''}"
-            f"{f', {untestable} not testable' if untestable else ''} "
-            f"(paired t-test on the per-seed differences, or the exact sign test where they have no spread; one-sided in each direction, "
+            f"{resolvable_note}{f', {untestable} not testable' if untestable else ''} "
+            f"(exact sign-flip permutation test on the per-seed differences, one-sided in each direction; "
             f"Holm over the target's {tests} one-sided tests, alpha = {st.ALPHA:g}"
             f"{'; one seed resolves nothing' if seeds == [1] else ''}).")
 
@@ -112,9 +118,8 @@ def claims_sentence(table: pd.DataFrame) -> str:
 
 def mean_table(df: pd.DataFrame, key: str, columns: dict[str, str], order: Sequence[str], accuracy: Sequence[str] = (), n_test: int | None = None,
                split_per_seed: bool = True) -> pd.DataFrame:
-    """Per variant: seeds and "mean [low, high]" of each column, the 95% interval by the
-    expanded percentile bootstrap over seeds, and for the ``accuracy`` columns over seeds and
-    test inputs (``n_test``; see :func:`.statistics.accuracy_ci` for ``split_per_seed``)."""
+    """Per variant: seeds and "mean [low, high]" of each column, the 95% Student-t interval
+    over seeds, and for the ``accuracy`` columns over seeds and test inputs (``n_test``; see :func:`.statistics.accuracy_ci` for ``split_per_seed``)."""
     rows = []
     for variant in [o for o in order if o in set(df[key])] + [v for v in df[key].unique() if v not in order]:
         g = df[df[key] == variant]
@@ -124,14 +129,14 @@ def mean_table(df: pd.DataFrame, key: str, columns: dict[str, str], order: Seque
                 row[label] = ""
                 continue
             values = g[col].dropna().tolist()
-            m, lo, hi = st.accuracy_ci(values, n_test, split_per_seed) if col in accuracy and n_test else st.bootstrap_ci(values)
+            m, lo, hi = st.accuracy_ci(values, n_test, split_per_seed) if col in accuracy and n_test else st.mean_ci(values)
             row[label] = f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-INTERVAL_NOTE = ("Intervals: 95% expanded percentile bootstrap over seeds (Hesterberg 2015; the plain percentile interval of a mean of 5 covers "
-                 "about 83%). Each seed draws its own data and test inputs, so the spread between seeds already holds the test inputs' part; "
+INTERVAL_NOTE = ("Intervals: 95% Student-t intervals over seeds (a percentile bootstrap of a mean of 5 covers about 83%, expanded about 92%). "
+                 "Each seed draws its own data and test inputs, so the spread between seeds already holds the test inputs' part; "
                  "with one seed an accuracy's interval is the test inputs' alone (Binomial(n_test, accuracy)/n_test), and any other value's is a point.")
-FIXED_TEST_NOTE = ("Intervals: 95% expanded percentile bootstrap over seeds (Hesterberg 2015), and for accuracies whose test size is known over seeds and test inputs "
-                   "(each resampled seed's accuracy redrawn as Binomial(n_test, accuracy)/n_test), since every seed meets the same fixed test set.")
+FIXED_TEST_NOTE = ("Intervals: 95% Student-t intervals over seeds, and for accuracies whose test size is known over seeds and test inputs "
+                   "(mean ± t·√(s²/n + p(1−p)/n_test)), since every seed meets the same fixed test set.")

@@ -84,7 +84,7 @@ def _html_table(df: pd.DataFrame, float_format) -> str:
     html_ = df.to_html(index=False, na_rep="", float_format=float_format, border=0, classes="t")
     for word, cls in _VERDICT_CLASS.items():
         html_ = html_.replace(f"<td>{word}</td>", f"<td class='v-{cls}'>{word}</td>")
-    html_ = re.sub(r"<td>(not resolved at \d+ seeds?)</td>", r"<td class='v-plain'>\1</td>", html_)
+    html_ = re.sub(r"<td>(not resolv(?:ed|able) at \d+ seeds?[^<]*)</td>", r"<td class='v-plain'>\1</td>", html_)
     return f"<div class='scroll'>{html_}</div>"
 
 

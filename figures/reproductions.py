@@ -80,7 +80,7 @@ def _ordering_verdict(df: pd.DataFrame, x: str, order: Sequence, what: str) -> t
             per_seed = [t for t in (kendall_tau(a, b) for a, b in strata) if np.isfinite(t)]
             interval = ""
             if len(per_seed) >= 2:
-                _, lo, hi = st.bootstrap_ci(per_seed)
+                _, lo, hi = st.mean_ci(per_seed)
                 interval = f" [{lo:+.2f}, {hi:+.2f}]"
             detail = (f"mean tau(error, 1-sigma) = {r['tau']:+.2f}{interval} over {seeds}, Kendall S = {r['S']:+d} summed over seeds, "
                       f"one-sided p = {min(r['p_greater'], r['p_less']):.3g} ({r['method']}), Holm-adjusted {min(greater, less):.3g}")

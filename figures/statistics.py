@@ -2,19 +2,22 @@
 three-way verdicts with the design's power, and rank correlations with their uncertainty and
 their value beyond the training loss. Numbers in, numbers out (numpy and scipy only).
 
-- :func:`bootstrap_ci`: a mean over seeds with a percentile bootstrap interval over seeds,
-  *expanded* for small samples (Hesterberg 2015: the plain percentile interval of a mean of 5
-  covers about 83%, not 95%); :func:`accuracy_ci` adds the test inputs where a seed's split
-  does not already resample them (a binomial draw per resampled seed: each input is right or
-  wrong), a two-level bootstrap over seeds and test inputs.
+- :func:`mean_ci`: a mean over seeds with its Student-t interval (exact under normal seed
+  noise at any n; the percentile bootstrap of a mean of 5, even expanded, covers 83-92%);
+  :func:`accuracy_ci` adds the test inputs where a seed's split does not already resample them.
+  :func:`bootstrap_ci` is the percentile bootstrap for other statistics.
 - :func:`paired_test`: variants compared on the same seeds (and so the same data and test
-  inputs): the paired t-test on the per-seed differences, the effect size d_z, and a bootstrap
-  interval of the mean difference. :func:`holm` controls the family-wise error over a
-  target's comparisons (Holm 1979).
+  inputs): the exact sign-flip permutation test on the per-seed differences (valid whenever
+  the two variants' labels are exchangeable within a seed, whatever the distribution of the
+  differences), with the paired t-test beside it as a labelled secondary, the effect size d_z
+  and the t-interval of the mean difference. :func:`holm` controls the family-wise error over
+  a target's comparisons (Holm 1979).
 - :func:`three_way`: "reproduced", "contradicted" or "not resolved at n seeds", decided by a
-  one-sided test in each direction at a stated level, never by comparing point estimates;
+  one-sided test in each direction at a stated level, never by comparing point estimates; "not
+  resolvable at n seeds" when the exact test's smallest attainable p-value is above the
+  (corrected) level, with the number of seeds that would reach it;
   :func:`minimum_detectable_difference` is the smallest true difference the design would have
-  detected with 80% power, from the seed-to-seed spread.
+  detected with 80% power, from the seed-to-seed spread (t approximation).
 - :func:`kendall`: Kendall τ-b with its exact p-value (no ties, n ≤ 50; the normal
   approximation otherwise) and a bootstrap interval over runs, or over grid points (a cluster
   bootstrap: a grid point's seeds are not independent runs); :func:`partial_kendall`: τ of a
@@ -43,88 +46,142 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def expanded_alpha(n: int, level: float = LEVEL) -> float:
-    """The two-sided tail mass the percentile bootstrap of a mean of n values must use to
-    reach ``level``: α' = 2Φ(−√(n/(n−1)) · t_{1−α/2, n−1}) (Hesterberg 2015, "expanded
-    percentile interval"). The √(n/(n−1)) undoes the bootstrap's divide-by-n variance and the
-    t quantile its normal tails; α' → α as n grows.
+def _finite(values: Sequence[float]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+
+
+def mean_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval of the mean over ``values`` (seeds), mean ±
+    t_{(1+level)/2, n−1}·s/√n. It covers ``level`` exactly when the seed-to-seed noise is
+    normal, at any n (tests/test_statistics.py simulates it at n = 5).
+
+    With one value the interval is the value itself (no spread to estimate): callers say "one seed".
 
     Example:
-        >>> round(expanded_alpha(5), 4), round(expanded_alpha(10_000), 3)
-        (0.0019, 0.05)
+        >>> m, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0])
+        >>> m, round(lo, 3), round(hi, 3)
+        (2.5, 0.446, 4.554)
     """
-    alpha = 1 - level
-    if n < 2:
-        return alpha
-    return float(2 * stats.norm.cdf(-math.sqrt(n / (n - 1)) * stats.t.ppf(1 - alpha / 2, n - 1)))
+    x = _finite(values)
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(x.mean())
+    if x.size == 1:
+        return (m, m, m)
+    half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return (m, m - half, m + half)
 
 
 def bootstrap_ci(values: Sequence[float], level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0,
-                 stat: Callable[[np.ndarray], float] = np.mean) -> tuple[float, float, float]:
-    """(statistic, low, high): the percentile bootstrap interval of ``stat`` over ``values``;
-    for the mean, the expanded percentile interval (:func:`expanded_alpha`), which keeps its
-    level at 5 seeds.
+                 stat: Callable[[np.ndarray], float] = np.median) -> tuple[float, float, float]:
+    """(statistic, low, high): the percentile bootstrap interval of ``stat`` over ``values``,
+    for statistics without a t-interval (a median, a ratio). For a mean over a few seeds use
+    :func:`mean_ci`: the percentile bootstrap of a mean of 5 covers about 83%.
 
     With one value the interval is the value itself (nothing to resample): callers say "one seed".
 
     Example:
-        >>> m, lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+        >>> m, lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0, 10.0])
         >>> m, lo <= m <= hi
-        (2.5, True)
+        (3.0, True)
     """
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    x = _finite(values)
     if x.size == 0:
         return (math.nan, math.nan, math.nan)
     point = float(stat(x))
     if x.size == 1:
         return (point, point, point)
     idx = _rng(seed).integers(0, x.size, size=(n_boot, x.size))
-    boots = np.apply_along_axis(stat, 1, x[idx]) if stat is not np.mean else x[idx].mean(axis=1)
-    a = (expanded_alpha(x.size, level) if stat is np.mean else 1 - level) / 2
+    boots = np.apply_along_axis(stat, 1, x[idx])
+    a = (1 - level) / 2
     return (point, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
 
 
 def accuracy_ci(accuracies: Sequence[float], n_test: int, split_per_seed: bool = False, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high) of an accuracy over seeds, by a two-level bootstrap over seeds and
-    test inputs: resample the seeds, then draw each resampled seed's accuracy as
-    Binomial(n_test, its accuracy)/n_test (the test inputs, each right or wrong, resampled).
+    """(mean, low, high) of an accuracy over seeds and test inputs.
+
+    Every seed meets the same ``n_test`` test inputs, so their sampling error does not average
+    over seeds: the interval is mean ± t_{n−1}·√(s²/n + p̄(1−p̄)/n_test), the seeds' spread s and
+    the binomial variance of one test set of the mean accuracy p̄.
 
     With ``split_per_seed`` (each seed draws its own test inputs, as the embedded synthetic
-    and digits data do) the spread between seeds already holds the test inputs' part, and a
-    second draw would count it twice: then, from 2 seeds on, the interval is the seeds'
-    (:func:`bootstrap_ci`) alone, and with one seed the test inputs' alone.
+    and digits data do) the spread between seeds already holds the test inputs' part, and
+    adding it again would count it twice: then, from 2 seeds on, the interval is the seeds'
+    (:func:`mean_ci`) alone. With one seed the interval is the test inputs' alone (a
+    percentile bootstrap of Binomial(n_test, accuracy)/n_test).
 
     Example:
         >>> m, lo, hi = accuracy_ci([0.9], n_test=100)
         >>> round(m, 3), lo < 0.9 < hi   # one seed: the interval is the test-input part alone
         (0.9, True)
     """
-    x = np.asarray([v for v in accuracies if v is not None and np.isfinite(v)], dtype=float)
+    x = _finite(accuracies)
     if x.size == 0 or n_test < 1:
         return (math.nan, math.nan, math.nan)
     if split_per_seed and x.size >= 2:
-        return bootstrap_ci(x, level, n_boot, seed)
-    rng = _rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    draws = rng.binomial(n_test, np.clip(x[idx], 0, 1)) / n_test
-    boots = draws.mean(axis=1)
-    a = expanded_alpha(x.size, level) / 2 if x.size >= 2 else (1 - level) / 2
-    return (float(x.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)))
+        return mean_ci(x, level)
+    m = float(x.mean())
+    if x.size == 1:
+        draws = _rng(seed).binomial(n_test, np.clip(m, 0, 1), size=n_boot) / n_test
+        a = (1 - level) / 2
+        return (m, float(np.quantile(draws, a)), float(np.quantile(draws, 1 - a)))
+    p = min(max(m, 0.0), 1.0)
+    half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * math.sqrt(x.var(ddof=1) / x.size + p * (1 - p) / n_test))
+    return (m, m - half, m + half)
+
+
+#: Up to this many nonzero differences the sign-flip test enumerates every sign pattern (2^n).
+EXACT_SIGN_FLIP_N = 16
+
+
+def sign_flip_test(d: Sequence[float], n_perm: int = 20_000, seed: int = 0) -> dict[str, Any]:
+    """The one-sample sign-flip permutation test of the paired differences ``d`` (Fisher 1935):
+    under the null, each difference is as likely to have either sign (the two variants' labels
+    are exchangeable within a seed), so the sum of d is compared with its value under all 2^n
+    sign patterns (a random 20,000 of them above ``EXACT_SIGN_FLIP_N``, with the +1 correction).
+    Exact at any n and for any distribution of |d|; zero differences carry no sign and drop out.
+
+    Returns one-sided ``p_greater`` (mean d > 0) and ``p_less``, two-sided ``p`` and ``p_floor``,
+    the smallest p-value the test can reach with these differences (2^-n when exact).
+
+    Example:
+        >>> r = sign_flip_test([0.2, 0.1, 0.3, 0.25, 0.15])   # five of one sign: the smallest p of 5
+        >>> r["p_greater"], r["p_floor"]
+        (0.03125, 0.03125)
+    """
+    x = _finite(d)
+    x = x[x != 0]
+    magnitude, sign = np.abs(x), np.sign(x)
+    n = magnitude.size
+    if n == 0:
+        return {"p_greater": 1.0, "p_less": 1.0, "p": 1.0, "p_floor": 1.0, "method": "sign-flip (no nonzero difference)"}
+    observed = float((magnitude * sign).sum())
+    if n <= EXACT_SIGN_FLIP_N:
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+        null, extra, method, floor = signs @ magnitude, 0, f"exact sign-flip permutation over all {2**n} sign patterns", 2.0**-n
+    else:
+        signs = _rng(seed).choice(np.array([-1.0, 1.0]), size=(n_perm, n))
+        null, extra, method, floor = signs @ magnitude, 1, f"sign-flip permutation, {n_perm} random sign patterns", 1 / (n_perm + 1)
+    tol = 1e-12 * float(magnitude.sum())  # the observed pattern ties with itself despite rounding
+    p_greater = (float((null >= observed - tol).sum()) + extra) / (null.size + extra)
+    p_less = (float((null <= observed + tol).sum()) + extra) / (null.size + extra)
+    return {"p_greater": p_greater, "p_less": p_less, "p": min(1.0, 2 * min(p_greater, p_less)), "p_floor": floor, "method": method}
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL, seed: int = 0) -> dict[str, Any]:
     """A against B on the same seeds: the per-seed differences d = a − b.
 
-    Returns n, the mean difference with its bootstrap interval, the effect size
-    d_z = mean(d)/sd(d), and the paired t-test's one-sided p-values ``p_greater`` (A > B) and
-    ``p_less`` (A < B) and two-sided ``p`` (scipy.stats.ttest_rel). With fewer than 2 pairs the
-    test is undefined (p None); with no spread in d (up to rounding) the exact sign test
-    replaces the t-test (``test`` names which ran).
+    The decision is the exact sign-flip permutation test (:func:`sign_flip_test`): one-sided
+    ``p_greater`` (A > B) and ``p_less`` (A < B), two-sided ``p`` and ``p_floor``. Beside it, as
+    a labelled secondary that assumes normal differences: the paired t-test (``t``, ``p_t``,
+    ``p_greater_t``, ``p_less_t``; scipy.stats.ttest_rel, None without spread). Also n, the mean
+    difference with its t-interval, its sd and the effect size d_z = mean(d)/sd(d). With fewer
+    than 2 pairs nothing is tested (p None).
 
     Example:
         >>> r = paired_test([0.9, 0.8, 0.85, 0.95, 0.9], [0.7, 0.65, 0.7, 0.8, 0.72])
-        >>> r["p_greater"] < 0.01, r["mean_difference"] > 0
-        (True, True)
+        >>> r["p_greater"], r["p_greater_t"] < 0.01, r["mean_difference"] > 0
+        (0.03125, True, True)
     """
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape:
@@ -132,26 +189,20 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL, se
     keep = np.isfinite(x) & np.isfinite(y)
     d = x[keep] - y[keep]
     out: dict[str, Any] = {"n": int(d.size), "mean_difference": float(d.mean()) if d.size else math.nan}
-    m, lo, hi = bootstrap_ci(d, level, seed=seed)
+    _, lo, hi = mean_ci(d, level)
     out["ci"] = (lo, hi)
     sd = float(d.std(ddof=1)) if d.size > 1 else math.nan
     out["sd_difference"] = sd
-    out["test"] = "paired t"
+    out.update(d_z=None, t=None, p_t=None, p_greater_t=None, p_less_t=None)
     if d.size < 2:
-        out.update(d_z=None, t=None, p=None, p_greater=None, p_less=None)
+        out.update(p=None, p_greater=None, p_less=None, p_floor=None, test="none (fewer than 2 paired seeds)")
         return out
-    if not sd > 1e-9 * max(1.0, float(np.abs(d).max())):
-        # No spread (up to rounding): the t statistic is 0/0 or a rounding artefact. The exact
-        # sign test still applies: n differences all of one sign have p = 2^-n under the null.
-        n_pos, n_neg = int((d > 0).sum()), int((d < 0).sum())
-        p_greater = float(stats.binomtest(n_pos, n_pos + n_neg, alternative="greater").pvalue) if n_pos + n_neg else 1.0
-        p_less = float(stats.binomtest(n_pos, n_pos + n_neg, alternative="less").pvalue) if n_pos + n_neg else 1.0
-        out.update(d_z=None, t=None, p=min(1.0, 2 * min(p_greater, p_less)), p_greater=p_greater, p_less=p_less, test="sign (no spread in the differences)")
-        return out
-    t = stats.ttest_rel(x[keep], y[keep])
-    out.update(d_z=float(d.mean() / sd), t=float(t.statistic), p=float(t.pvalue),
-               p_greater=float(stats.ttest_rel(x[keep], y[keep], alternative="greater").pvalue),
-               p_less=float(stats.ttest_rel(x[keep], y[keep], alternative="less").pvalue))
+    flip = sign_flip_test(d, seed=seed)
+    out.update(p=flip["p"], p_greater=flip["p_greater"], p_less=flip["p_less"], p_floor=flip["p_floor"], test=flip["method"])
+    if sd > 1e-9 * max(1.0, float(np.abs(d).max())):  # with no spread (up to rounding) t is 0/0 or a rounding artefact
+        out.update(d_z=float(d.mean() / sd), t=float(stats.ttest_rel(x[keep], y[keep]).statistic), p_t=float(stats.ttest_rel(x[keep], y[keep]).pvalue),
+                   p_greater_t=float(stats.ttest_rel(x[keep], y[keep], alternative="greater").pvalue),
+                   p_less_t=float(stats.ttest_rel(x[keep], y[keep], alternative="less").pvalue))
     return out
 
 
@@ -194,15 +245,34 @@ def minimum_detectable_difference(sd_difference: float, n: int, alpha: float = A
     return float(nc * sd_difference / math.sqrt(n))
 
 
-def three_way(p_claimed: float | None, p_opposite: float | None, n: int, alpha: float = ALPHA) -> str:
-    """"reproduced" when the claimed direction is significant at ``alpha`` (after any
-    correction, which the caller applies), "contradicted" when the opposite one is, else
-    "not resolved at n seeds".
+def seeds_needed(level: float) -> int:
+    """The fewest seeds at which the exact sign-flip test can reach a p-value at or below
+    ``level`` (2^-n ≤ level).
+
+    Example:
+        >>> seeds_needed(0.05), seeds_needed(0.05 / 6)
+        (5, 7)
+    """
+    return max(1, math.ceil(math.log2(1 / level) - 1e-12))
+
+
+def three_way(p_claimed: float | None, p_opposite: float | None, n: int, alpha: float = ALPHA, p_floor: float | None = None, tests: int = 1) -> str:
+    """"reproduced" when the claimed direction is significant at ``alpha`` (after Holm's
+    correction over ``tests`` one-sided tests, which the caller applies to the p-values),
+    "contradicted" when the opposite one is, else "not resolved at n seeds". When even the
+    test's smallest attainable p-value ``p_floor`` cannot pass Holm's first step (p_floor ·
+    tests > alpha), no outcome of these seeds could decide: "not resolvable at n seeds", with
+    the number of seeds that could.
 
     Example:
         >>> three_way(0.01, 0.99, 5), three_way(0.2, 0.8, 5)
         ('reproduced', 'not resolved at 5 seeds')
+        >>> three_way(0.03125, 1.0, 5, p_floor=0.03125, tests=4)
+        'not resolvable at 5 seeds (smallest attainable p 0.0312 x 4 tests > 0.05; 7 seeds needed)'
     """
+    if p_floor is not None and p_floor * tests > alpha:
+        return (f"not resolvable at {n} seed{'s' if n != 1 else ''} (smallest attainable p {p_floor:.3g} x {tests} test{'s' if tests != 1 else ''} > {alpha:g}; "
+                f"{seeds_needed(alpha / tests)} seeds needed)")
     if p_claimed is not None and p_claimed < alpha:
         return "reproduced"
     if p_opposite is not None and p_opposite < alpha:
@@ -211,14 +281,15 @@ def three_way(p_claimed: float | None, p_opposite: float | None, n: int, alpha: 
 
 
 def compare(a: Sequence[float], b: Sequence[float], claim: str = "greater", alpha: float = ALPHA) -> dict[str, Any]:
-    """:func:`paired_test` plus the minimum detectable difference and the uncorrected
-    three-way verdict for the claim "A greater than B" (``claim="greater"``) or "A less than B"."""
+    """:func:`paired_test` plus the minimum detectable difference (t approximation; infinite
+    where the exact test cannot reach ``alpha``) and the uncorrected three-way verdict for the
+    claim "A greater than B" (``claim="greater"``) or "A less than B"."""
     r = paired_test(a, b)
     claimed, opposite = ("p_greater", "p_less") if claim == "greater" else ("p_less", "p_greater")
     r["claim"] = claim
     r["p_claimed"], r["p_opposite"] = r[claimed], r[opposite]
-    r["mdd"] = minimum_detectable_difference(r["sd_difference"], r["n"], alpha)
-    r["verdict"] = three_way(r["p_claimed"], r["p_opposite"], r["n"], alpha)
+    r["mdd"] = math.inf if r.get("p_floor") is not None and r["p_floor"] > alpha else minimum_detectable_difference(r["sd_difference"], r["n"], alpha)
+    r["verdict"] = three_way(r["p_claimed"], r["p_opposite"], r["n"], alpha, r.get("p_floor"))
     return r
 
 
@@ -235,8 +306,10 @@ def adjust(comparisons: Sequence[dict[str, Any]], alpha: float = ALPHA) -> list[
     out = []
     for i, c in enumerate(comparisons):
         c = dict(c, p_claimed_holm=adj[i], p_opposite_holm=adj[m + i], holm_tests=tests)
-        c["verdict"] = three_way(c["p_claimed_holm"], c["p_opposite_holm"], c["n"], alpha)
-        if tests > 1 and "sd_difference" in c:
+        c["verdict"] = three_way(c["p_claimed_holm"], c["p_opposite_holm"], c["n"], alpha, c.get("p_floor"), tests)
+        if c.get("p_floor") is not None and c["p_floor"] * tests > alpha:
+            c["mdd"] = math.inf  # no outcome of these seeds passes the corrected level
+        elif tests > 1 and "sd_difference" in c:
             # What the corrected design detects: a claim passes Holm for sure only at its
             # first step, alpha over the number of tests; quoting the uncorrected MDD would
             # overstate the design's sensitivity about twofold.
