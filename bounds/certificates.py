@@ -203,7 +203,8 @@ CONTRASTIVE_STATEMENT = sp.Le(_R, _lo + (_hi - _lo) * sp.Function(r"\mathrm{kl}^
 
 
 def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, low: float, high: float, measured_loss: float | None,
-                                  priors: int = 1, delta: float = DELTA, delta_mc: float = DELTA_MC, **details: Any) -> BoundCheck:
+                                  priors: int = 1, delta: float = DELTA, delta_mc: float = DELTA_MC, constant: float | None = None,
+                                  **details: Any) -> BoundCheck:
     r"""A PAC-Bayes-kl certificate on the contrastive risk of a Gibbs encoder [reconstructed].
 
     The rigorous form of the i.i.d.-block certificate of van Elst & Ghoshdastidar (arXiv
@@ -224,7 +225,9 @@ def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, 
     - *PAC-Bayes.* r(Q) ≤ kl⁻¹(that, (KL(Q‖P) + ln(2√u/δ_P))/u), δ_P = (δ − δ')/priors.
 
     Hence R_B(Q) ≤ L_min + (L_max − L_min)·(that bound) with probability ≥ 1 − δ. The
-    ceiling is L_max (any encoder's risk lies below it).
+    ceiling is ``constant``, the risk of a constant encoder, log(2B − 1) (every logit equal): a
+    certificate at or above it says less than collapsing the encoder. Without it, L_max (any
+    encoder's risk lies below it).
     """
     if not high > low:
         raise ValueError(f"need L_max > L_min, got {low} and {high}")
@@ -237,8 +240,10 @@ def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, 
     inputs = {"unit_mean_loss": unit_mean_loss, "units": units, "kl": kl, "loss_low": low, "loss_high": high,
               "empirical_risk_upper_normalised": empirical_upper, "delta": delta, "delta_mc": delta_mc,
               "delta_pac_bayes_per_prior": delta_pb, "priors": priors}
+    ceiling, note = ((constant, "log(2B-1), the NT-Xent risk of a constant encoder: the trivial encoder's") if constant is not None
+                     else (high, "L_max = log(1 + (2B-2) e^(2/tau)), the largest NT-Xent of normalised embeddings"))
     return make_check("certificate.pac_bayes_contrastive", CONTRASTIVE_STATEMENT, bound, measured_loss, "reconstructed", inputs=inputs,
-                      ceiling=high, ceiling_note="L_max = log(1 + (2B-2) e^(2/tau)), the largest NT-Xent of normalised embeddings", **details)
+                      ceiling=ceiling, ceiling_note=note, **details)
 
 
 def holdout_check(errors: int, n: int, num_classes: int, measured_error: float | None, delta: float = DELTA, theorem: str = "certificate.test_set",

@@ -17,8 +17,10 @@ Conventions:
 - ``details["label"]`` is "paper" (the statement of the paper) or "reconstructed" (derived
   here because the paper's exact statement was not available, PAPERS.md).
 - ``vacuous`` is True when the bound is at or above the measured quantity's trivial
-  ceiling, the value no encoder can exceed (an error or a probability: 1; an inner product of
-  unit-norm centres: r² = 1; a loss: the top of its known range). Each module declares the
+  ceiling: what a trivial predictor attains (an error: the error of always predicting the
+  most frequent class, :func:`error_ceiling`; the NT-Xent loss: a constant encoder's
+  log(2B − 1)), else the value no encoder can exceed (a probability: 1; an inner product of
+  unit-norm centres: r² = 1; another loss: the top of its known range). Each module declares the
   ceiling of each check (``ceiling=`` of :func:`make_check`, stored in
   ``details["ceiling"]``); ``None`` where the quantity has none (a cross-entropy).
 - ``informative`` is False when the same check also holds on a **control** that carries no
@@ -212,6 +214,21 @@ def make_check(
             vacuous = bool(bound >= ceiling)
     details.update(extra)
     return BoundCheck(theorem, bound, measured, holds, tightness, all(a["met"] for a in assumptions.values()), statement, details, vacuous=vacuous)
+
+
+def error_ceiling(terms: Mapping[str, float]) -> tuple[float, str]:
+    """The ceiling of an error rate: what the trivial predictor attains, the error of always
+    predicting the most frequent training class (term ``trivial_error``, measured on the same
+    test sample as the error); 1 where it was not measured.
+
+    Example:
+        >>> error_ceiling({"trivial_error": 0.9})
+        (0.9, 'the error of always predicting the most frequent training class, the trivial predictor')
+    """
+    trivial = terms.get("trivial_error")
+    if trivial is None:
+        return 1.0, "an error rate is at most 1 (the trivial predictor's error was not measured)"
+    return float(trivial), "the error of always predicting the most frequent training class, the trivial predictor"
 
 
 def missing_check(theorem: str, statement: sp.Basic, label: str, err: MissingTermError) -> BoundCheck:

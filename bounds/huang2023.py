@@ -82,7 +82,7 @@ from collections.abc import Mapping
 
 import sympy as sp
 
-from .common import BoundCheck, assumption, evaluate_registry, make_check, require
+from .common import BoundCheck, assumption, error_ceiling, evaluate_registry, make_check, require
 
 sigma, R, p_min, L, delta, eps, r, Delta_mu = sp.symbols(r"\sigma R_{\epsilon} p_{min} L \delta \epsilon r \Delta_{\mu}", real=True)
 Err, mu_inner, L_align, c_M, L1, L2, tau_err, d, K = sp.symbols(r"Err \mu_k^T\mu_l L_{align} c_M L_1 L_2 \tau d K", real=True)
@@ -147,7 +147,6 @@ def _lipschitz(t: Mapping[str, float], suffix: str) -> float:
     return lip_h / norm_min if norm_min > 0 else math.inf
 
 
-ERROR_CEILING = (1.0, "an error rate is at most 1")
 PROBABILITY_CEILING = (1.0, "a probability is at most 1")
 INNER_CEILING = (1.0, "mu_k^T mu_l <= ||mu_k|| ||mu_l|| <= r^2 = 1 for unit-norm f")
 
@@ -204,7 +203,7 @@ def theorem1(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
     t = require(terms, _theorem1_terms(suffix), name)
     assumptions, inputs = _center_assumptions(t, suffix, terms)
     bound = (1 - t["sigma"]) + t[n["misalignment_rate"]]
-    return make_check(name, THEOREM1, bound, t[n["nearest_center_error"]], "paper", assumptions, inputs, *ERROR_CEILING,
+    return make_check(name, THEOREM1, bound, t[n["nearest_center_error"]], "paper", assumptions, inputs, *error_ceiling(terms),
                       lipschitz_note="L = certified L_h / min-norm over the test sample (the min over the data is estimated)",
                       lipschitz=assumptions["center_condition"]["lipschitz"])
 
@@ -241,7 +240,7 @@ def theorem1_tightest(terms: Mapping[str, float], suffix: str = "") -> BoundChec
             "note": f"{len(valid)} of {len(cells)} grid points (eps, delta) meet the centre condition" + ("" if valid else "; the largest margin is shown")}
     inputs = {"sigma": best["sigma"], "R_eps": best["R_eps"], "eps": best["eps"], "delta": best["delta"], "L": lip}
     extra = {} if valid else {"reason": f"no (eps, delta) of the grid meets the centre condition (largest margin {best['margin']:.4g} at eps={best['eps']:g}, delta={best['delta']:.4g}): the theorem gives no bound"}
-    return make_check(name, THEOREM1, best["bound"] if valid else None, t[n["nearest_center_error"]], "paper", {"center_condition": cond}, inputs, *ERROR_CEILING,
+    return make_check(name, THEOREM1, best["bound"] if valid else None, t[n["nearest_center_error"]], "paper", {"center_condition": cond}, inputs, *error_ceiling(terms),
                       grid=cells, attained_at={"eps": best["eps"], "delta": best["delta"]},
                       note="minimum over the (eps, delta) grid; Theorem 1 holds for every pair at once, so no union-bound correction", **extra)
 
@@ -334,7 +333,7 @@ def _corollary(terms: Mapping[str, float], name: str, statement: sp.Basic, l1_te
     inputs.update({"L1": l1, "c_M": eta**2 * t["misalignment_eps"] ** 2, "eta": eta})
     if barlow:
         inputs["d"] = t["embedding_dim"]
-    return make_check(name, statement, bound, t["nearest_center_error_projection"], "paper", assumptions, inputs, *ERROR_CEILING, space=space)
+    return make_check(name, statement, bound, t["nearest_center_error_projection"], "paper", assumptions, inputs, *error_ceiling(terms), space=space)
 
 
 def corollary_infonce(terms: Mapping[str, float]) -> BoundCheck:

@@ -54,7 +54,7 @@ from collections.abc import Mapping
 
 import sympy as sp
 
-from .common import BoundCheck, evaluate_registry, make_check, require
+from .common import BoundCheck, error_ceiling, evaluate_registry, make_check, require
 
 L_rob, L_clean, W_norm, gap = sp.symbols(r"L_{rob}^{CE} L_{clean}^{CE} \|W\|_2 \Delta_h", real=True)
 L_adv, L_ben, S_rho, D_js, a, b, c, const = sp.symbols(r"L^{adv}_{InfoNCE} L^{ben}_{InfoNCE} S_{\rho} D a b c const", real=True)
@@ -92,7 +92,7 @@ def lipschitz_transfer_error(terms: Mapping[str, float]) -> BoundCheck:
     ce_bound = t["clean_cross_entropy"] + math.sqrt(2) * t["probe_lipschitz"] * t["representation_gap"]
     return make_check(
         "robust_cl.lipschitz_transfer_error", LIPSCHITZ_TRANSFER_ERROR, ce_bound / math.log(2), 1 - t["robust_accuracy"], "reconstructed", {},
-        {"L_clean": t["clean_cross_entropy"], "W_norm": t["probe_lipschitz"], "gap": t["representation_gap"]}, 1.0, "an error rate is at most 1",
+        {"L_clean": t["clean_cross_entropy"], "W_norm": t["probe_lipschitz"], "gap": t["representation_gap"]}, *error_ceiling(terms),
         note="0-1 error <= CE / log 2 input by input; the sup over the ball is a PGD estimate from below",
     )
 

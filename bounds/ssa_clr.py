@@ -145,6 +145,17 @@ def ideal_arora(terms: Mapping[str, float]) -> BoundCheck:
     )
 
 
+def _nt_xent_ceiling(terms: Mapping[str, float]) -> tuple[float | None, str]:
+    """The ceiling of the held-out NT-Xent: what a constant encoder attains, log(2B − 1) (every
+    logit equal); a bound at or above it says less than collapsing the encoder. Where that term
+    was not measured, hi = log(1 + M e^{2/τ}), the largest value of any encoder."""
+    constant = terms.get("ssl_loss_constant_encoder")
+    if constant is not None:
+        return float(constant), "log(2B-1), the NT-Xent of a constant encoder: the trivial encoder's loss"
+    high = terms.get("ssl_loss_max")
+    return (None if high is None else float(high)), "hi = log(1 + M e^(2/tau)), the largest NT-Xent on normalised embeddings (the constant encoder's loss was not measured)"
+
+
 def _sup_ceiling(terms: Mapping[str, float]) -> tuple[float | None, str]:
     """The ceiling of the mean-classifier loss of an NT-Xent batch: |Q| ≤ min(B − 1, K − 1)."""
     draws, k = terms.get("arora_negatives_ntxent"), terms.get("num_classes")
@@ -190,9 +201,7 @@ def pac_bayes(terms: Mapping[str, float]) -> BoundCheck:
     bound = t["ssl_sharp_loss_train"] + c["complexity"] if c is not None else None
     if c is None:
         extra["reason"] = _NO_COMPLEXITY
-    ceiling = terms.get("ssl_loss_max")
-    return make_check("ssa_clr.pac_bayes", PAC_BAYES, bound, t["ssl_loss_heldout"], "reconstructed", assumptions, inputs,
-                      None if ceiling is None else float(ceiling), "hi = log(1 + M e^(2/tau)), the largest NT-Xent on normalised embeddings",
+    return make_check("ssa_clr.pac_bayes", PAC_BAYES, bound, t["ssl_loss_heldout"], "reconstructed", assumptions, inputs, *_nt_xent_ceiling(terms),
                       note="the rho-ball max is found by projected ascent: an estimate from below, so the bound is not certified", **extra)
 
 
@@ -210,12 +219,11 @@ def pac_bayes_tightest(terms: Mapping[str, float]) -> BoundCheck:
             c = pac_bayes_complexity(t["ssl_loss_range"], t["pac_bayes_units"], t["num_parameters"], t["weight_distance"], rho_, DELTA / g)
             cells.append({"rho": rho_, "sharp_loss": sharp, "complexity": c["complexity"], "bound": sharp + c["complexity"]})
     best = min(cells, key=lambda c: c["bound"]) if cells else None
-    ceiling = terms.get("ssl_loss_max")
     inputs = {"n": t["pac_bayes_units"], "k": t["num_parameters"], "w_dist": t["weight_distance"], "G": g, "delta": DELTA}
     if best is not None:
         inputs |= {"rho": best["rho"], "L_sharp": best["sharp_loss"]}
     return make_check("ssa_clr.pac_bayes_tightest", PAC_BAYES, best["bound"] if best else None, t["ssl_loss_heldout"], "reconstructed", assumptions, inputs,
-                      None if ceiling is None else float(ceiling), "hi = log(1 + M e^(2/tau)), the largest NT-Xent on normalised embeddings",
+                      *_nt_xent_ceiling(terms),
                       grid=cells, attained_at={"rho": best["rho"]} if best else None, union_bound=f"each of the {g} radii at delta/{g} = {DELTA / g:.4g}",
                       **({} if best else {"reason": _NO_COMPLEXITY}))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from clbounds.experiments.measurement.certify import ENCODER_PRIORS
@@ -105,10 +107,13 @@ def test_the_contrastive_certificate_bounds_the_nt_xent_risk_of_the_gibbs_encode
     (run,) = Store(tiny_store).runs()
     assert main(["--store", str(tiny_store), "certify", run.id, "--contrastive", "--units", "40", "--steps", "5"]) == 0
     out = capsys.readouterr().out
-    assert "certified NT-Xent risk of the Gibbs encoder <=" in out and "non-vacuous" in out
+    assert "certified NT-Xent risk of the Gibbs encoder <=" in out and f"a constant encoder's risk {math.log(2 * 64 - 1):.3f}" in out
     check = {c["theorem"]: c for c in Store(tiny_store).bound_checks(run.id)}["certificate.pac_bayes_contrastive"]
     inputs = check["details"]["inputs"]
     assert inputs["units"] == 40 and inputs["loss_low"] < check["measured"] < check["bound"] < inputs["loss_high"] and check["holds"]
+    # judged against a collapsed encoder, log(2B - 1), not against the largest loss any encoder reaches
+    assert check["details"]["ceiling"]["value"] == pytest.approx(math.log(2 * 64 - 1)) and check["vacuous"] == (check["bound"] >= math.log(127))
+    assert ("non-vacuous" in out) == (not check["vacuous"])
     assert check["details"]["label"] == "reconstructed"
 
 

@@ -428,6 +428,8 @@ BOUND_CASES: list[Case] = [
     Case("common.make_check", "measured = 0", lambda: common.make_check("t", huang2023.THEOREM1, 1.0, 0.0, "paper"), Check({"holds": True, "tightness": None})),
     Case("common.make_check", "bound = inf", lambda: common.make_check("t", huang2023.THEOREM1, math.inf, 1.0, "paper"), Check({"holds": True, "tightness": None})),
     Case("common.make_check", "measured = NaN", lambda: common.make_check("t", huang2023.THEOREM1, 1.0, math.nan, "paper"), Check({"holds": None, "tightness": None})),
+    Case("common.error_ceiling", "trivial error not measured", lambda: common.error_ceiling({})[0], Equals(1.0)),
+    Case("common.error_ceiling", "one class only", lambda: common.error_ceiling({"trivial_error": 0.0})[0], Equals(0.0)),
     Case("common.require", "non-finite term", lambda: common.require({"a": math.nan}, ["a"], "t"), Raises("not finite")),
     Case("common.require", "missing term", lambda: common.require({}, ["a"], "t"), Raises("needs term", common.MissingTermError)),
     Case("common.assumption", "zero margin", lambda: common.assumption(0.0, 0.0, strict=True), Equals({"met": False, "margin": 0.0})),

@@ -281,3 +281,31 @@ def test_settled_budgets_match_the_estimator_table_and_the_cpu_preset_uses_them(
            "sharpness_batches": m.n_samples // m.batch_size if m.sharpness_batches > m.n_samples // m.batch_size else m.sharpness_batches, "mi_samples": m.n_samples}
     assert all(cpu[k] >= v for k, v in SETTLED.items()), cpu
     assert below_settled("views", 4) and not below_settled("views", 16)
+
+
+def test_vacuity_is_judged_against_the_trivial_predictor():
+    """An error bound is vacuous at the error of always predicting the most frequent class (not
+    at 1), and the NT-Xent bounds at a constant encoder's log(2B - 1) (not at the largest loss
+    of any encoder): a bound above those says less than a trivial predictor."""
+    t = huang_terms(sigma=1.0, misalignment_rate=0.85, nearest_center_error=0.1)  # Theorem 1's bound: 0 + 0.85
+    assert huang2023.theorem1(t).vacuous is False and huang2023.theorem1(t).details["ceiling"]["value"] == 1.0  # trivial error unmeasured: 1
+    five_classes = huang2023.theorem1(t | {"trivial_error": 0.8})  # always predicting one of 5 balanced classes errs 0.8
+    assert five_classes.vacuous is True and "most frequent training class" in five_classes.details["ceiling"]["note"]
+    terms = {"arora_mean_classifier_loss_ntxent": 1.2, "info_nce": 4.0, "shift_loss_gap": 0.5, "arora_collision_ntxent": 0.6, "arora_collision_floor_ntxent": 1.5,
+             "infonce_range": 8.0, "ssl_loss_heldout": 4.1, "ssl_sharp_loss_train": 5.0, "ssl_loss_train": 4.0, "ssl_loss_range": 8.0, "pac_bayes_units": 10**6,
+             "num_parameters": 10, "weight_distance": 0.01, "sharpness_rho": 0.05, "ssl_loss_max": 8.8}
+    loose = ssa_clr.pac_bayes(terms)
+    assert 4.84 < loose.bound < 8.8 and loose.vacuous is False  # below the largest loss of any encoder
+    judged = ssa_clr.pac_bayes(terms | {"ssl_loss_constant_encoder": math.log(2 * 64 - 1)})
+    assert judged.vacuous is True and judged.details["ceiling"]["value"] == pytest.approx(math.log(127))  # above a collapsed encoder's loss
+
+
+def test_measure_records_the_trivial_predictors_error_and_the_constant_encoders_loss(store):
+    from clbounds.experiments.measurement.context import build_context
+    from clbounds.experiments.measurement.groups.geometry import geometry_terms
+    from conftest import trained_tiny
+
+    ctx = build_context(trained_tiny(store))
+    rows = {name: value for name, value, _ in geometry_terms(ctx)}
+    majority = int(torch.bincount(ctx.data.y_train).argmax())
+    assert rows["trivial_error"] == pytest.approx(float((ctx.y != majority).double().mean()))

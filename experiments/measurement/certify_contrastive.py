@@ -118,8 +118,9 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
                 f"encoder and head weights, BN statistics fixed; sigma_p from {{{', '.join(f'{s:g}' for s in prior_sigmas)}}} (union bound); posterior "
                 f"N(trained weights, diag sigma^2), sigma by Adam, {steps} steps; one posterior draw per unit; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)")
     check = cert.contrastive_certificate_check(mean_loss, u, kl, low, high, measured, priors=len(prior_sigmas), delta=delta, delta_mc=delta_mc,
-                                               protocol=protocol, prior_sigma=sigma_p, seconds=seconds)
+                                               constant=math.log(2 * batch - 1), protocol=protocol, prior_sigma=sigma_p, seconds=seconds)
     result = {"bound": check.bound, "measured": measured, "deterministic": deterministic, "kl": kl, "units": u, "low": low, "high": high,
+              "constant": math.log(2 * batch - 1),
               "prior_sigma": sigma_p, "seconds": seconds, "protocol": protocol, "checks": [check]}
     if store is not None:
         store.add_measurements(record.id, [

@@ -166,6 +166,7 @@ def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
         ("ssl_loss_heldout", loss_test, f"{proto}, {len(test_batches)} test batches"),
         ("ssl_loss_range", high - low, f"hi - lo of the per-anchor NT-Xent, M=2B-2={2 * b - 2}, tau={tau:g}"),
         ("ssl_loss_max", high, f"hi = log(1+M e^(2/tau)), the largest per-anchor NT-Xent on normalised embeddings, M=2B-2={2 * b - 2}, tau={tau:g}"),
+        ("ssl_loss_constant_encoder", math.log(2 * b - 1), f"log(2B-1), the NT-Xent of a constant encoder (every logit equal), B={b}: the trivial encoder's loss"),
         ("pac_bayes_units", float(len(train_batches)), f"n = min(floor(n_train / {b}), {m.pac_bayes_units}) disjoint random train batches, the i.i.d. units"),
         ("n_train", float(ctx.data.x_train.shape[0]), "training set size"),
         ("num_parameters", float(theta.numel()), "k, trainable parameters of backbone and projection head"),

@@ -33,6 +33,8 @@ def geometry_terms(ctx: Context) -> list[Row]:
     rows: list[Row] = [
         ("class_collision", scalar(p.pow(2).sum()), "tau_col = sum_k p_k^2, train labels"),
         ("min_class_probability", scalar(p.min()), "min_k p_k, train labels"),
+        # what a trivial predictor attains: the ceiling of every error bound (bounds.common.error_ceiling)
+        ("trivial_error", scalar((ctx.y != int(p.argmax())).double().mean()), f"error of always predicting the most frequent training class, {ctx.split}"),
         ("misalignment_eps", m.eps, "eps of R_eps (measure.eps), on normalised embeddings"),
         ("misalignment_views", float(m.views), "M views per input for R_eps"),
     ]
