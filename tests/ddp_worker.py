@@ -53,3 +53,4 @@ if __name__ == "__main__":
     out = {name: step(name) for name in LOSSES}
     if distributed.init_from_env(torch.device("cpu"))[0].main:
         torch.save(out, sys.argv[1])
+    distributed.shutdown()  # a gloo group left alive at exit can abort the process after its work is done

@@ -135,6 +135,20 @@ class Store:
         self.root = Path(root) if root is not None else default_store_root()
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = Path(db_path) if db_path is not None else self.root / "clbounds.sqlite"
+        for attempt in range(50):
+            try:
+                self._create()
+                return
+            except sqlite3.OperationalError as err:
+                # Processes that open a new store at once (the ranks of a torchrun training) race
+                # for the switch to WAL, which SQLite answers "locked" without waiting.
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise sqlite3.OperationalError(f"run store {self.db_path} stayed locked while it was being created")
+
+    def _create(self) -> None:
+        """The tables, and the columns added since the first release (idempotent)."""
         with self._connect() as db:
             db.executescript(_SCHEMA)
             for table, columns in _ADDED_COLUMNS.items():

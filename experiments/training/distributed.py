@@ -80,6 +80,14 @@ def init_from_env(device: torch.device) -> tuple[RankContext, torch.device]:
     return RankContext(dist.get_rank(), dist.get_world_size()), device
 
 
+def shutdown() -> None:
+    """Leaves the process group (nothing on one process). Called when a rank's training ends:
+    a gloo group left alive at interpreter exit can abort the process ("terminate called without
+    an active exception") after its work is done and written."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Waits for every rank (nothing on one process)."""
     if dist.is_initialized() and dist.get_world_size() > 1:

@@ -147,14 +147,24 @@ def _train_distributed(cfg: Config, store: Store, run_id: str, run_dir: Path, we
     lock, decides (trained already, or train) and tells the others, so no rank can wait in a
     collective that another skipped."""
     ctx, _ = distributed.init_from_env(resolve_device(cfg.device))
+    try:
+        return _decide_and_train(cfg, store, ctx, run_id, run_dir, weights_path, state_path, progress)
+    finally:
+        distributed.shutdown()  # every rank, once the run is done (or failed): nothing of gloo outlives it
+
+
+def _decide_and_train(cfg: Config, store: Store, ctx: distributed.RankContext, run_id: str, run_dir: Path, weights_path: Path, state_path: Path,
+                      progress: bool) -> RunRecord:
+    """Rank 0 decides under the run's lock and tells the others; then every rank trains, or returns the record."""
     if ctx.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         with _run_lock(run_dir, run_id):
             existing = _finished(store, run_id, weights_path)
+            if existing is None:
+                _remove_stale(run_dir)  # before the others start reading the run folder
             distributed.from_rank0(existing is not None)
             if existing is not None:
                 return existing
-            _remove_stale(run_dir)
             return _train_marked(cfg, store, run_id, run_dir, weights_path, state_path, progress)
     if distributed.from_rank0(None):
         return _record(store, run_id)
