@@ -200,7 +200,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL, se
     flip = sign_flip_test(d, seed=seed)
     out.update(p=flip["p"], p_greater=flip["p_greater"], p_less=flip["p_less"], p_floor=flip["p_floor"], test=flip["method"])
     if sd > 1e-9 * max(1.0, float(np.abs(d).max())):  # with no spread (up to rounding) t is 0/0 or a rounding artefact
-        out.update(d_z=float(d.mean() / sd), t=float(stats.ttest_rel(x[keep], y[keep]).statistic), p_t=float(stats.ttest_rel(x[keep], y[keep]).pvalue),
+        two_sided = stats.ttest_rel(x[keep], y[keep])
+        out.update(d_z=float(d.mean() / sd), t=float(two_sided.statistic), p_t=float(two_sided.pvalue),
                    p_greater_t=float(stats.ttest_rel(x[keep], y[keep], alternative="greater").pvalue),
                    p_less_t=float(stats.ttest_rel(x[keep], y[keep], alternative="less").pvalue))
     return out

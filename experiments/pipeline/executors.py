@@ -67,11 +67,6 @@ class LocalProcesses:
                 yield i, future.result
 
 
-def local_processes(workers: int) -> Executor:
-    """``workers`` local processes."""
-    return LocalProcesses(workers)
-
-
 def _local(folder: Path, name: str, workers: int, dry_run: bool) -> Executor:
     if dry_run:
         raise ConfigError("--dry-run shows the sbatch script that --executor slurm would submit; add --executor slurm")
