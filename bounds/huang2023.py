@@ -312,7 +312,9 @@ def theorem4(terms: Mapping[str, float]) -> BoundCheck:
     arg = 2 / pp * (l2 - (t["embedding_dim"] - t["num_classes"]) / 2)
     bound = math.sqrt(arg) if arg >= 0 else None
     required = pp * max(mu, 0.0) ** 2 / 2 - l2 + (t["embedding_dim"] - t["num_classes"]) / 2
-    assumptions = {"defined": assumption(0.0, arg, note="L2 + τ' − (d − K)/2 ≥ 0 at τ' = 0")}
+    defined = assumption(0.0, arg, note="L2 + τ' − (d − K)/2 ≥ 0 at τ' = 0")
+    defined["met"] = arg >= 0  # the root's own domain, without rounding slack: met exactly when the bound exists
+    assumptions = {"defined": defined}
     return make_check(name, THEOREM4, bound, mu, "reconstructed", assumptions,
                       {"mu_inner": mu, "L2": l2, "p_min": t["min_class_probability"], "d": t["embedding_dim"], "K": t["num_classes"], "tau": 0.0},
                       *INNER_CEILING, required_tau=required, reason=None if bound is not None else "square root of a negative number at τ' = 0: the leading term gives no bound")
