@@ -23,11 +23,20 @@ Conventions:
   unit-norm centres: r² = 1; another loss: the top of its known range). Each module declares the
   ceiling of each check (``ceiling=`` of :func:`make_check`, stored in
   ``details["ceiling"]``); ``None`` where the quantity has none (a cross-entropy).
+- ``resolved`` says whether ``holds`` is decided beyond the sampling noise. Every term measured
+  on a sample is stored with its standard error (``<term>_stderr``); :func:`decide` carries
+  them to the difference bound − measured (each term moved by ± its standard error, the
+  contributions summed, which bounds the error whatever the terms' correlation) and calls
+  the check resolved only when |bound − measured| exceeds z = 1.96 of that error, and never
+  below :data:`FLOAT_FLOOR` of the larger side (float32 resolution). Inside the margin the
+  verdict is "not resolved"; ``details["margin"]`` has the numbers.
 - ``informative`` is False when the same check also holds on a **control** that carries no
-  learned structure (the architecture at its random initialisation; the trained encoder with
-  its class labels shuffled; random embeddings): such a check "holds by construction", its
-  verdict could not have failed. True when it fails on at least one control, ``None`` when no
-  control was evaluated. :func:`with_controls` sets it and keeps each control's numbers in
+  learned structure (the architecture at its random initialisation, with or without its
+  BatchNorm statistics recalibrated on the data; the trained encoder with its class labels
+  shuffled; random embeddings): such a check "holds by construction", its verdict could not
+  have failed. A control testifies only where its own hypotheses are met and its verdict is
+  resolved. True when the check fails on every control that testifies, ``None`` when none
+  does. :func:`with_controls` sets it and keeps each control's numbers in
   ``details["controls"]``.
 - :func:`verdict` turns the flags into one word for reports, and :func:`verdict_counts` gives
   the headline: informative non-vacuous checks counted apart from vacuous ones and from
@@ -49,6 +58,14 @@ LABELS = ("paper", "reconstructed", "diagnostic")
 
 # Relative slack for "measured ≤ bound": floating-point noise must not flip an exact equality.
 _REL_TOL = 1e-12
+
+#: A check is decided only beyond z standard errors of bound − measured (two-sided 95%).
+DECISION_Z = 1.96
+#: The smallest margin, relative to the larger side: terms come from float32 embeddings, so a
+#: difference of a few float32 ulps (2^-23 each) is never a decision, whatever the errors say.
+FLOAT_FLOOR = 16 * 2.0**-23
+#: The suffix of a term's standard error (``misalignment_rate_stderr``).
+STDERR_SUFFIX = "_stderr"
 
 
 class MissingTermError(KeyError):
@@ -132,6 +149,7 @@ class BoundCheck:
     details: dict[str, Any] = field(default_factory=dict)
     vacuous: bool | None = None
     informative: bool | None = None
+    resolved: bool | None = None
 
     @property
     def label(self) -> str:
@@ -161,6 +179,7 @@ class BoundCheck:
             "assumptions_met": self.assumptions_met,
             "vacuous": self.vacuous,
             "informative": self.informative,
+            "resolved": self.resolved,
             "details": details,
         }
 
@@ -239,17 +258,70 @@ def missing_check(theorem: str, statement: sp.Basic, label: str, err: MissingTer
     )
 
 
+def _difference(check: BoundCheck) -> float | None:
+    if check.bound is None or check.measured is None or not (math.isfinite(check.bound) and math.isfinite(check.measured)):
+        return None
+    return check.bound - check.measured
+
+
+def decide(check: BoundCheck, evaluate: Callable[[Mapping[str, float]], BoundCheck], terms: Mapping[str, float]) -> BoundCheck:
+    """``check`` with ``resolved`` set: is bound − measured decided beyond its sampling error?
+
+    Each term ``t`` with a standard error ``t_stderr`` in ``terms`` is moved by ± its error and
+    the check evaluated again; half the change of bound − measured is that term's
+    contribution, and their sum is the error of the difference (a sum, not a root sum of
+    squares, so it holds whatever the correlation of terms measured on one sample). The
+    margin is z = :data:`DECISION_Z` of it, never below :data:`FLOAT_FLOOR` of the larger
+    side; a term whose ± move leaves the bound undefined makes the margin infinite. A check
+    without standard errors is decided beyond the float floor only, and says so.
+
+    Example:
+        >>> x = sp.Symbol("x")
+        >>> fn = lambda t: make_check("demo", sp.Le(x, 1), bound=t["b"], measured=t["m"], label="paper")
+        >>> terms = {"b": 0.50, "m": 0.49, "m_stderr": 0.01}
+        >>> decide(fn(terms), fn, terms).resolved   # a margin of 0.01 inside 1.96 standard errors
+        False
+    """
+    d = _difference(check)
+    if d is None:
+        return check
+    contributions: dict[str, float] = {}
+    for name, se in terms.items():
+        base = name[: -len(STDERR_SUFFIX)]
+        if not name.endswith(STDERR_SUFFIX) or base not in terms or terms[base] is None or se is None or not float(se) > 0:
+            continue
+        moved = []
+        for sign in (1, -1):
+            try:
+                moved.append(_difference(evaluate({**terms, base: float(terms[base]) + sign * float(se)})))
+            except (MissingTermError, ValueError, ZeroDivisionError, OverflowError):
+                moved.append(None)
+        change = math.inf if None in moved else abs(moved[0] - moved[1]) / 2
+        if change > 0:
+            contributions[base] = change
+    stderr = sum(contributions.values())
+    floor = FLOAT_FLOOR * max(1.0, abs(check.bound), abs(check.measured))
+    margin = max(DECISION_Z * stderr, floor)
+    details = dict(check.details)
+    details["margin"] = {"difference": d, "stderr": stderr, "z": DECISION_Z, "margin": margin, "float_floor": floor,
+                         "contributions": contributions, "decided_by": "standard errors" if DECISION_Z * stderr >= floor else "float resolution only"}
+    if not contributions:
+        details["margin"]["note"] = "no standard error stored for the terms this check reads: decided beyond float resolution only"
+    return check.replace(details=details, resolved=bool(abs(d) > margin))
+
+
 def evaluate_registry(
     registry: Mapping[str, tuple[sp.Basic, str, Callable[[Mapping[str, float]], BoundCheck]]],
     terms: Mapping[str, float],
 ) -> list[BoundCheck]:
-    """Runs every evaluator of a module; a missing term gives a :func:`missing_check`, and a
-    term outside the statement's domain (e.g. ε ≤ 0) a check that says so, not an error, so
-    the other theorems of the run are still evaluated."""
+    """Runs every evaluator of a module, each check decided beyond its noise (:func:`decide`);
+    a missing term gives a :func:`missing_check`, and a term outside the statement's domain
+    (e.g. ε ≤ 0) a check that says so, not an error, so the other theorems of the run are
+    still evaluated."""
     checks = []
     for name, (statement, label, fn) in registry.items():
         try:
-            checks.append(fn(terms))
+            checks.append(decide(fn(terms), fn, terms))
         except MissingTermError as err:
             checks.append(missing_check(name, statement, label, err))
         except ValueError as err:
@@ -263,6 +335,7 @@ def evaluate_registry(
 #: The controls: measurements without learned structure (experiments/measurement/measure.py makes them).
 CONTROLS = {
     "random_init": "the same architecture at the seed's initial weights (no training)",
+    "random_init_bn": "the seed's initial weights with the BatchNorm statistics recalibrated on the training data (no training)",
     "shuffled_labels": "the trained encoder with its train and test labels randomly permuted (no class structure)",
     "random_embedding": "i.i.d. Gaussian embeddings in place of the encoder's (no structure at all)",
 }
@@ -270,17 +343,43 @@ CONTROLS = {
 
 def control_summary(check: BoundCheck) -> dict[str, Any]:
     """The numbers of a check evaluated on a control, as kept in ``details["controls"]``."""
+    margin = check.details.get("margin", {})
     return {"bound": _finite(check.bound), "measured": _finite(check.measured), "holds": check.holds, "vacuous": check.vacuous,
-            "assumptions_met": check.assumptions_met, "tightness": _finite(check.tightness)}
+            "assumptions_met": check.assumptions_met, "tightness": _finite(check.tightness), "resolved": check.resolved,
+            "margin": _finite(margin.get("margin")), "testifies": testifies(check)}
+
+
+def testifies(control: BoundCheck, check: BoundCheck | None = None) -> str | None:
+    """Why the same check on a control says nothing (None: it testifies).
+
+    A control testifies only where the theorem applies to it (its hypotheses are met), where
+    its verdict is decided beyond its noise, and where it does not merely hold because its
+    own bound is vacuous while the run's is not (it then tests a non-vacuous check of nothing).
+
+    Example:
+        >>> x = sp.Symbol("x")
+        >>> testifies(make_check("demo", sp.Le(x, 1), 0.0, 0.7, "paper", {"h": assumption(2.0, 1.0)}))
+        'its hypotheses are not met'
+    """
+    if control.holds is None:
+        return "not evaluated"
+    if not control.assumptions_met:
+        return "its hypotheses are not met"
+    if control.resolved is False:
+        return "not resolved beyond its noise"
+    if control.holds and control.vacuous and check is not None and not check.vacuous:
+        return "holds only because its bound is vacuous there"
+    return None
 
 
 def with_controls(check: BoundCheck, controls: Mapping[str, BoundCheck]) -> BoundCheck:
     """``check`` with ``informative`` set from the same check on each control.
 
-    A control whose check was not evaluated (missing terms, undefined bound), or that holds
-    only because its bound is vacuous there while the run's own bound is not, does not count. ``informative`` is False when the
-    check holds on every counted control (it holds by construction), True when it fails on at
-    least one (it could have failed), None when no control counts.
+    Only controls that testify (:func:`testifies`) count. ``informative`` is False when the
+    check also holds on one of them (it holds by construction: the standards' rule, a check
+    that passes on a random-initialisation or shuffled control could not have failed), True
+    when it fails on every one (it could have failed, and did without learned structure),
+    None when no control testifies.
 
     Example:
         >>> x = sp.Symbol("x")
@@ -289,17 +388,15 @@ def with_controls(check: BoundCheck, controls: Mapping[str, BoundCheck]) -> Boun
         >>> with_controls(trained, {"random_init": control}).informative
         False
     """
-    # A control whose own bound is vacuous holds trivially: it tests a non-vacuous check of
-    # nothing, so it does not count then (a check vacuous itself is compared like for like).
-    evaluated = {name: c for name, c in controls.items() if c.holds is False or (c.holds is True and (not c.vacuous or bool(check.vacuous)))}
-    informative = None if not evaluated else any(c.holds is False for c in evaluated.values())
+    counted = {name: c for name, c in controls.items() if testifies(c, check) is None}
+    informative = None if not counted else all(c.holds is False for c in counted.values())
     details = dict(check.details)
-    details["controls"] = {name: control_summary(c) for name, c in controls.items()}
+    details["controls"] = {name: control_summary(c) | ({"why_not": why} if (why := testifies(c, check)) else {}) for name, c in controls.items()}
     return check.replace(details=details, informative=informative)
 
 
 #: Verdict classes, in the order reports list them.
-VERDICTS = ("informative", "vacuous", "by construction", "hypothesis not met", "no control", "violated", "not evaluated")
+VERDICTS = ("informative", "vacuous", "by construction", "hypothesis not met", "no control", "not resolved", "violated", "not evaluated")
 
 
 def _get(check: Any, name: str) -> Any:
@@ -309,7 +406,10 @@ def _get(check: Any, name: str) -> Any:
 def verdict(check: BoundCheck | Mapping[str, Any]) -> str:
     """One of :data:`VERDICTS` for a check (a :class:`BoundCheck` or a stored row).
 
-    - "violated": the measurement exceeds the bound with the hypotheses met (a finding);
+    - "not resolved": the hypotheses hold and bound − measured is inside its margin
+      (:func:`decide`): the sampling noise could make it hold or fail;
+    - "violated": the measurement exceeds the bound beyond its margin, with the hypotheses
+      met (a finding);
     - "vacuous": it holds, but the bound is at or above the trivial ceiling;
     - "by construction": it holds, non-vacuously, and also holds on every control;
     - "hypothesis not met": the theorem's hypotheses fail on the measured terms, so it does
@@ -325,6 +425,8 @@ def verdict(check: BoundCheck | Mapping[str, Any]) -> str:
     holds = _get(check, "holds")
     if holds is None:
         return "not evaluated"
+    if _get(check, "resolved") is False and _get(check, "assumptions_met"):
+        return "not resolved"
     if holds is False:
         # A failed hypothesis means the theorem does not apply: not a finding against it.
         return "violated" if _get(check, "assumptions_met") else "hypothesis not met"
@@ -357,11 +459,11 @@ def headline(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> str:
     """The one-line summary every report leads with: informative non-vacuous checks first.
 
     Example:
-        >>> headline([{"holds": True, "vacuous": True}, {"holds": False}])
-        '0 of 2 checks are informative and non-vacuous; 1 vacuous, 0 hold by construction, 1 violated'
+        >>> headline([{"holds": True, "vacuous": True}, {"holds": False, "assumptions_met": True}, {"holds": True, "assumptions_met": True, "resolved": False}])
+        '0 of 3 checks are informative and non-vacuous; 1 vacuous, 0 hold by construction, 1 not resolved, 1 violated'
     """
     checks = list(checks)
     c = verdict_counts(checks)
     parts = [f"{c['vacuous']} vacuous", f"{c['by construction']} hold by construction"]
-    parts += [f"{c[k]} {k}" for k in ("hypothesis not met", "no control", "violated", "not evaluated") if c[k]]
+    parts += [f"{c[k]} {k}" for k in ("hypothesis not met", "no control", "not resolved", "violated", "not evaluated") if c[k]]
     return f"{c['informative']} of {len(checks)} checks are informative and non-vacuous; " + ", ".join(parts)

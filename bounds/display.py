@@ -94,7 +94,10 @@ def _assumption_cell(check: BoundCheck) -> str:
 def _holds_cell(check: BoundCheck) -> str:
     if check.holds is None:
         return "n/a" if check.bound is None and check.measured is None else "undefined"
-    return "yes" if check.holds else "**VIOLATED**"
+    margin = check.details.get("margin", {}).get("margin")
+    if check.resolved is False:
+        return f"not resolved (|difference| {_num(abs(check.bound - check.measured))} ≤ margin {_num(margin)})"
+    return ("yes" if check.holds else "**VIOLATED**") + (f" (margin {_num(margin)})" if margin is not None else "")
 
 
 def _vacuous_cell(check: BoundCheck) -> str:
@@ -117,8 +120,13 @@ def controls_summary(details: dict, digits: int = 4, empty: str = "–") -> str:
     for name, c in controls.items():
         if c.get("holds") is None:
             parts.append(f"{name}: n/a")
+            continue
+        why = c.get("why_not")
+        if c.get("resolved") is False:
+            parts.append(f"{name}: not resolved ({num(c.get('measured'))} vs {num(c.get('bound'))}, margin {num(c.get('margin'))}; does not testify)")
         else:
-            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({num(c.get('measured'))} {'≤' if c['holds'] else '>'} {num(c.get('bound'))})")
+            parts.append(f"{name}: {'holds' if c['holds'] else 'fails'} ({num(c.get('measured'))} {'≤' if c['holds'] else '>'} {num(c.get('bound'))})"
+                         + (f"; does not testify: {why}" if why else ""))
     return "; ".join(parts)
 
 
@@ -143,7 +151,7 @@ def format_bound_table(checks: Sequence[BoundCheck]) -> str:
              "| theorem | label | bound | measured | holds | tightness | vacuous | on the controls | verdict | assumptions |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
         lines.append(f"| {c.theorem} | {c.label} | {_num(c.bound)} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_vacuous_cell(c)} | {_controls_cell(c)} | {verdict(c)} | {_assumption_cell(c)} |")
-    violated = [c for c in checks if c.holds is False]
+    violated = [c for c in checks if c.holds is False and c.resolved is not False]
     if violated:
         lines += ["", "Findings (a measurement violates the bound):"]
         for c in violated:

@@ -360,10 +360,10 @@ THEOREMS = {
     "huang2023.corollary_infonce": (COROLLARY_INFONCE, "paper", corollary_infonce),
     "huang2023.corollary_barlow": (COROLLARY_BARLOW, "paper", corollary_barlow),
 }
-#: The controls each check is evaluated on (bounds/common.CONTROLS): random initialisation for
-#: all; shuffled labels where the labels enter (class centres, σ, the error). Theorem 2 reads
-#: no label.
-CONTROLS = {name: ("random_init",) if "theorem2" in name else ("random_init", "shuffled_labels") for name in THEOREMS}
+#: The controls each check is evaluated on (bounds/common.CONTROLS): random initialisation,
+#: with and without its BatchNorm statistics recalibrated, for all; shuffled labels where the
+#: labels enter (class centres, σ, the error). Theorem 2 reads no label.
+CONTROLS = {name: ("random_init", "random_init_bn") + (() if "theorem2" in name else ("shuffled_labels",)) for name in THEOREMS}
 REQUIRED_TERMS = sorted(
     set(_theorem1_terms("")) | set(_theorem1_terms("_projection"))
     | {"alignment", "alignment_projection", "misalignment_views", "huang_infonce_L1_unit", "huang_infonce_L2_unit", "huang_barlow_L1", "huang_barlow_L2",

@@ -37,7 +37,7 @@ def bound_checks(store_root: str | Path, runs: Sequence[str] | None = None) -> p
         columns = [c if c in have else f"NULL AS {c}" for c in CHECK_COLUMNS]  # a store from before the vacuous/informative flags
         df = pd.read_sql_query(f"SELECT {', '.join(columns)} FROM bound_checks", db)
     df["details"] = df["details"].map(json.loads)
-    for col in ("holds", "assumptions_met", "vacuous", "informative"):
+    for col in ("holds", "assumptions_met", "vacuous", "informative", "resolved"):
         df[col] = df[col].map(lambda v: None if pd.isna(v) else bool(v))
     return _only(df, runs).reset_index(drop=True)
 

@@ -121,7 +121,7 @@ def bound_tightness(checks: pd.DataFrame, out_dir: Path, name: str, caption: str
     fig, ax = plt.subplots(figsize=(7.0, 5.0))
     if not ok.empty:
         ok = ok.assign(paper=ok["theorem"].str.split(".").str[0], verdict=[verdict(r) for r in ok.to_dict("records")])
-        markers = dict(zip(VERDICTS, ["o", "s", "D", "v", "P", "X", "."]))
+        markers = dict(zip(VERDICTS, ["o", "s", "D", "v", "P", "^", "X", "."]))
         order = [v for v in VERDICTS if v in set(ok["verdict"])]
         sns.scatterplot(data=ok, x="measured", y="bound", hue="paper", style="verdict", style_order=order, markers={v: markers[v] for v in order}, s=60, alpha=0.85, ax=ax)
         bad = ok[ok["verdict"] == "violated"]  # a finding: hypotheses met, bound below the measurement

@@ -76,7 +76,7 @@ def _markdown_table(df: pd.DataFrame) -> str:
 
 
 _VERDICT_CLASS = {"informative": "ok", "vacuous": "weak", "by construction": "weak", "hypothesis not met": "weak", "no control": "plain",
-                  "violated": "bad", "not evaluated": "plain", "reproduced": "ok", "contradicted": "bad"}
+                  "not resolved": "plain", "violated": "bad", "not evaluated": "plain", "reproduced": "ok", "contradicted": "bad"}
 
 
 def _html_table(df: pd.DataFrame, float_format) -> str:

@@ -174,7 +174,7 @@ def bound_tightness(store_root, runs, labels, out_dir: Path, command: str) -> Pa
     else:
         verdict = "No numeric bound was evaluated."
     table = numeric.assign(run=numeric["run"].map(labels), verdict=[verdict_of(r) for r in numeric.to_dict("records")])
-    table = table[["theorem", "run", "bound", "measured", "holds", "tightness", "vacuous", "informative", "verdict", "assumptions_met"]].sort_values(["theorem", "run"])
+    table = table[["theorem", "run", "bound", "measured", "holds", "tightness", "vacuous", "informative", "resolved", "verdict", "assumptions_met"]].sort_values(["theorem", "run"])
     return _write(out_dir, "Bound tightness", verdict, table, [fig], command, "see each theorem's module docstring; terms carry their protocols in the store")
 
 

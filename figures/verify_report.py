@@ -102,12 +102,16 @@ def theorem_summary(checks: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings(checks: pd.DataFrame, labels: dict[str, str]) -> list[str]:
-    """Every violated bound, stated with its numbers: a finding, never hidden."""
+    """Every violated bound (hypotheses met, beyond its margin), stated with its numbers: a
+    finding, never hidden. A failure inside the margin or with unmet hypotheses is not one."""
+    from clbounds.bounds.common import verdict
+
     out = []
-    for row in checks.itertuples():
-        if row.holds is False:
-            out.append(f"{row.theorem} is violated on run {labels.get(row.run, row.run)} ({row.run}): bound {row.bound:.4g} < measured {row.measured:.4g}"
-                       + ("" if row.assumptions_met else " (its assumptions were not all met)"))
+    for row in checks.to_dict("records"):
+        if verdict(row) == "violated":
+            margin = (row.get("details") or {}).get("margin", {}).get("margin")
+            out.append(f"{row['theorem']} is violated on run {labels.get(row['run'], row['run'])} ({row['run']}): bound {row['bound']:.4g} < measured {row['measured']:.4g}"
+                       + (f", beyond its margin {margin:.3g}" if margin is not None else ""))
     return out
 
 

@@ -19,7 +19,7 @@ def test_make_check_holds_tightness_and_row_round_trip(store):
     c = make_check("demo.t", sp.Le(x, 2 * y), bound=3.0, measured=1.5, label="paper", assumptions={"a": assumption(0.1, 0.5)}, inputs={"y": 1.5})
     assert c.holds is True and c.tightness == 2.0 and c.assumptions_met
     row = c.to_row()
-    assert set(row) == {"theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "details"}
+    assert set(row) == {"theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "resolved", "details"}
     assert row["details"]["statement"] == sp.latex(sp.Le(x, 2 * y)) and row["details"]["label"] == "paper"
     json.dumps(row["details"])  # JSON-able, as the store needs
     store.add_bound_checks("run1", [row])

@@ -89,7 +89,7 @@ def test_cli_conventions_version_global_options_tidy_export_and_a_closed_pipe(tm
     assert main(["runs", "--store", str(tmp_path / "s")]) == 0 and "r1" in capsys.readouterr().out  # --store after the subcommand
     assert main(["--store", str(tmp_path / "s"), "export", "--what", "bounds", "--csv"]) == 0
     checks = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert list(checks.columns) == ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "verdict"]
+    assert list(checks.columns) == ["run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "resolved", "verdict"]
     assert checks.loc[0, "verdict"] == "vacuous"
     assert main(["--store", str(tmp_path / "s"), "export"]) == 0
     assert len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == 3000  # one table per call: read_csv parses it

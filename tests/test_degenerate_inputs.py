@@ -512,6 +512,8 @@ BOUND_EXEMPT = {
     "common.missing_check": "builds the check of missing terms; reached through every evaluate_all row",
     "common.evaluate_registry": "runs a registry; reached through every evaluate_all row",
     "common.control_summary": "copies a check's numbers; reached through every with_controls row",
+    "common.decide": "sets the margin of a check; reached through every evaluate_all row (evaluate_registry calls it)",
+    "common.testifies": "reads a control's flags; reached through every with_controls row",
     "common.verdict": "labels a check's flags; every verdict class on every flag combination is tested in test_bounds_common.py",
     "common.verdict_counts": "counts verdict labels; tested in test_bounds_common.py",
     "common.headline": "formats verdict_counts; tested in test_bounds_common.py",

@@ -43,6 +43,10 @@ def fabricated(tmp_path):
             {"theorem": "arora2019", "bound": 2 * err, "measured": err, "holds": True, "tightness": 2.0, "assumptions_met": True, "details": {"label": "paper"}},
             {"theorem": "huang2023.theorem1", "bound": err / 2, "measured": err, "holds": False, "tightness": 0.5, "assumptions_met": False,
              "details": {"label": "paper", "assumptions": {"center_condition": {"met": False, "lhs": 0.9, "rhs": 0.1}}}},
+            {"theorem": "robust_cl.lipschitz_transfer", "bound": err / 3, "measured": err, "holds": False, "tightness": 1 / 3, "assumptions_met": True, "resolved": True,
+             "details": {"label": "reconstructed", "margin": {"margin": 0.01}}},
+            {"theorem": "ssa_clr.shift_tv", "bound": err - 1e-9, "measured": err, "holds": False, "tightness": 1.0, "assumptions_met": True, "resolved": False,
+             "details": {"label": "reconstructed", "margin": {"margin": 1e-6}}},
         ])
         runs.append(cfg.run_id())
         labels[cfg.run_id()] = f"c{color}-w{width}"
@@ -135,6 +139,9 @@ def test_report_is_self_contained_and_lists_bounds_findings_and_statements(tmp_p
     text, page = md.read_text(), html.read_text()
     assert "huang2023.theorem1" in text and "failed: center_condition" in text
     assert "is violated on run" in text and "bound" in text  # the violation is a finding, with numbers
+    findings = [line for line in text.splitlines() if "is violated on run" in line]
+    # Only a failure with its hypotheses met and beyond its margin is a finding.
+    assert findings and all(line.lstrip("- ").startswith("robust_cl.lipschitz_transfer") for line in findings), findings
     assert "psi[config.color_strength]" in text
     assert {f.name for f in figs} == {"terms-vs-knn-error", "terms-vs-robust-error", "bound-tightness"}
     assert page.count("data:image/png;base64,") == len(figs) + 1  # figures + one statement image

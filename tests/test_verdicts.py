@@ -106,7 +106,8 @@ def test_a_check_that_fails_on_a_control_is_informative():
     control = common.make_check("x", huang2023.THEOREM1, 0.5, 0.8, "paper", ceiling=1.0)
     check = common.with_controls(own, {"shuffled_labels": control})
     assert check.informative is True and verdict(check) == "informative"
-    assert check.details["controls"]["shuffled_labels"] == {"bound": 0.5, "measured": 0.8, "holds": False, "vacuous": False, "assumptions_met": True, "tightness": 0.625}
+    assert check.details["controls"]["shuffled_labels"] == {"bound": 0.5, "measured": 0.8, "holds": False, "vacuous": False, "assumptions_met": True, "tightness": 0.625,
+                                                            "resolved": None, "margin": None, "testifies": None}
 
 
 # ───────────────────────────── the theorems' own quantities ─────────────────────────────
@@ -309,3 +310,81 @@ def test_measure_records_the_trivial_predictors_error_and_the_constant_encoders_
     rows = {name: value for name, value, _ in geometry_terms(ctx)}
     majority = int(torch.bincount(ctx.data.y_train).argmax())
     assert rows["trivial_error"] == pytest.approx(float((ctx.y != majority).double().mean()))
+
+
+# ───────────────────────────── margins ─────────────────────────────
+
+
+def _arora_practical_terms(l_un: float, l_sup: float, se: float) -> dict[str, float]:
+    return {"arora_mean_classifier_loss": l_sup, "arora_unsupervised_loss_practical": l_un, "arora_collision": 0.25,
+            "arora_mean_classifier_loss_stderr": se, "arora_unsupervised_loss_practical_stderr": se, "loss_temperature": 0.5}
+
+
+def test_a_violation_inside_float_resolution_is_not_resolved():
+    # The audit's near-collapsed encoder: 0.693147160811 against a bound of 0.693147160261.
+    from clbounds.bounds import arora2019
+
+    terms = {"arora_mean_classifier_loss": 0.693147160811, "arora_unsupervised_loss_practical": 0.693147160261 * 0.75 + 0.25 * math.log(2),
+             "arora_collision": 0.25, "loss_temperature": 0.5}
+    check = next(c for c in arora2019.evaluate_all(terms) if c.theorem == "arora2019.one_negative_practical")
+    assert check.holds is False and check.resolved is False and verdict(check) == "not resolved"
+    assert check.details["margin"]["decided_by"] == "float resolution only"
+
+
+def test_a_control_that_fails_inside_its_standard_error_does_not_testify():
+    # The audit's untrained encoder: the random-init control "fails" by 3e-4 with a standard error of 1e-3.
+    from clbounds.bounds import arora2019
+    from clbounds.bounds.evaluate import evaluate_all
+
+    own = _arora_practical_terms(0.60, 0.30, 0.01)
+    control = {f"random_init/{k}": v for k, v in _arora_practical_terms(0.6927 * 0.75 + 0.25 * math.log(2), 0.6930, 0.001).items()}
+    check = next(c for c in evaluate_all(own | control) if c.theorem == "arora2019.one_negative_practical")
+    assert check.resolved is True and check.holds is True
+    assert check.details["controls"]["random_init"]["resolved"] is False and check.informative is None and verdict(check) == "no control"
+    # Beyond its margin the same failure testifies.
+    far = {f"random_init/{k}": v for k, v in _arora_practical_terms(0.60 * 0.75 + 0.25 * math.log(2), 0.6930, 0.001).items()}
+    assert next(c for c in evaluate_all(own | far) if c.theorem == "arora2019.one_negative_practical").informative is True
+    assert "shuffled_labels" not in arora2019.CONTROLS["arora2019.one_negative_practical"]  # its bound side reads no label
+
+
+def test_a_control_whose_hypotheses_fail_does_not_testify_and_one_that_holds_makes_it_by_construction():
+    own = common.make_check("x", huang2023.THEOREM1, 0.5, 0.1, "paper", ceiling=1.0)
+    unmet = common.make_check("x", huang2023.THEOREM1, 0.0, 0.695, "paper", {"c": common.assumption(2.0, 1.0)}, ceiling=1.0)
+    fails = common.make_check("x", huang2023.THEOREM1, 0.5, 0.8, "paper", ceiling=1.0)
+    holds = common.make_check("x", huang2023.THEOREM1, 0.5, 0.3, "paper", ceiling=1.0)
+    assert common.with_controls(own, {"random_init": unmet}).informative is None
+    assert common.with_controls(own, {"random_init": unmet, "shuffled_labels": fails}).informative is True
+    assert common.with_controls(own, {"random_init": holds, "shuffled_labels": fails}).informative is False
+
+
+def test_the_margin_sums_each_terms_contribution_and_decides_beyond_it():
+    from clbounds.bounds import arora2019
+
+    terms = _arora_practical_terms(0.40, 0.30, 0.01)
+    check = next(c for c in arora2019.evaluate_all(terms) if c.theorem == "arora2019.one_negative_practical")
+    m = check.details["margin"]
+    # d = (L_un − τ log 2)/(1 − τ) − L_sup: ∂d/∂L_un = 1/(1 − τ), ∂d/∂L_sup = −1.
+    assert m["contributions"]["arora_unsupervised_loss_practical"] == pytest.approx(0.01 / 0.75)
+    assert m["contributions"]["arora_mean_classifier_loss"] == pytest.approx(0.01)
+    assert m["margin"] == pytest.approx(1.96 * (0.01 / 0.75 + 0.01))
+    assert check.resolved is (abs(m["difference"]) > m["margin"])
+
+
+def test_the_margin_has_its_level_when_both_sides_are_sample_means():
+    # 2,000 samples where the bound equals the measured quantity in the population: the
+    # check must be "violated" beyond its margin at most 2.5% (one side of 1.96) + 2 s.e.
+    from clbounds.bounds import arora2019
+
+    rng = torch.Generator().manual_seed(0)
+    n, trials, violated = 200, 2000, 0
+    for _ in range(trials):
+        un = 0.5 + 0.3 * torch.randn(n, generator=rng, dtype=F64)
+        sup = 0.5 * 0.75 + 0.25 * 0 + 0.2 * torch.randn(n, generator=rng, dtype=F64)  # population bound − measured = 0
+        terms = {"arora_mean_classifier_loss": float(sup.mean()), "arora_unsupervised_loss_practical": float(un.mean()), "arora_collision": 0.25,
+                 "arora_mean_classifier_loss_stderr": float(sup.std() / n**0.5), "arora_unsupervised_loss_practical_stderr": float(un.std() / n**0.5)}
+        terms["arora_unsupervised_loss_practical"] += 0.25 * math.log(2)  # so that (L_un − τ log 2)/(1 − τ) has mean 0.5
+        check = arora2019.one_negative_practical(terms)
+        check = common.decide(check, arora2019.one_negative_practical, terms)
+        violated += verdict(check) == "violated"
+    rate, se = violated / trials, math.sqrt(0.025 * 0.975 / trials)
+    assert rate <= 0.025 + 2 * se

@@ -153,7 +153,7 @@ def _compact(f: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 @validated(labels=("y",), block_entries=">= 1")
-def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_ENTRIES) -> Tensor:
+def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_ENTRIES, per_anchor: bool = False) -> Tensor:
     r"""L_un with one negative, exactly, on the empirical distribution of (f, y) (PAPERS.md §6).
 
         L_un = (1/N) Σ_i (1/n_{y_i}) Σ_{j: y_j = y_i} (1/N) Σ_k log(1 + e^{f_iᵀf_k − f_iᵀf_j}),
@@ -168,7 +168,8 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
         y: [N] integer labels.
 
     Returns:
-        Scalar tensor in float64.
+        Scalar tensor in float64; with ``per_anchor`` the [N] vector of each anchor's term
+        (its mean is the loss; its spread gives the standard error over anchors).
 
     Example:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
@@ -177,7 +178,7 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
     """
     f, labels, _, _ = _compact(f, y)
     n = f.shape[0]
-    total = f.new_zeros(())
+    anchors = f.new_zeros(n)
     for c in range(int(labels.max()) + 1):
         idx = torch.nonzero(labels == c).flatten()
         g = f[idx] @ f.T  # [n_c, N]: f_iᵀf_k for anchors i of class c
@@ -185,12 +186,12 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
         rows = max(1, block_entries // (idx.numel() * n))
         for s in range(0, idx.numel(), rows):
             block = F.softplus(g[s : s + rows, None, :] - g_pos[s : s + rows, :, None])  # [b, n_c, N]
-            total = total + block.mean(dim=(1, 2)).sum()
-    return total / n
+            anchors[idx[s : s + rows]] = block.mean(dim=(1, 2))
+    return anchors if per_anchor else anchors.sum() / n
 
 
 @validated
-def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative: Tensor) -> Tensor:
+def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative: Tensor, per_anchor: bool = False) -> Tensor:
     r"""L_un with one negative and *practical* positives, exactly on the sample:
 
         L_un^prac = (1/N) Σ_i (1/N) Σ_j log(1 + e^{f_iᵀf⁻_j − f_iᵀf⁺_i}),
@@ -205,7 +206,7 @@ def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative
         f_anchor, f_positive, f_negative: [N, D] embeddings, row i of the first two from one input.
 
     Returns:
-        Scalar tensor in float64.
+        Scalar tensor in float64; with ``per_anchor`` the [N] vector of each anchor's term.
 
     Example:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
@@ -218,7 +219,8 @@ def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative
         raise ValueError("unsupervised_loss_practical needs at least one input")
     a, p, q = f_anchor.double(), f_positive.double(), f_negative.double()
     pos = (a * p).sum(1, keepdim=True)  # [N, 1]
-    return F.softplus(a @ q.T - pos).mean()
+    anchors = F.softplus(a @ q.T - pos).mean(1)
+    return anchors if per_anchor else anchors.mean()
 
 
 def _class_members(labels: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -229,11 +231,17 @@ def _class_members(labels: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _weighted_mean_and_stderr(values: Tensor, weights: Tensor) -> dict[str, Tensor]:
-    """Σ_i w_i·mean_r v_ir and its Monte-Carlo standard error √(Σ_i w_i² s_i² / R)."""
-    r = values.shape[1]
+    """Σ_i w_i·m_i with m_i = mean_r v_ir, and its standard error over anchors and draws,
+    √(n/(n − 1)·Σ_i w_i² (m_i − L̄)²) with L̄ the weighted mean (each m_i carries its own
+    Monte-Carlo noise, so this covers both the sample of anchors and the draws); the
+    Monte-Carlo part alone, √(Σ_i w_i² s_i²/R), is ``mc_stderr``."""
+    n, r = values.shape
     mean_i = values.mean(1)
     var_i = values.var(1, unbiased=True) if r > 1 else torch.zeros_like(mean_i)
-    return {"loss": (weights * mean_i).sum(), "stderr": (weights.pow(2) * var_i / r).sum().sqrt()}
+    loss = (weights * mean_i).sum()
+    centre = loss / weights.sum()
+    anchors = (weights.pow(2) * (mean_i - centre).pow(2)).sum() * (n / max(n - 1, 1))
+    return {"loss": loss, "stderr": anchors.sqrt(), "mc_stderr": (weights.pow(2) * var_i / r).sum().sqrt()}
 
 
 @validated(labels=("y",), num_negatives=">= 1", samples=">= 1")
@@ -275,14 +283,15 @@ def _margins(f: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
 
 
 @validated(labels=("y",))
-def mean_classifier_loss_exact(f: Tensor, y: Tensor) -> Tensor:
+def mean_classifier_loss_exact(f: Tensor, y: Tensor, per_anchor: bool = False) -> Tensor:
     r"""L_sup^μ with one negative class, exactly, on the empirical distribution (PAPERS.md §6).
 
         L_sup^μ = Σ_{a≠b} p_a p_b / (1 − τ) · mean_{x∈S_a} log(1 + e^{−f(x)ᵀ(μ_a − μ_b)}),
 
     the average binary mean-classifier loss over tasks {a, b} drawn from p² conditioned on
     a ≠ b, with the class means μ_c of the same empirical distribution (the *true* means of
-    D̂, as the bound's proof requires).
+    D̂, as the bound's proof requires). With ``per_anchor`` the [N] vector whose mean is the
+    loss (the class means held fixed).
 
     Example:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
@@ -291,9 +300,8 @@ def mean_classifier_loss_exact(f: Tensor, y: Tensor) -> Tensor:
     """
     f, labels, p, centers = _compact(f, y)
     other = torch.ones(f.shape[0], p.numel(), dtype=torch.bool, device=f.device).scatter_(1, labels[:, None], False)
-    per_anchor = (F.softplus(-_margins(f, labels, centers)) * p * other).sum(1)
-    tau = (p * p).sum()
-    return per_anchor.mean() / (1 - tau)
+    anchors = (F.softplus(-_margins(f, labels, centers)) * p * other).sum(1) / (1 - (p * p).sum())
+    return anchors if per_anchor else anchors.mean()
 
 
 @validated(labels=("y",), num_negatives=">= 1", samples=">= 1")

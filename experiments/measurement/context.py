@@ -9,6 +9,7 @@ loss saw.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Callable
@@ -61,6 +62,10 @@ class Context:
         settings, with the learned structure removed.
 
         - ``random_init``: the architecture at the seed's initial weights;
+        - ``random_init_bn``: those weights with every BatchNorm's statistics recalibrated on
+          the training inputs (:func:`recalibrated_batchnorm`), the control a reviewer asks for
+          first: an untrained network whose activations are on the data's scale (raises
+          :class:`ControlNotApplicable` for an encoder without BatchNorm);
         - ``shuffled_labels``: the trained encoder, train and test labels randomly permuted
           (class frequencies kept; the generator's ground truth dropped with them);
         - ``random_embedding``: the trained context; the groups that support it replace the
@@ -68,6 +73,12 @@ class Context:
         """
         if name == "random_init":
             return dataclasses.replace(self, model=self.init_model, control_name=name)
+        if name == "random_init_bn":
+            if "random_init_bn" not in self.cache:
+                self.cache["random_init_bn"] = recalibrated_batchnorm(self.init_model, self.data.x_train)
+            if self.cache["random_init_bn"] is None:
+                raise ControlNotApplicable("the encoder has no BatchNorm layer, so this control is the random-init control")
+            return dataclasses.replace(self, model=self.cache["random_init_bn"], control_name=name)
         if name == "shuffled_labels":
             g = self.generator(31)
             shuffle = lambda t: t[torch.randperm(t.numel(), generator=g).to(t.device)]  # noqa: E731
@@ -143,6 +154,40 @@ class Context:
     @property
     def split(self) -> str:
         return f"test n={self.x.shape[0]}"
+
+
+class ControlNotApplicable(ValueError):
+    """A control that would change nothing for this encoder (it is another control there)."""
+
+
+#: Inputs used to recalibrate BatchNorm statistics: the cumulative average settles within a few
+#: thousand inputs, and this bounds the cost on CIFAR-sized sets.
+BN_CALIBRATION_INPUTS = 4096
+
+
+@torch.no_grad()
+def recalibrated_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256, max_inputs: int = BN_CALIBRATION_INPUTS) -> nn.Module | None:
+    """A copy of ``model`` whose BatchNorm running statistics (backbone and projection head) are
+    the cumulative averages over the first ``max_inputs`` of ``x`` (uint8 or [0,1] images), in
+    eval mode; None when the model has no BatchNorm. The weights are untouched."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return None
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # the cumulative average over every batch, not an exponential one
+    model.train()
+    x = x[:max_inputs]
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i : i + batch_size]
+        if xb.shape[0] < 2:  # BatchNorm needs two inputs per batch in train mode
+            break
+        h = model(xb.float() / 255 if xb.dtype == torch.uint8 else xb.float())
+        if hasattr(model, "projector"):
+            model.projector(h)
+    return model.eval()
 
 
 def to_uint8(v: torch.Tensor) -> torch.Tensor:

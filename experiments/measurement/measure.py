@@ -15,7 +15,7 @@ from collections.abc import Callable
 from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<control>/<term>"
 
 from ..store.db import Row, RunRecord, Store
-from .context import Context, build_context
+from .context import Context, ControlNotApplicable, build_context
 from .groups import CONTROL_PLAN, TERM_GROUPS, UNAVAILABLE
 from .registry import NEEDS_TRAINING_LOSS, check_groups, control_groups, default_groups
 
@@ -70,7 +70,12 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
             log(f"  measured {name} ({i + 1}/{len(names)}): {len(group)} terms")
     if ctx.cfg.measure.controls:
         for control, todo in control_groups(names):
-            cctx = ctx.control(control)
+            try:
+                cctx = ctx.control(control)
+            except ControlNotApplicable as err:  # not a gap: another control already covers it
+                if log:
+                    log(f"  control {control} left out: {err}")
+                continue
             for name in todo:
                 try:
                     write(control_rows(ctx, control, run(control, name, lambda: _group(cctx, name, CONTROL_PLAN[control][name]))))

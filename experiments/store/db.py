@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS bound_checks (
     created REAL NOT NULL,
     vacuous INTEGER,
     informative INTEGER,
+    resolved INTEGER,
     PRIMARY KEY (run, theorem)
 );
 CREATE TABLE IF NOT EXISTS spool_imported (
@@ -72,10 +73,10 @@ Row = tuple[str, float, str]
 
 #: The columns that readers select (the store's own reads, the figures' tables, `clbounds export`).
 MEASUREMENT_COLUMNS = ("run", "name", "value", "protocol", "created")
-CHECK_COLUMNS = ("run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "details")
+CHECK_COLUMNS = ("run", "theorem", "bound", "measured", "holds", "tightness", "assumptions_met", "vacuous", "informative", "resolved", "details")
 
 # Columns added after the first release: a store written before them gains them on open.
-_ADDED_COLUMNS = {"bound_checks": {"vacuous": "INTEGER", "informative": "INTEGER"}}
+_ADDED_COLUMNS = {"bound_checks": {"vacuous": "INTEGER", "informative": "INTEGER", "resolved": "INTEGER"}}
 
 
 def real_or_none(value: Any) -> float | None:
@@ -227,11 +228,12 @@ class Store:
         if op == "add_bound_checks":
             rows = [
                 (run_id, c["theorem"], real_or_none(c.get("bound")), real_or_none(c.get("measured")), flag_or_none(c.get("holds")), real_or_none(c.get("tightness")), flag_or_none(c.get("assumptions_met")),
-                 json.dumps(c.get("details", {}), default=str), now, flag_or_none(c.get("vacuous")), flag_or_none(c.get("informative")))
+                 json.dumps(c.get("details", {}), default=str), now, flag_or_none(c.get("vacuous")), flag_or_none(c.get("informative")),
+                 flag_or_none(c.get("resolved")))
                 for c in args["checks"]
             ]
-            return ("INSERT OR REPLACE INTO bound_checks (run, theorem, bound, measured, holds, tightness, assumptions_met, details, created, vacuous, informative) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            return ("INSERT OR REPLACE INTO bound_checks (run, theorem, bound, measured, holds, tightness, assumptions_met, details, created, vacuous, informative, resolved) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         raise ValueError(f"unknown store operation {op!r}")
 
     # --- runs -------------------------------------------------------------------------
@@ -278,7 +280,7 @@ class Store:
 
     def add_bound_checks(self, run_id: str, checks: list[dict[str, Any]]) -> None:
         """Stores bound checks: dicts with theorem, bound, measured, holds, tightness,
-        assumptions_met, vacuous, informative and optionally details (any JSON-able mapping,
+        assumptions_met, vacuous, informative, resolved and optionally details (any JSON-able mapping,
         e.g. which assumption failed and by how much). A check of the same theorem is replaced."""
         self._apply("add_bound_checks", run_id, {"checks": [dict(c) for c in checks]})
 
@@ -290,7 +292,7 @@ class Store:
             rows = [dict(r) for r in db.execute(sql + " ORDER BY run, theorem", args).fetchall()]
         for r in rows:
             r["holds"] = None if r["holds"] is None else bool(r["holds"])
-            for flag in ("assumptions_met", "vacuous", "informative"):
+            for flag in ("assumptions_met", "vacuous", "informative", "resolved"):
                 r[flag] = None if r[flag] is None else bool(r[flag])
             r["details"] = json.loads(r["details"])
         return rows

@@ -132,7 +132,7 @@ def _plain_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Bound checks as JSON values (numpy scalars and bools become floats and 0/1, as the store keeps them)."""
     return [{"theorem": c["theorem"], "bound": real_or_none(c.get("bound")), "measured": real_or_none(c.get("measured")), "holds": flag_or_none(c.get("holds")),
              "tightness": real_or_none(c.get("tightness")), "assumptions_met": flag_or_none(c.get("assumptions_met")), "vacuous": flag_or_none(c.get("vacuous")),
-             "informative": flag_or_none(c.get("informative")), "details": json.loads(json.dumps(c.get("details", {}), default=str))} for c in checks]
+             "informative": flag_or_none(c.get("informative")), "resolved": flag_or_none(c.get("resolved")), "details": json.loads(json.dumps(c.get("details", {}), default=str))} for c in checks]
 
 
 class SpoolStore(Store):

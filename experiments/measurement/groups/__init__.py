@@ -15,7 +15,7 @@ from ..context import Context
 from ..registry import CONTROL_GROUPS, GROUP_NAMES
 from .adversarial import adversarial_terms
 from .autoattack import autoattack_terms, autoattack_unavailable_here
-from .bounds import arora_terms, bounds_terms
+from .bounds import arora_and_huang_terms, arora_terms, bounds_terms
 from .cacr_weights import cacr_weight_terms
 from .geometry import geometry_terms
 from .information import information_terms
@@ -49,10 +49,12 @@ if tuple(TERM_GROUPS) != GROUP_NAMES:
 UNAVAILABLE: dict[str, Callable[[Context], str | None]] = {"autoattack": autoattack_unavailable_here}
 
 #: Where a control runs less than the group: random init re-measures only the two sharpness
-#: terms a check reads; shuffled labels only the Arora part (the label-dependent one) of "bounds".
+#: terms a check reads; shuffled labels only the Arora part (the label-dependent one) of "bounds";
+#: the BatchNorm-recalibrated init its Arora and Huang parts.
 _CONTROL_VARIANTS: dict[tuple[str, str], Group] = {
     ("random_init", "sharpness"): functools.partial(sharpness_terms, only=("sharpness", "sharpness_average")),
     ("shuffled_labels", "bounds"): arora_terms,
+    ("random_init_bn", "bounds"): arora_and_huang_terms,
 }
 
 #: control -> group -> the function it runs on the control's context.

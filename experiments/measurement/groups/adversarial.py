@@ -8,6 +8,7 @@ from torch import nn
 
 from clbounds.theory import adversarial, geometry
 from clbounds.theory.losses import info_nce
+from clbounds.theory.uncertainty import binomial_stderr
 
 from ...store.db import Row
 from ..context import Context, scalar
@@ -40,6 +41,7 @@ def adversarial_terms(ctx: Context) -> list[Row]:
     return [
         ("clean_accuracy", lin["clean_accuracy"], f"linear probe offline final-epoch, {ctx.split}"),
         ("robust_accuracy", lin["robust_accuracy"], probe_proto),
+        ("robust_accuracy_stderr", scalar(binomial_stderr(lin["robust_accuracy"], ctx.x.shape[0])), f"binomial standard error (Agresti-Coull centre), {probe_proto}"),
         ("clean_cross_entropy", lin["clean_cross_entropy"], f"linear probe offline final-epoch, {ctx.split}"),
         ("robust_cross_entropy", lin["robust_cross_entropy"], probe_proto),
         ("l2_robust_accuracy", l2["robust_accuracy"], f"linear probe offline lbfgs steps={ctx.cfg.eval.linear_steps} final-epoch, {l2_attack}, {ctx.split}"),

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbounds.theory import adversarial, arora, geometry, sharpness, shift
+from clbounds.theory.uncertainty import collision_stderr, stderr_of_mean
 from clbounds.theory.losses import huang_infonce_split, info_nce
 
 from ...store.db import Row
@@ -53,21 +54,30 @@ def arora_terms(ctx: Context) -> list[Row]:
     sup_nt = arora.mean_classifier_loss(f, y, b - 1, samples=32, generator=g)
     mc = "Monte Carlo 32 draws per anchor"
     views = [ctx.normalized_projections(v).double() / math.sqrt(tau) for v in ctx.views[:2]]
-    practical = arora.unsupervised_loss_practical(views[0], views[1], views[1])
+    practical = arora.unsupervised_loss_practical(views[0], views[1], views[1], per_anchor=True)
+    un, sup = arora.unsupervised_loss_exact(f, y, per_anchor=True), arora.mean_classifier_loss_exact(f, y, per_anchor=True)
+    # The one-negative terms are exact on the sample; their standard errors over its anchors are
+    # the sampling noise of the population statement, which the verdicts decide beyond.
+    over = f"standard error over the {y.numel()} anchors (per-anchor terms, class means held fixed)"
     return [
         ("loss_temperature", tau, "tau of the trained InfoNCE (method.temperature); f = z/||z||/sqrt(tau)"),
-        ("arora_unsupervised_loss_practical", scalar(practical), f"1 negative, exact, practical positives: views 1 and 2 ({ctx.cfg.augment}) of each input, negative = view 2 of a uniform draw, {space}"),
-        ("arora_unsupervised_loss", scalar(arora.unsupervised_loss_exact(f, y)), f"1 negative, exact, {space}"),
-        ("arora_mean_classifier_loss", scalar(arora.mean_classifier_loss_exact(f, y)), f"1 negative class, exact, sample class means, {space}"),
+        ("arora_unsupervised_loss_practical", scalar(practical.mean()), f"1 negative, exact, practical positives: views 1 and 2 ({ctx.cfg.augment}) of each input, negative = view 2 of a uniform draw, {space}"),
+        ("arora_unsupervised_loss_practical_stderr", scalar(stderr_of_mean(practical)), f"{over}, {space}"),
+        ("arora_unsupervised_loss", scalar(un.mean()), f"1 negative, exact, {space}"),
+        ("arora_unsupervised_loss_stderr", scalar(stderr_of_mean(un)), f"{over}, {space}"),
+        ("arora_mean_classifier_loss", scalar(sup.mean()), f"1 negative class, exact, sample class means, {space}"),
+        ("arora_mean_classifier_loss_stderr", scalar(stderr_of_mean(sup)), f"{over}, {space}"),
         ("arora_collision", scalar(arora.collision_probability(p, 1)), f"tau = sum_k p_k^2, labels of the {ctx.split}"),
+        ("arora_collision_stderr", scalar(collision_stderr(p, y.numel())), f"delta-method standard error of sum_k p_k^2 from {y.numel()} labels"),
         ("arora_negatives", float(k), "M = number of classes"),
         ("arora_unsupervised_loss_M", scalar(un_m["loss"]), f"M={k} negatives, {mc}, {space}"),
-        ("arora_unsupervised_loss_M_stderr", scalar(un_m["stderr"]), f"Monte Carlo standard error, M={k}, {space}"),
+        ("arora_unsupervised_loss_M_stderr", scalar(un_m["stderr"]), f"standard error over anchors and Monte Carlo draws, M={k}, {space}"),
         ("arora_mean_classifier_loss_M", scalar(sup_m["loss"]), f"M={k} negative-class draws, {mc}, {space}"),
-        ("arora_mean_classifier_loss_M_stderr", scalar(sup_m["stderr"]), f"Monte Carlo standard error, M={k}, {space}"),
+        ("arora_mean_classifier_loss_M_stderr", scalar(sup_m["stderr"]), f"standard error over anchors and Monte Carlo draws, M={k}, {space}"),
         ("arora_collision_M", scalar(arora.collision_probability(p, k)), f"tau_M = sum_k p_k (1-(1-p_k)^M), M={k}"),
         ("arora_collision_floor_M", scalar(arora.collision_floor(p, k)), f"gamma_M = sum_k p_k E log(1+J), J~Bin(M,p_k), M={k}"),
         ("arora_mean_classifier_loss_ntxent", scalar(sup_nt["loss"]), f"NT-Xent batch of {b}: M=B-1={b - 1} negative-class draws, {mc}, {space}"),
+        ("arora_mean_classifier_loss_ntxent_stderr", scalar(sup_nt["stderr"]), f"standard error over anchors and Monte Carlo draws, M=B-1={b - 1}, {space}"),
         ("arora_collision_ntxent", scalar(arora.collision_probability(p, b - 1)), f"tau_M, M=B-1={b - 1}"),
         ("arora_negatives_ntxent", float(b - 1), f"M = B-1 = {b - 1} negative-class draws of an NT-Xent batch of {b}"),
         ("arora_collision_floor_ntxent", scalar(arora.collision_floor(p, b - 1, multiplicity=2)), f"gamma_M with each colliding input counted twice (both views), M=B-1={b - 1}"),
@@ -102,6 +112,11 @@ def bounds_terms(ctx: Context) -> list[Row]:
     """
     b = min(ctx.cfg.measure.batch_size, ctx.x.shape[0])
     return arora_terms(ctx) + _huang_terms(ctx, b) + _ssa_clr_terms(ctx, b) + _robust_cl_terms(ctx, b)
+
+
+def arora_and_huang_terms(ctx: Context) -> list[Row]:
+    """The Arora and Huang parts of :func:`bounds_terms` (what the BatchNorm-recalibrated control measures)."""
+    return arora_terms(ctx) + _huang_terms(ctx, min(ctx.cfg.measure.batch_size, ctx.x.shape[0]))
 
 
 def _huang_terms(ctx: Context, b: int) -> list[Row]:
@@ -146,8 +161,9 @@ def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
     test_batches = view_pair_batches(ctx, ctx.data.x_test, b, 24)
     model = ctx.model.eval()
     with torch.no_grad():
-        loss_train = sum(scalar(nt_xent(model, bt)) for bt in train_batches) / len(train_batches)
-        loss_test = sum(scalar(nt_xent(model, bt)) for bt in test_batches) / len(test_batches)
+        per_train = torch.tensor([scalar(nt_xent(model, bt)) for bt in train_batches], dtype=torch.float64)
+        per_test = torch.tensor([scalar(nt_xent(model, bt)) for bt in test_batches], dtype=torch.float64)
+    loss_train, loss_test = scalar(per_train.mean()), scalar(per_test.mean())
     sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho, steps=m.sharpness_steps, generator=ctx.generator(25))
     # The ρ-sharp loss on a grid of radii, for the tightest PAC-Bayes bound over ρ (bounds/ssa_clr.py).
     sharp_grid = {f: sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25)) for f in RHO_GRID if f != 1}
@@ -164,6 +180,7 @@ def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
         *[(f"ssl_sharp_loss_train@rho_factor={f:g}", loss_train + v, f"max over ||eps|| <= rho={m.rho * f:g} ({f:g} x measure.rho, grid) by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches")
           for f, v in sharp_grid.items()],
         ("ssl_loss_heldout", loss_test, f"{proto}, {len(test_batches)} test batches"),
+        ("ssl_loss_heldout_stderr", scalar(stderr_of_mean(per_test)), f"standard error over the {len(test_batches)} test batches (0 for one batch), {proto}"),
         ("ssl_loss_range", high - low, f"hi - lo of the per-anchor NT-Xent, M=2B-2={2 * b - 2}, tau={tau:g}"),
         ("ssl_loss_max", high, f"hi = log(1+M e^(2/tau)), the largest per-anchor NT-Xent on normalised embeddings, M=2B-2={2 * b - 2}, tau={tau:g}"),
         ("ssl_loss_constant_encoder", math.log(2 * b - 1), f"log(2B-1), the NT-Xent of a constant encoder (every logit equal), B={b}: the trivial encoder's loss"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from clbounds.theory import geometry
+from clbounds.theory.uncertainty import binomial_stderr
 
 from ...store.db import Row
 from ..context import Context, scalar
@@ -28,13 +29,14 @@ def geometry_terms(ctx: Context) -> list[Row]:
     nearest-centre error G_f and the spread use these centres. R_ε is also given on the grid
     ``EPS_GRID`` (rows ``misalignment_rate@eps=<ε>``), from the same views.
     """
-    m, k = ctx.cfg.measure, ctx.data.num_classes
+    m, k, n_test = ctx.cfg.measure, ctx.data.num_classes, ctx.x.shape[0]
     p = torch.bincount(ctx.data.y_train, minlength=k).double() / ctx.data.y_train.numel()
     rows: list[Row] = [
         ("class_collision", scalar(p.pow(2).sum()), "tau_col = sum_k p_k^2, train labels"),
         ("min_class_probability", scalar(p.min()), "min_k p_k, train labels"),
         # what a trivial predictor attains: the ceiling of every error bound (bounds.common.error_ceiling)
-        ("trivial_error", scalar((ctx.y != int(p.argmax())).double().mean()), f"error of always predicting the most frequent training class, {ctx.split}"),
+        ("trivial_error", (trivial := scalar((ctx.y != int(p.argmax())).double().mean())), f"error of always predicting the most frequent training class, {ctx.split}"),
+        ("trivial_error_stderr", scalar(binomial_stderr(trivial, n_test)), f"binomial standard error (Agresti-Coull centre), {ctx.split}"),
         ("misalignment_eps", m.eps, "eps of R_eps (measure.eps), on normalised embeddings"),
         ("misalignment_views", float(m.views), "M views per input for R_eps"),
     ]
@@ -51,15 +53,20 @@ def geometry_terms(ctx: Context) -> list[Row]:
         view_z = torch.stack([embed(v) for v in ctx.views])  # [M, N, D]
         proto_c = f"{space}, centres = mean over train n={n_train} x {m.center_views} augmented 8-bit views ({ctx.cfg.augment})"
         proto_v = f"{space}, M={m.views} views{below_settled('views', m.views)} ({ctx.cfg.augment}), {ctx.split}"
+        error = scalar(geometry.nearest_center_error(z, ctx.y, centers))
+        misaligned = scalar(geometry.misalignment_rate(view_z, m.eps))
+        binomial = f"binomial standard error (Agresti-Coull centre) over the {ctx.split}"
         rows += [
             ("center_max_inner" + suffix, scalar(sep["max_inner"]), proto_c),
             ("center_min_distance" + suffix, scalar(sep["min_distance"]), proto_c),
             ("delta_mu" + suffix, scalar(sep["delta_mu"]), f"{proto_c}, r=1"),
             ("intra_class_spread" + suffix, scalar(geometry.intra_class_spread(z_flat, y_train, num_classes=k)), f"E||f(x')-mu_y||^2 over the same views, {proto_c}"),
-            ("nearest_center_error" + suffix, scalar(geometry.nearest_center_error(z, ctx.y, centers)), f"{proto_c}, evaluated on {ctx.split}"),
+            ("nearest_center_error" + suffix, error, f"{proto_c}, evaluated on {ctx.split}"),
+            ("nearest_center_error" + suffix + "_stderr", scalar(binomial_stderr(error, n_test)), f"{binomial}; the centres held fixed"),
             ("alignment" + suffix, scalar(geometry.alignment(view_z[0], view_z[1])), f"E||f(x1)-f(x2)||^2, {proto_v}"),
             ("uniformity" + suffix, scalar(geometry.uniformity(z)), f"t=2, {space}, {ctx.split}"),
-            ("misalignment_rate" + suffix, scalar(geometry.misalignment_rate(view_z, m.eps)), f"R_eps eps={m.eps:g}, {proto_v}"),
+            ("misalignment_rate" + suffix, misaligned, f"R_eps eps={m.eps:g}, {proto_v}"),
+            ("misalignment_rate" + suffix + "_stderr", scalar(binomial_stderr(misaligned, n_test)), f"{binomial}, eps={m.eps:g}, M={m.views} views"),
         ]
         diameter = geometry.view_diameter(view_z)
         rows += [(f"misalignment_rate{suffix}@eps={e:g}", scalar((diameter > e).double().mean()), f"R_eps eps={e:g} (grid), {proto_v}") for e in EPS_GRID]

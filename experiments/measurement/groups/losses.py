@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
 from clbounds.theory.losses import barlow_twins, huang_barlow_split, huang_infonce_split, info_nce
+from clbounds.theory.uncertainty import stderr_of_mean
 
 from ...store.db import Row
 from ..context import Context, scalar
@@ -17,8 +20,10 @@ def losses_terms(ctx: Context) -> list[Row]:
     proto = f"projection, augmentation pairs ({ctx.cfg.augment}), batches of {b}, {ctx.split}"
     split = [huang_infonce_split(a, c, temperature=tau) for a, c in batches]
     bt = [huang_barlow_split(a, c) for a, c in batches]
+    nce = torch.tensor([scalar(info_nce(a, c, tau)) for a, c in batches], dtype=torch.float64)
     return [
-        ("info_nce", mean(lambda a, c: info_nce(a, c, tau)), f"NT-Xent tau={tau:g}, {proto}"),
+        ("info_nce", scalar(nce.mean()), f"NT-Xent tau={tau:g}, {proto}"),
+        ("info_nce_stderr", scalar(stderr_of_mean(nce)), f"standard error over the {len(batches)} batches (0 for one batch), NT-Xent tau={tau:g}, {proto}"),
         ("barlow_twins", mean(lambda a, c: barlow_twins(a, c, ctx.cfg.method.lambd)), f"lambda={ctx.cfg.method.lambd:g}, {proto}"),
         ("huang_infonce_L1", sum(scalar(s["L1"]) for s in split) / len(split), f"Huang et al. split tau={tau:g}, {proto}"),
         ("huang_infonce_L2", sum(scalar(s["L2"]) for s in split) / len(split), f"Huang et al. split tau={tau:g}, {proto}"),

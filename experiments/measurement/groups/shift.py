@@ -7,6 +7,8 @@ import torch.nn.functional as F
 
 from clbounds.theory import shift
 
+from clbounds.theory.uncertainty import stderr_of_mean
+
 from ...store.db import Row
 from ..context import Context, scalar
 
@@ -44,6 +46,7 @@ def shift_terms(ctx: Context) -> list[Row]:
              f"ideal positive = a view ({ctx.cfg.augment}) of {source}; {ctx.split}")
     return [
         ("shift_loss_gap", sum(gaps) / len(gaps), f"InfoNCE(ideal) - InfoNCE(practical), tau={tau:g}, batches of {b}, {proto}"),
+        ("shift_loss_gap_stderr", scalar(stderr_of_mean(torch.tensor(gaps))), f"standard error over the {len(gaps)} batches (0 for one batch), tau={tau:g}, batches of {b}"),
         ("infonce_range", high - low, f"width of [log(1+M e^(-2/tau)), log(1+M e^(2/tau))], M={2 * b - 2}, tau={tau:g}"),
         ("shift_mmd2", scalar(shift.mmd2(ji, jp, paired=True)), f"unbiased RBF MMD^2 (paired U-statistic: the anchors are shared), median bandwidth, joint (z, z+) normalised, {proto}"),
         ("shift_sliced_wasserstein", scalar(shift.sliced_wasserstein(ji, jp, generator=ctx.generator(5))), f"SW_2, 128 directions, joint (z, z+), between the two empirical laws (> 0 even for one law), {proto}"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from clbounds.theory import geometry
+from clbounds.theory.uncertainty import binomial_stderr
 
 from ...store.db import Row
 from ..context import Context, scalar
@@ -32,7 +33,10 @@ def sigma_terms(ctx: Context) -> list[Row]:
     methods = sorted(set(result["method"]))
     base = f"pixel-L2 d_A over M={m.views} views ({ctx.cfg.augment}), {m.sigma_per_class} test inputs per class{below_settled('sigma_per_class', m.sigma_per_class)}"
     proto = f"{base}, delta={ctx.delta:.4g} ({ctx.delta_note}), solver={'+'.join(methods)}"
-    rows = [("sigma", scalar(result["sigma"]), proto), ("sigma_delta", ctx.delta, proto)]
+    # σ̂ is the fraction of the sampled inputs in the largest cliques: its standard error is
+    # taken as a binomial one over those inputs (the clique search adds no randomness).
+    rows = [("sigma", scalar(result["sigma"]), proto), ("sigma_delta", ctx.delta, proto),
+            ("sigma_stderr", scalar(binomial_stderr(scalar(result["sigma"]), idx.numel())), f"binomial standard error over the {idx.numel()} inputs, {base}")]
     for factor in DELTA_GRID:
         grid = geometry.sigma_delta(d_a, ctx.y[idx], ctx.delta * factor, num_classes=k)
         rows.append((f"sigma@delta_factor={factor:g}", scalar(grid["sigma"]), f"{base}, delta={factor:g} x {ctx.delta:.4g} (grid), solver={'+'.join(sorted(set(grid['method'])))}"))

@@ -1,0 +1,63 @@
+r"""Standard errors of the measured terms: the sampling noise a verdict must see beyond.
+
+A term measured on a sample (test inputs, augmented views, batches, Monte-Carlo draws) is an
+estimate of a population quantity; a bound check compares two such estimates, and
+``bounds.common`` decides "holds" or "violated" only beyond a margin built from these standard
+errors. Each function takes tensors (or a rate and a count) and returns the standard error as
+a float64 tensor.
+
+Example:
+    >>> round(stderr_of_mean(torch.tensor([1.0, 2.0, 3.0, 4.0])).item(), 6)
+    0.645497
+    >>> round(binomial_stderr(0.0, 100).item(), 4)  # a rate of 0 still has a positive error
+    0.0137
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def stderr_of_mean(values: Tensor) -> Tensor:
+    r"""s/√n, the standard error of the mean of ``values`` (one value per sampled unit), with
+    s the sample standard deviation (n − 1 in the denominator); 0 for a single value.
+
+    Example:
+        >>> stderr_of_mean(torch.tensor([2.0, 2.0])).item()
+        0.0
+    """
+    v = values.detach().double().flatten()
+    if v.numel() < 2:
+        return torch.zeros((), dtype=torch.float64)
+    return v.std(unbiased=True) / math.sqrt(v.numel())
+
+
+def binomial_stderr(rate: float | Tensor, n: int) -> Tensor:
+    r"""The standard error of a rate of n Bernoulli trials, √(p̃(1 − p̃)/n) at the Agresti–Coull
+    centre p̃ = (n·p + 2)/(n + 4), so that a rate of 0 or 1 (often measured: an error of 0,
+    a misalignment rate of 1) keeps an error of the order 1/n instead of 0.
+
+    Example:
+        >>> round(binomial_stderr(0.5, 100).item(), 4)
+        0.05
+    """
+    if n < 1:
+        raise ValueError(f"binomial_stderr needs n >= 1 trials, got {n}")
+    p = (n * float(rate) + 2) / (n + 4)
+    return torch.tensor(math.sqrt(p * (1 - p) / n), dtype=torch.float64)
+
+
+def collision_stderr(p: Tensor, n: int) -> Tensor:
+    r"""The delta-method standard error of the plug-in collision probability τ̂ = Σ_c p̂_c²
+    from n labels: Var τ̂ ≈ (4/n)(Σ_c p_c³ − (Σ_c p_c²)²).
+
+    Example:
+        >>> collision_stderr(torch.tensor([0.5, 0.5], dtype=torch.float64), 100).item()  # balanced: first order 0
+        0.0
+    """
+    p = p.double()
+    var = 4.0 / n * ((p**3).sum() - (p**2).sum() ** 2)
+    return var.clamp_min(0).sqrt()
