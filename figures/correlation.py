@@ -62,13 +62,13 @@ def correlation_table(df: pd.DataFrame, terms: Sequence[str], targets: Sequence[
       points (every setting but the seed), each with all its seeds: a cluster bootstrap, since
       the seeds of one setting are not independent runs;
     - τ given the loss: Kendall's partial τ of the term and the error given ``loss`` (NT-Xent)
-      on the n (given loss) runs where all three are measured, and its p-value from a
-      Freedman–Lane permutation test on rank residuals over the settings' means (the
-      "settings (test)" units; seeds of one setting are not exchangeable); "beyond loss" is
-      yes when that p-value passes Holm's correction over every term of the same target at
-      0.05 (Jiang et al.'s question of a measure's value given others). A partial τ measures
-      association given the loss; it is not a test of conditional independence. No interval
-      is shown for it: its bootstrap interval is too narrow at these sizes;
+      on the n (given loss) runs where all three are measured, and the p-value of
+      :func:`statistics.beyond_loss_test` over the settings' means (the "settings (test)"
+      units; seeds of one setting are not exchangeable): the generalised covariance measure
+      of the term's and the error's residuals on the loss, on values and on ranks; "beyond
+      loss" is yes when that p-value passes Holm's correction over every term of the same
+      target at 0.05 (Jiang et al.'s question of a measure's value given others). No interval
+      is shown for the partial τ: its bootstrap interval is too narrow at these sizes;
     - worst sign agreement: over the axes, the smallest fraction of pairs of runs differing in
       that axis where the term and the error move together (Dziugaite et al. 2020's robust
       view), with that axis and its number of pairs (an axis with few pairs is a noisy minimum).
