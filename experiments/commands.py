@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from .config import ConfigError, load_config
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES, check_groups
+from .names import csv_cell, slug
 from .store.db import CHECK_COLUMNS, MEASUREMENT_COLUMNS, Store
 
 
@@ -107,7 +109,7 @@ def _grid_executor(args: argparse.Namespace, store: Store, name: str) -> Any:
     """The executor of a grid command (``--executor``, experiments/pipeline/executors.py)."""
     from .pipeline.executors import make_executor
 
-    return make_executor(args.executor, store.root / "jobs" / name, name, getattr(args, "workers", 1), args.dry_run)
+    return make_executor(args.executor, store.root / "jobs" / slug(name), slug(name), getattr(args, "workers", 1), args.dry_run)
 
 
 def _print_dry_run(dry: Exception) -> None:
@@ -265,11 +267,22 @@ def cmd_export(args: argparse.Namespace, store: Store) -> None:
     _write_table(sys.stdout, rows(), fields, args.json)
 
 
+def _json_safe(value: Any) -> Any:
+    """Valid JSON whatever the store holds: a non-finite float is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _write_table(out, rows: list[dict], fields: list[str], as_json: bool) -> None:
     if as_json:
-        json.dump(rows, out, indent=2, default=str)
+        json.dump(_json_safe(rows), out, indent=2, default=str, allow_nan=False)
         out.write("\n")
         return
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)  # names cannot run as spreadsheet formulas

@@ -82,3 +82,11 @@ def _picked(m: pd.DataFrame, protocols: dict[str, str]) -> pd.DataFrame:
         best = pick(group.to_dict("records"), protocols.get(name))
         rows.append({"run": run, "name": name, "value": best["value"], "protocol": best["protocol"]})
     return pd.DataFrame(rows, columns=["run", "name", "value", "protocol"])
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell neutralised for spreadsheets (``experiments.names.csv_cell``):
+    a run label starting with ``=`` is written as text, not run as a formula."""
+    from clbounds.experiments.names import csv_cell
+
+    return df.apply(lambda col: col.map(csv_cell) if col.dtype == object or pd.api.types.is_string_dtype(col) else col)

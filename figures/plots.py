@@ -36,7 +36,10 @@ class Figure:
 
 
 def house_style() -> None:
-    sns.set_theme(context="paper", style="whitegrid", font_scale=1.15, rc={"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+    # text.parse_math off: labels carry run names, which are data, never mathtext (a "$" in a
+    # label made every plot of the report fail); statements opt in where they are typeset.
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.15,
+                  rc={"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold", "text.parse_math": False})
 
 
 def _save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:

@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import sympy  # noqa: E402
 
+from clbounds.experiments.names import markdown_text  # noqa: E402
+
 from .plots import Figure  # noqa: E402
 
 
@@ -47,7 +49,7 @@ def render_statement(theorem: str, expr: sympy.Basic, label: str) -> Statement:
     png = None
     try:
         fig = plt.figure(figsize=(0.01, 0.01))
-        fig.text(0, 0, f"${latex}$", fontsize=13)
+        fig.text(0, 0, f"${latex}$", fontsize=13, parse_math=True)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=130, bbox_inches="tight", pad_inches=0.05)
         png = buf.getvalue()
@@ -68,15 +70,20 @@ def _markdown_table(df: pd.DataFrame) -> str:
             return "" if v != v else f"{v:.4g}"
         if isinstance(v, bool):
             return "yes" if v else "**no**"
-        return "" if v is None else str(v)
+        return "" if v is None else markdown_text(v)  # names are data: no markup, no forged rows
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(markdown_text(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
 _VERDICT_CLASS = {"informative": "ok", "vacuous": "weak", "by construction": "weak", "hypothesis not met": "weak", "no control": "plain",
                   "not resolved": "plain", "violated": "bad", "not evaluated": "plain", "reproduced": "ok", "contradicted": "bad"}
+
+
+def _command_line(command: str) -> str:
+    """A command inside a Markdown code block: one line, and it cannot close the block."""
+    return " ".join(str(command).split()).replace(chr(96) * 3, chr(39) * 3)
 
 
 def _html_table(df: pd.DataFrame, float_format) -> str:
@@ -114,11 +121,12 @@ def build_report(
     before the bounds (e.g. the settings' means and paired comparisons of a multi-seed grid).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = [f"# {title}\n", intro + "\n"]
+    m = markdown_text
+    md = [f"# {m(title)}\n", m(intro) + "\n"]
     if commands:
-        md += ["## Regenerate\n", "```bash", *commands, "```\n"]
+        md += ["## Regenerate\n", "```bash", *[_command_line(c) for c in commands], "```\n"]
     for heading, text, table in sections:
-        md += [f"## {heading}\n", *([text + "\n"] if text else []), _markdown_table(table)]
+        md += [f"## {m(heading)}\n", *([m(text) + "\n"] if text else []), _markdown_table(table)]
     md += ["## Bounds\n"]
     if bound_headline:
         md += [f"**{bound_headline}.** A check is *vacuous* when its bound is at or above the trivial ceiling of the quantity it bounds, "
@@ -127,7 +135,7 @@ def build_report(
         md += ["### By theorem\n", _markdown_table(theorem_table), "### Every run\n"]
     md += [_markdown_table(bound_table)]
     if findings:
-        md += ["### Findings\n", *[f"- {f}" for f in findings], ""]
+        md += ["### Findings\n", *[f"- {m(f)}" for f in findings], ""]
     md += ["## Rank correlation of each term with error\n", _markdown_table(correlation_table)]
     if statements:
         md += ["## Theorem statements\n"]
@@ -135,9 +143,9 @@ def build_report(
             md += [f"**{s.theorem}** ({s.label})\n", f"$$ {s.latex} $$\n", "```", s.pretty, "```\n"]
     md += ["## Figures\n"]
     for f in figures:
-        md += [f"### {f.name}\n", f"![{f.name}]({f.png.relative_to(out_dir) if f.png.is_relative_to(out_dir) else f.png})\n", f"{f.caption}\n"]
+        md += [f"### {m(f.name)}\n", f"![{m(f.name)}]({f.png.relative_to(out_dir) if f.png.is_relative_to(out_dir) else f.png})\n", f"{m(f.caption)}\n"]
         if f.command:
-            md += [f"Regenerate: `{f.command}`\n"]
+            md += [f"Regenerate: `{_command_line(f.command).replace(chr(96), chr(39))}`\n"]
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(md))
 

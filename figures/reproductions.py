@@ -17,6 +17,7 @@ import pandas as pd
 from clbounds.bounds import wen2020
 
 from . import frames
+from .frames import csv_safe
 from .claims import FIXED_TEST_NOTE, INTERVAL_NOTE, Claim, claims_sentence, mean_table, summary, test_claims
 from .correlation import kendall_tau
 from .plots import Figure, Panel, bound_tightness as draw_bound_tightness, ordered_series, panels
@@ -104,7 +105,7 @@ def _huang_table(df: pd.DataFrame, x: str, order: Sequence, out_dir: Path | None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         cols = {"config.method.name": "method", x: name, "config.seed": "seed", **HUANG_COLUMNS}
-        df[[c for c in cols if c in df]].rename(columns=cols).sort_values([c for c in ("method", name, "seed") if c in cols.values()]).to_csv(out_dir / "runs.csv", index=False)
+        csv_safe(df[[c for c in cols if c in df]].rename(columns=cols).sort_values([c for c in ("method", name, "seed") if c in cols.values()])).to_csv(out_dir / "runs.csv", index=False)
     parts = []
     for method, g in df.groupby("config.method.name"):
         g = g.assign(setting=g[x].astype(str))
@@ -407,7 +408,7 @@ def wen_width(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     per_run = df.assign(label=df["run"].map(labels))[["width", "label", *[c for c in WEN_COLUMNS if c in df]]].rename(columns=WEN_COLUMNS).reset_index(drop=True)
     if seeds > 1:  # one row per width, mean [interval] over its seeds; the per-seed rows beside the report
         out_dir.mkdir(parents=True, exist_ok=True)
-        per_run.to_csv(out_dir / "runs.csv", index=False)
+        csv_safe(per_run).to_csv(out_dir / "runs.csv", index=False)
         widths = [f"{w:g}" for w in sorted(df["width"].unique())]
         table = mean_table(df.assign(w=df["width"].map(lambda w: f"{w:g}")), "w", {c: WEN_COLUMNS[c] for c in WEN_COLUMNS if c in df}, widths,
                            accuracy=("knn_accuracy",), n_test=_test_size(df), split_per_seed=_split_per_seed(df)).rename(columns={"w": "width"})

@@ -11,6 +11,7 @@ from clbounds.bounds.common import VERDICTS, headline, verdict, verdict_counts
 from clbounds.bounds.display import controls_summary
 
 from . import frames
+from .frames import csv_safe
 from .claims import INTERVAL_NOTE, Claim, mean_table, summary, test_claims
 from .correlation import correlation_table
 from .plots import Figure, bound_tightness, embedding_maps, terms_vs_target
@@ -220,6 +221,6 @@ def make_report(
     records = checks.to_dict("records") if not checks.empty else []
     md, html = build_report(out_dir, title, intro, bound_summary(checks, labels), corr.round(4), figures, statements, findings(checks, labels), commands,
                             bound_headline=headline(records), theorem_table=theorem_summary(checks) if records else None, sections=setting_sections(df))
-    df.drop(columns=[c for c in df.columns if c.startswith("config.") and df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(out_dir / "runs.csv", index=False)
-    corr.to_csv(out_dir / "correlations.csv", index=False)
+    csv_safe(df.drop(columns=[c for c in df.columns if c.startswith("config.") and df[c].map(lambda v: isinstance(v, (list, dict))).any()])).to_csv(out_dir / "runs.csv", index=False)
+    csv_safe(corr).to_csv(out_dir / "correlations.csv", index=False)
     return md, html, figures

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError, load_config
+from ..names import slug
 from ..store.db import Store
 from .executors import Executor
 from .grid import GridItem, run_grid
@@ -143,7 +144,7 @@ def reproduce(target_name: str, store: Store, preset_name: str = "quick", execut
     if not done:
         raise RuntimeError(f"reproduce {target_name}: every run failed; see `clbounds runs`")
     evaluate_sweep_bounds([store.get_run(r.run_id) for r in done], store)  # Wen width sweeps, CACR vs SimCLR pairs (as verify does)
-    out_dir = store.root / "reproduce" / f"{target_name}-{preset.name}"
+    out_dir = store.root / "reproduce" / slug(f"{target_name}-{preset.name}")
     command = (f"clbounds reproduce {target_name}" + (f" --preset {preset_name}" if preset_name != "quick" else "")
                + (f" --seeds {len(seed_list)}" if target.runs and len(seed_list) != target.seeds else ""))
     report = getattr(reproductions, target.analysis)(store.root, [r.run_id for r in done], {r.run_id: r.label for r in done}, out_dir, command)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import PRESET_DIR, ConfigError, load_config, load_yaml, read_config_text
+from ..names import slug
 from ..store.db import Store
 from .executors import Executor
 from .grid import GridItem, run_grid
@@ -95,7 +96,7 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
 
     preset = load_preset(preset_name)
     items = grid_items(preset, extra)
-    out_dir = out_dir or store.root / preset.name
+    out_dir = out_dir or store.root / slug(preset.name)  # a name is data: it cannot leave the store
     t0 = time.perf_counter()
     log(f"verify {preset.name}: {len(items)} runs into {store.root}")
     results = run_grid(items, store, executor, log=log)

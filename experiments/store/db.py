@@ -251,14 +251,22 @@ class Store:
             row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return self._record(row) if row else None
 
-    def find_run(self, prefix: str) -> RunRecord:
-        """The run whose id starts with ``prefix`` (ids are hashes, so a few characters do)."""
+    def find_run(self, reference: str) -> RunRecord:
+        """The run that ``reference`` names, matched literally (no wildcard: ``%`` and ``_`` are
+        characters): its exact id, else the one id that starts with it (ids are hashes, so a
+        few characters do), else the one run whose name is it."""
+        if not isinstance(reference, str) or not reference or len(reference) > 200:
+            raise UnknownRunError(f"a run reference is a non-empty id, id prefix or run name of at most 200 characters, got {str(reference)[:40]!r}")
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY created", (prefix + "%",)).fetchall()
+            rows = db.execute("SELECT * FROM runs WHERE id = ?", (reference,)).fetchall()
+            if not rows:
+                rows = db.execute("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created", (len(reference), reference)).fetchall()
+            if not rows:
+                rows = db.execute("SELECT * FROM runs WHERE name = ? ORDER BY created", (reference,)).fetchall()
         if not rows:
-            raise UnknownRunError(f"no run with id {prefix!r} in {self.db_path}; `clbounds runs` lists them")
+            raise UnknownRunError(f"no run with id, id prefix or name {reference!r} in {self.db_path}; `clbounds runs` lists them")
         if len(rows) > 1:
-            raise UnknownRunError(f"run id {prefix!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
+            raise UnknownRunError(f"run reference {reference!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
         return self._record(rows[0])
 
     def runs(self) -> list[RunRecord]:

@@ -1,0 +1,75 @@
+"""Hostile and careless input at the trust boundary (issue 29): each case is refused with a clear
+error or handled literally, writes nothing outside the store and never hangs."""
+
+from __future__ import annotations
+
+import pytest
+
+from clbounds.experiments.store.db import Store, UnknownRunError
+
+
+def _config(name: str) -> dict:
+    return {"name": name, "method": {"name": "simclr"}, "data": {"name": "synthetic"}, "encoder": {"arch": "mlp"}}
+
+
+def _two_runs(store: Store) -> None:
+    store.upsert_run("ab12cd34ef", _config("base"), status="done")
+    store.upsert_run("ab99cd34ef", _config("import-tv"), status="done")
+
+
+@pytest.mark.parametrize("reference", ["%", "_", "a_", "ab%", "%ef", "", "x" * 201])
+def test_run_references_match_literally_never_as_a_pattern(store, reference):
+    _two_runs(store)
+    with pytest.raises(UnknownRunError):
+        store.find_run(reference)
+
+
+def test_run_references_are_an_id_a_unique_prefix_or_a_name(store):
+    _two_runs(store)
+    assert store.find_run("ab12cd34ef").id == "ab12cd34ef"
+    assert store.find_run("ab9").id == "ab99cd34ef"
+    assert store.find_run("import-tv").id == "ab99cd34ef"
+    with pytest.raises(UnknownRunError, match="ambiguous"):
+        store.find_run("ab")
+
+
+HOSTILE_LABELS = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "two\n| forged | row |", "=HYPERLINK(\"http://x\")", "price $\\frac$ per run"]
+
+
+def test_hostile_run_labels_are_escaped_in_every_format_of_the_report(tmp_path):
+    import csv
+
+    from clbounds.experiments.config import config_from_dict
+    from clbounds.figures.verify_report import make_report
+
+    from conftest import tiny_raw
+
+    store = Store(tmp_path / "store")
+    runs, labels = [], {}
+    for i, label in enumerate(HOSTILE_LABELS):
+        cfg = config_from_dict(tiny_raw(color_strength=0.2 + 0.1 * i))
+        store.upsert_run(cfg.run_id(), cfg.to_dict(), status="done")
+        store.add_measurements(cfg.run_id(), [("knn_accuracy", 0.5 + 0.05 * i, "knn k=20 t=0.1 cosine-weighted offline final-epoch test"),
+                                               ("info_nce", 3.0 - 0.1 * i, "NT-Xent"), ("alignment", 0.1 * i, "features")])
+        store.add_bound_checks(cfg.run_id(), [{"theorem": "arora2019.one_negative", "bound": 1.0, "measured": 2.0, "holds": False, "tightness": 0.5,
+                                               "assumptions_met": True, "resolved": True, "details": {"label": "paper"}}])
+        runs.append(cfg.run_id())
+        labels[cfg.run_id()] = label
+    md, page, _ = make_report(store.root, runs, labels, tmp_path / "report", "title <b>$x$</b>", ["clbounds verify --preset ```evil"])
+    text = md.read_text()
+    assert "<script>" not in text and "<img" not in text and "<b>" not in text
+    assert "| forged | row |" not in text  # a newline in a label cannot start a table row
+    assert "\n```evil" not in text and text.count("```") % 2 == 0
+    assert "<script>" not in page.read_text() and "<img src=x" not in page.read_text()
+    with open(tmp_path / "report" / "runs.csv", newline="") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert not any(c.startswith(("=", "+", "@")) for c in cells), [c for c in cells if c.startswith(("=", "+", "@"))]
+
+
+def test_a_preset_name_cannot_leave_the_store(tmp_path):
+    from clbounds.experiments.names import slug
+
+    for name in ("../../outside/pwned", "/etc/passwd", "..", ".", "-rf", "a/../../b", "x" * 500, ""):
+        s = slug(name)
+        assert s and "/" not in s and not s.startswith((".", "-")) and len(s) <= 80
+        assert (tmp_path / s).resolve().parent == tmp_path.resolve()
