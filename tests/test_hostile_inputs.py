@@ -73,3 +73,58 @@ def test_a_preset_name_cannot_leave_the_store(tmp_path):
         s = slug(name)
         assert s and "/" not in s and not s.startswith((".", "-")) and len(s) <= 80
         assert (tmp_path / s).resolve().parent == tmp_path.resolve()
+
+
+def _spool_dir(store: Store):
+    store.upsert_run("run0", _config("x"), status="done")
+    folder = store.root / "run0" / "spool"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _record(op: str, args: dict) -> str:
+    import json
+
+    return json.dumps({"format": "clbounds-spool-1", "run": "run0", "op": op, "args": args, "at": 1.0})
+
+
+def test_a_fifo_a_device_link_and_an_oversized_spool_file_are_refused_without_blocking(store, tmp_path):
+    import os
+    import threading
+
+    from clbounds.experiments.store.spool import SPOOL_FILE_MAX_BYTES, import_spool
+
+    folder = _spool_dir(store)
+    os.mkfifo(folder / "00000000000000000001-h-1-000001.json")  # open() of a FIFO blocks until a writer comes
+    (folder / "00000000000000000002-h-1-000002.json").symlink_to("/dev/zero")
+    outside = tmp_path / "outside.json"
+    outside.write_text(_record("set_status", {"status": "failed", "message": "from outside"}))
+    (folder / "00000000000000000003-h-1-000003.json").symlink_to(outside)
+    with open(folder / "00000000000000000004-h-1-000004.json", "wb") as f:
+        f.truncate(SPOOL_FILE_MAX_BYTES + 1)  # sparse: no disk used
+    logged: list[str] = []
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (import_spool(store, log=logged.append), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(20), "importing the spool hung"
+    assert len(logged) == 4 and all("left in place" in m for m in logged), logged
+    assert store.get_run("run0").status == "done"
+
+
+def test_a_spool_record_with_a_non_finite_number_is_refused(store):
+    from clbounds.experiments.store.spool import import_spool
+
+    folder = _spool_dir(store)
+    (folder / "00000000000000000001-h-1-000001.json").write_text(_record("add_measurements", {"rows": [["t", float("inf"), "p"]]}))
+    (folder / "00000000000000000002-h-1-000002.json").write_text(_record("add_measurements", {"rows": [["u", 1e400, "p"]]}).replace("1e+400", "1e400"))
+    logged: list[str] = []
+    assert import_spool(store, log=logged.append) == 0
+    assert len(logged) == 2 and store.measurements("run0") == []
+
+
+def test_a_non_finite_measurement_never_enters_the_store(store):
+    store.upsert_run("run0", _config("x"), status="done")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="non-finite"):
+            store.add_measurements("run0", [("t", bad, "p")])
+    assert store.measurements("run0") == []

@@ -14,6 +14,7 @@ mode with a busy timeout, so several worker processes can write at once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -222,7 +223,11 @@ class Store:
                 raise ValueError(f"status must be one of {RUN_STATUSES}, got {args['status']!r}")
             return "UPDATE runs SET status=?, message=?, updated=? WHERE id=?", [(args["status"], args["message"], now, run_id)]
         if op == "add_measurements":
-            return "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?)", [(run_id, str(n), float(v), str(p), now) for n, v, p in args["rows"]]
+            rows = [(run_id, str(n), float(v), str(p), now) for n, v, p in args["rows"]]
+            bad = [r[1] for r in rows if not math.isfinite(r[2])]
+            if bad:  # from any path (training, a spool file, the API): never stored
+                raise ValueError(f"non-finite value(s) for {', '.join(bad[:5])}: a measurement must be a finite number")
+            return "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?)", rows
         if op == "delete_measurements":
             return "DELETE FROM measurements WHERE run=? AND name LIKE ?", [(run_id, args["name_like"])]
         if op == "add_bound_checks":

@@ -11,15 +11,20 @@ import json
 from typing import Any
 
 from .db import Store
+from .files import read_regular_file
+
+#: measured_with.json holds a few settings per step: a larger one is not ours.
+SETTINGS_MAX_BYTES = 1 << 20
 
 
 def measured_with(store: Store, run_id: str) -> dict[str, Any]:
     """The eval and measure settings a run's stored results were computed with (``{}``: unknown)."""
     path = store.run_dir(run_id) / "measured_with.json"
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        done = json.loads(read_regular_file(path, SETTINGS_MAX_BYTES))
+    except (OSError, ValueError):  # missing, not a regular file, too large, not JSON: unknown, so redone
         return {}
+    return done if isinstance(done, dict) else {}
 
 
 def record_settings(store: Store, run_id: str, section: str, settings: dict[str, Any]) -> None:

@@ -30,8 +30,8 @@ import json
 import os
 import shutil
 import socket
-import sys
 import sqlite3
+import sys
 import tempfile
 import time
 import weakref
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .db import Store, default_store_root, flag_or_none, real_or_none
+from .files import read_regular_file
 
 __all__ = ["SPOOL_ENV", "SpoolStore", "import_spool", "open_store", "pending_spool_files", "read_spool_file"]
 
@@ -54,15 +55,26 @@ def open_store(root: str | Path | None = None) -> Store:
     return SpoolStore(root) if os.environ.get(SPOOL_ENV) == "1" else Store(root)
 
 
+#: The largest spool file read: a job's biggest record (a measure group) is a few hundred kB.
+SPOOL_FILE_MAX_BYTES = 64 * 2**20
+
+
 def pending_spool_files(root: Path) -> list[Path]:
     """Every complete spool file under ``root``, oldest first (names start with the write time)."""
     return sorted(root.glob("*/spool/*.json"), key=lambda p: p.name)
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a spool record may hold")
+
+
 def read_spool_file(path: Path, text: str | None = None) -> dict[str, Any]:
-    """One spool record (from ``text`` when it was read already), checked: a ValueError names what is wrong."""
+    """One spool record (from ``text`` when it was read already), checked: a ValueError names what is wrong.
+
+    Only a regular file inside the store, of at most :data:`SPOOL_FILE_MAX_BYTES`, is read, and
+    ``NaN`` or ``Infinity`` anywhere makes it invalid (non-finite numbers never enter the store)."""
     try:
-        record = json.loads(path.read_text() if text is None else text)
+        record = json.loads(read_regular_file(path, SPOOL_FILE_MAX_BYTES) if text is None else text, parse_constant=_no_constant)
     except Exception as err:  # noqa: BLE001 - unreadable, not UTF-8, not JSON, nested past the recursion limit
         raise ValueError(f"{path}: not a spool record ({type(err).__name__}: {err})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
@@ -158,8 +170,8 @@ class SpoolStore(Store):
         files = pending_spool_files(root)
         texts = {}
         for path in files:
-            with contextlib.suppress(OSError):  # imported and deleted meanwhile: then in the snapshot
-                texts[path] = path.read_text()
+            with contextlib.suppress(OSError, ValueError):  # imported and deleted meanwhile (then in the snapshot), or not a file to read
+                texts[path] = read_regular_file(path, SPOOL_FILE_MAX_BYTES)
         copy = local / "clbounds.sqlite"
         for stale in (copy, copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
             stale.unlink(missing_ok=True)
