@@ -102,11 +102,18 @@ def _images(x: torch.Tensor, name: str) -> torch.Tensor:
     return (x * 255).round().to(torch.uint8)
 
 
+#: The most classes a dataset may have (DataConfig.num_classes' limit).
+MAX_CLASSES = 100_000
+
+
 def _labels(y: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
     if y.ndim != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"{name} must be [N] integer labels, one per image, got {y.dtype} of shape {tuple(y.shape)}")
-    if int(y.min()) < 0:
-        raise ValueError(f"{name} must be labels 0..K-1, got {int(y.min())}")
+    if y.numel() == 0:
+        raise ValueError(f"{name} is empty: give at least one labelled image")
+    if int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES:
+        # K = max label + 1 sizes every per-class tensor: a label of 10^7 must not allocate 10^7 classes
+        raise ValueError(f"{name} must be labels 0..K-1 with K <= {MAX_CLASSES} (data.num_classes' limit), got labels from {int(y.min())} to {int(y.max())}")
     return y.to(torch.int64)
 
 

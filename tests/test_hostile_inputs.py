@@ -128,3 +128,24 @@ def test_a_non_finite_measurement_never_enters_the_store(store):
         with pytest.raises(ValueError, match="non-finite"):
             store.add_measurements("run0", [("t", bad, "p")])
     assert store.measurements("run0") == []
+
+
+@pytest.mark.parametrize("option,value", [("std", "1e-300,1,1"), ("std", "0,1,1"), ("mean", "nan,0.5,0.5"), ("std", "inf,1,1"), ("mean", "1e9,0,0")])
+def test_a_normalisation_outside_its_range_is_a_usage_error(option, value):
+    from clbounds.experiments.models.external import parse_floats
+
+    with pytest.raises(ValueError, match="finite values in"):
+        parse_floats(value, option)
+
+
+def test_the_api_refuses_a_label_that_would_allocate_millions_of_classes():
+    import torch
+
+    import clbounds
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    x = torch.rand(8, 3, 8, 8)
+    y = torch.zeros(8, dtype=torch.int64)
+    y[0] = 10**7
+    with pytest.raises(ValueError, match="K <= 100000"):
+        clbounds.measure(net, (x, y, x, y), terms=["geometry"], controls=False)

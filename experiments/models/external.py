@@ -19,6 +19,7 @@ input normalisation sits inside ``forward`` (so attack ε stays in pixel units).
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 
@@ -232,6 +233,11 @@ class ExternalEncoder(nn.Module):
         return self.backbone(self.normalize(x))
 
 
+#: What a per-channel normalisation of [0,1] images can be: a std of 1e-300 makes every feature
+#: non-finite, a NaN mean every input NaN.
+CHANNEL_RANGE = {"mean": (-1.0, 2.0), "std": (1e-3, 10.0)}
+
+
 def parse_floats(text: str, name: str) -> tuple[float, ...]:
     """'0.5,0.5,0.5' → (0.5, 0.5, 0.5), with a clear error.
 
@@ -243,8 +249,9 @@ def parse_floats(text: str, name: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"{name} must be comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}") from None
-    if len(values) != 3 or (name == "std" and min(values) <= 0):
-        raise ValueError(f"{name} needs 3 values{' > 0' if name == 'std' else ''} (one per RGB channel), got {text!r}")
+    low, high = CHANNEL_RANGE[name]
+    if len(values) != 3 or not all(math.isfinite(v) and low <= v <= high for v in values):
+        raise ValueError(f"{name} needs 3 finite values in [{low:g}, {high:g}] (one per RGB channel, for [0,1] images), got {text!r}")
     return values
 
 
