@@ -96,7 +96,34 @@ def _state_dict(obj: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:
             state[re.sub(r"^(module\.|_orig_mod\.)+", "", str(key)).replace("._orig_mod.", ".")] = value
     if not state:
         raise CheckpointError(f"checkpoint {path} holds no tensors (top-level keys: {', '.join(map(str, list(obj)[:8]))})")
+    check_state_limits(state, path)
     return state
+
+
+#: Limits on what an untrusted checkpoint may declare, checked before anything is allocated or
+#: looped over: a few MB of pickle can declare a stride-0 tensor of 4·10⁹ entries, which copying
+#: into a model would allocate. A ResNet-50 has 25·10⁶ parameters in 320 tensors; a ViT-L 3·10⁸.
+MAX_TENSORS = 20_000
+MAX_TENSOR_ELEMENTS = 2**28
+MAX_TOTAL_ELEMENTS = 2**30
+MAX_KEY_LENGTH = 500
+
+
+def check_state_limits(state: Mapping[str, torch.Tensor], path: Path | str) -> None:
+    """Raises a CheckpointError when ``state`` exceeds the limits above (count, per-tensor and
+    total entries, key length, dimensions), naming the limit; nothing is allocated."""
+    if len(state) > MAX_TENSORS:
+        raise CheckpointError(f"checkpoint {path} holds {len(state)} tensors, above the limit of {MAX_TENSORS}")
+    total = 0
+    for key, value in state.items():
+        if len(key) > MAX_KEY_LENGTH:
+            raise CheckpointError(f"checkpoint {path} has a key of {len(key)} characters, above the limit of {MAX_KEY_LENGTH}")
+        n = value.numel()  # the declared size, whatever the storage behind it (a stride-0 view is tiny on disk)
+        if n > MAX_TENSOR_ELEMENTS or value.ndim > 8:
+            raise CheckpointError(f"checkpoint {path}: tensor {key[:80]!r} declares shape {tuple(value.shape)} ({n} entries), above the limit of {MAX_TENSOR_ELEMENTS} entries and 8 dimensions")
+        total += n
+    if total > MAX_TOTAL_ELEMENTS:
+        raise CheckpointError(f"checkpoint {path} declares {total} entries in all, above the limit of {MAX_TOTAL_ELEMENTS}")
 
 
 def _under(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

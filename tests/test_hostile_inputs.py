@@ -149,3 +149,35 @@ def test_the_api_refuses_a_label_that_would_allocate_millions_of_classes():
     y[0] = 10**7
     with pytest.raises(ValueError, match="K <= 100000"):
         clbounds.measure(net, (x, y, x, y), terms=["geometry"], controls=False)
+
+
+def _resnet_state() -> dict:
+    from clbounds.experiments.models.external import TorchvisionResNet
+
+    return {f"backbone.{k}": v for k, v in TorchvisionResNet("resnet18", cifar_stem=True).state_dict().items()}
+
+
+@pytest.mark.parametrize("case", ["stride0", "head_index", "too_many"])
+def test_a_checkpoint_that_declares_huge_sizes_is_refused_before_allocation(tmp_path, case, capsys):
+    import subprocess
+    import sys
+
+    import torch
+
+    state = {} if case == "too_many" else _resnet_state()
+    if case == "stride0":
+        state["backbone.bn1.running_mean"] = torch.zeros(1).expand(4_000_000_000)  # 4 bytes on disk, 16 GB if copied
+    elif case == "head_index":
+        state["projector.5000000.weight"] = torch.zeros(2, 2)
+    else:
+        state = {f"t{i}": torch.zeros(1) for i in range(20_001)}
+    path = tmp_path / "hostile.pt"
+    torch.save(state, path)
+    # In a subprocess with its address space capped at 3 GB: an allocation of the declared size fails loudly.
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+            "from clbounds.experiments.cli import main; "
+            f"sys.exit(main(['--store', {str(tmp_path / 'store')!r}, 'import', {str(path)!r}, '--format', 'solo-learn', '--arch', 'resnet18']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (1, 2), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "limit" in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) <= 2  # one message (and at most the line saying what was kept)

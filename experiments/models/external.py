@@ -172,6 +172,10 @@ def build_projector(spec: str) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+#: The most layers a projection head may have (SimCLR's has 3, BYOL's 4).
+MAX_HEAD_LAYERS = 64
+
+
 def projector_spec(state: Mapping[str, torch.Tensor], prefix: str) -> str:
     """The spec of the Sequential head stored under ``prefix`` (e.g. ``"projector."``).
 
@@ -190,6 +194,8 @@ def projector_spec(state: Mapping[str, torch.Tensor], prefix: str) -> str:
         if key.startswith(prefix):
             head, _, name = key[len(prefix) :].partition(".")
             if head.isdigit():
+                if len(head) > 4 or int(head) >= MAX_HEAD_LAYERS:  # checked before looping over the indices
+                    raise ValueError(f"projection head under {prefix!r}: layer index {head[:12]} is above the limit of {MAX_HEAD_LAYERS} layers")
                 indices.setdefault(int(head), {})[name] = value
     if not indices:
         return ""
