@@ -66,6 +66,9 @@ DECISION_Z = 1.96
 FLOAT_FLOOR = 16 * 2.0**-23
 #: The suffix of a term's standard error (``misalignment_rate_stderr``).
 STDERR_SUFFIX = "_stderr"
+#: The suffix of the row that says a term cannot be computed for this encoder (value 1, the
+#: reason in its protocol): a gap is stored and shown, never silent.
+UNAVAILABLE_SUFFIX = "_unavailable"
 
 
 class MissingTermError(KeyError):
@@ -159,8 +162,12 @@ class BoundCheck:
     def failed_assumptions(self) -> list[str]:
         """Names of the hypotheses that fail, and "missing terms" when terms were absent."""
         failed = [name for name, a in self.details.get("assumptions", {}).items() if not a.get("met", True)]
-        if self.details.get("missing_terms"):
-            failed.append("missing terms: " + ", ".join(self.details["missing_terms"]))
+        unavailable = self.details.get("unavailable", {})
+        if unavailable:
+            failed.append("not computable for this encoder: " + "; ".join(f"{t} ({why})" for t, why in unavailable.items()))
+        missing = [t for t in self.details.get("missing_terms", []) if t not in unavailable]
+        if missing:
+            failed.append("missing terms: " + ", ".join(missing))
         return failed
 
     def latex(self) -> str:

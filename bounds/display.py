@@ -86,8 +86,12 @@ def _assumption_cell(check: BoundCheck) -> str:
         if not a.get("met", True):
             margin = a.get("margin")
             parts.append(f"{name} ({'margin ' + _num(margin) if margin is not None else a.get('note', 'failed')})")
-    if check.details.get("missing_terms"):
-        parts.append("missing terms: " + ", ".join(check.details["missing_terms"]))
+    unavailable = check.details.get("unavailable", {})
+    if unavailable:
+        parts.append("not computable for this encoder: " + "; ".join(f"{t} ({why})" for t, why in unavailable.items()))
+    missing = [t for t in check.details.get("missing_terms", []) if t not in unavailable]
+    if missing:
+        parts.append("missing terms: " + ", ".join(missing))
     return "failed: " + "; ".join(parts) if parts else "failed"
 
 

@@ -196,6 +196,16 @@ def _center_assumptions(t: Mapping[str, float], suffix: str, terms: Mapping[str,
     return {"center_condition": cond}, inputs
 
 
+def _optimism(terms: Mapping[str, float]) -> dict[str, str]:
+    """A note when R_ε was estimated with fewer views than its settled budget: R_ε is a rate over
+    the pairs of M views, so it grows with M, and a bound built on a smaller M is optimistic."""
+    views, settled = terms.get("misalignment_views"), terms.get("misalignment_views_settled")
+    if views is None or settled is None or float(views) >= float(settled):
+        return {}
+    return {"optimistic": f"R_eps from M={float(views):g} views, below the {float(settled):g} at which it settled (docs/estimators.md): "
+                          "R_eps grows with M, so this bound is optimistic (too low)"}
+
+
 def theorem1(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
     """Theorem 1: under the centre condition, Err(G_f) ≤ (1 − σ) + R_ε [paper]."""
     tag, n = _space(suffix)
@@ -205,7 +215,7 @@ def theorem1(terms: Mapping[str, float], suffix: str = "") -> BoundCheck:
     bound = (1 - t["sigma"]) + t[n["misalignment_rate"]]
     return make_check(name, THEOREM1, bound, t[n["nearest_center_error"]], "paper", assumptions, inputs, *error_ceiling(terms),
                       lipschitz_note="L = certified L_h / min-norm over the test sample (the min over the data is estimated)",
-                      lipschitz=assumptions["center_condition"]["lipschitz"])
+                      lipschitz=assumptions["center_condition"]["lipschitz"], **_optimism(terms))
 
 
 def _grid(terms: Mapping[str, float], prefix: str) -> dict[float, float]:
@@ -242,7 +252,7 @@ def theorem1_tightest(terms: Mapping[str, float], suffix: str = "") -> BoundChec
     extra = {} if valid else {"reason": f"no (eps, delta) of the grid meets the centre condition (largest margin {best['margin']:.4g} at eps={best['eps']:g}, delta={best['delta']:.4g}): the theorem gives no bound"}
     return make_check(name, THEOREM1, best["bound"] if valid else None, t[n["nearest_center_error"]], "paper", {"center_condition": cond}, inputs, *error_ceiling(terms),
                       grid=cells, attained_at={"eps": best["eps"], "delta": best["delta"]},
-                      note="minimum over the (eps, delta) grid; Theorem 1 holds for every pair at once, so no union-bound correction", **extra)
+                      note="minimum over the (eps, delta) grid; Theorem 1 holds for every pair at once, so no union-bound correction", **extra, **_optimism(terms))
 
 
 def _eta_sq(t: Mapping[str, float]) -> float:

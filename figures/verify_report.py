@@ -73,8 +73,13 @@ def bound_summary(checks: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     def failed(details: dict) -> str:
         assumptions = details.get("assumptions", {}) if isinstance(details, dict) else {}
         bad = [name for name, a in assumptions.items() if isinstance(a, dict) and not a.get("met", True)]
-        if isinstance(details, dict) and details.get("missing_terms"):
-            bad.append("missing terms: " + ", ".join(details["missing_terms"]))
+        if isinstance(details, dict):
+            unavailable = details.get("unavailable", {})
+            if unavailable:
+                bad.append("not computable for this encoder: " + "; ".join(f"{t} ({why})" for t, why in unavailable.items()))
+            missing = [t for t in details.get("missing_terms", []) if t not in unavailable]
+            if missing:
+                bad.append("missing terms: " + ", ".join(missing))
         return "all met" if not bad else "failed: " + "; ".join(bad)
 
     out = checks.assign(

@@ -181,3 +181,33 @@ def test_a_checkpoint_that_declares_huge_sizes_is_refused_before_allocation(tmp_
     assert proc.returncode in (1, 2), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "limit" in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()) <= 2  # one message (and at most the line saying what was kept)
+
+
+def test_a_term_that_cannot_be_computed_is_a_stored_row_with_its_reason_not_a_silent_gap(store):
+    """A backbone whose blocks have no certified Lipschitz bound: the gap is a row, the API lists
+    it in ``skipped``, and Theorem 1 says why it is not evaluated (not "missing terms")."""
+    import torch
+
+    import clbounds
+    from clbounds.bounds.common import verdict
+    from clbounds.bounds.display import format_bound_table
+    from clbounds.experiments.pipeline.bounds_step import evaluate_bounds
+
+    class Gated(torch.nn.Module):  # y = x * sigmoid(Wx): no rigorous product bound in theory.geometry
+        def __init__(self):
+            super().__init__()
+            self.flat, self.lin = torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 8)
+
+        def forward(self, x):
+            h = self.lin(self.flat(x))
+            return h * torch.sigmoid(h)
+
+    rows = clbounds.measure(Gated(), "synthetic", terms=["lipschitz"], store=store, run="gated",
+                            data_options={"image_size": 8, "n_train": 40, "n_test": 20, "num_classes": 4}, n_samples=16, views=2, controls=False)
+    assert "lipschitz/lipschitz_upper" in rows.skipped and "lipschitz_upper" not in rows.terms
+    record = store.find_run(rows.run)
+    checks = {c.theorem: c for c in evaluate_bounds(record, store)}
+    t1 = checks["huang2023.theorem1"]
+    assert verdict(t1) == "not evaluated" and "lipschitz_upper" in t1.details["unavailable"]
+    table = format_bound_table(list(checks.values()))
+    assert "not computable for this encoder: lipschitz_upper" in table

@@ -388,3 +388,10 @@ def test_the_margin_has_its_level_when_both_sides_are_sample_means():
         violated += verdict(check) == "violated"
     rate, se = violated / trials, math.sqrt(0.025 * 0.975 / trials)
     assert rate <= 0.025 + 2 * se
+
+
+def test_theorem1_says_it_is_optimistic_when_r_eps_has_fewer_views_than_its_settled_budget():
+    terms = huang_terms()
+    assert "optimistic" not in huang2023.theorem1(terms | {"misalignment_views": 16.0, "misalignment_views_settled": 16.0}).details
+    check = huang2023.theorem1_tightest(terms | {"misalignment_views": 4.0, "misalignment_views_settled": 16.0})
+    assert "optimistic" in check.details and "M=4" in check.details["optimistic"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from clbounds.bounds.common import UNAVAILABLE_SUFFIX
 from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<control>/<term>"
 
 from ..store.db import Row, RunRecord, Store
@@ -66,6 +67,8 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
         group = run("", name, lambda: _group(ctx, name, TERM_GROUPS[name]))
         write(group)
         rows += group
+        # a term this encoder does not allow is a stored row with its reason, and listed here
+        skipped |= {f"{name}/{term[: -len(UNAVAILABLE_SUFFIX)]}": why for term, _, why in group if term.endswith(UNAVAILABLE_SUFFIX)}
         if log:
             log(f"  measured {name} ({i + 1}/{len(names)}): {len(group)} terms")
     if ctx.cfg.measure.controls:

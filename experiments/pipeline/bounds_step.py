@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from clbounds.bounds import arora2019, cacr, huang2023, robust_cl, ssa_clr, wen2020
-from clbounds.bounds.common import BoundCheck, with_controls
+from clbounds.bounds.common import UNAVAILABLE_SUFFIX, BoundCheck, with_controls
 from clbounds.bounds.evaluate import SINGLE_RUN_MODULES, attach_controls, evaluate_all, split_controls
 
 from ..store.db import RunRecord, Store
@@ -62,6 +62,11 @@ def _annotate(check: BoundCheck, run_id: str, protocols: dict[str, str], ambiguo
     details = dict(check.details, run=run_id, protocols=used)
     if ambiguous:
         details["ambiguous_terms"] = [n for n in ambiguous if n in used]
+    # A missing term that measure could not compute for this encoder says why (re-measuring would not help).
+    unavailable = {t: protocols[t + UNAVAILABLE_SUFFIX] for t in details.get("missing_terms", []) if t + UNAVAILABLE_SUFFIX in protocols}
+    if unavailable:
+        details["unavailable"] = unavailable
+        details["reason"] = "not evaluated: " + "; ".join(f"{t} cannot be computed for this encoder ({why})" for t, why in unavailable.items())
     return check.replace(details=details)
 
 

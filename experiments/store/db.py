@@ -269,7 +269,7 @@ class Store:
             if not rows:
                 rows = db.execute("SELECT * FROM runs WHERE name = ? ORDER BY created", (reference,)).fetchall()
         if not rows:
-            raise UnknownRunError(f"no run with id, id prefix or name {reference!r} in {self.db_path}; `clbounds runs` lists them")
+            raise UnknownRunError(f"no run with id {reference!r} (nor a run with that id prefix or name) in {self.db_path}; `clbounds runs` lists them")
         if len(rows) > 1:
             raise UnknownRunError(f"run reference {reference!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
         return self._record(rows[0])

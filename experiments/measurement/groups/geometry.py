@@ -9,7 +9,7 @@ from clbounds.theory.uncertainty import binomial_stderr
 
 from ...store.db import Row
 from ..context import Context, scalar
-from ..registry import below_settled
+from ..registry import SETTLED, below_settled
 
 
 #: The ε values of R_ε reported next to measure.eps, for the tightest Theorem 1 over ε
@@ -39,6 +39,9 @@ def geometry_terms(ctx: Context) -> list[Row]:
         ("trivial_error_stderr", scalar(binomial_stderr(trivial, n_test)), f"binomial standard error (Agresti-Coull centre), {ctx.split}"),
         ("misalignment_eps", m.eps, "eps of R_eps (measure.eps), on normalised embeddings"),
         ("misalignment_views", float(m.views), "M views per input for R_eps"),
+        # R_eps is a rate over the pairs of M views, so it grows with M: below the settled budget it
+        # underestimates, and a bound built on it is optimistic (bounds/huang2023.py says so).
+        ("misalignment_views_settled", float(SETTLED["views"]), "M at which R_eps settled on a trained run (docs/estimators.md)"),
     ]
     n_train = ctx.data.x_train.shape[0]
     y_train = ctx.data.y_train.repeat(m.center_views)

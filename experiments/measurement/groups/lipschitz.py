@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clbounds.bounds.common import UNAVAILABLE_SUFFIX
 from clbounds.theory import adversarial, geometry
 
 from ...store.db import Row
@@ -34,6 +35,6 @@ def lipschitz_terms(ctx: Context) -> list[Row]:
         residual = any(callable(getattr(m, "residual_parts", None)) for m in ctx.model.backbone.modules())
         how = "product of layer norms (Fourier bound for convs" + ("; L(branch) + L(shortcut) per residual block" if residual else "") + ")"
         rows.append(("lipschitz_upper", scalar(upper) / std_min, f"certified: {how} x 1/min(std), backbone h"))
-    except (ValueError, TypeError):
-        pass  # architectures without a rigorous product bound (a block that does not declare its residual parts) get no row
+    except (ValueError, TypeError) as err:  # no rigorous product bound for some block: a stored gap, with the reason
+        rows.append(("lipschitz_upper" + UNAVAILABLE_SUFFIX, 1.0, f"no certified Lipschitz upper bound for this backbone: {err}"))
     return rows
