@@ -174,28 +174,36 @@ _k = sp.Symbol("k", nonnegative=True)
 TEST_SET_STATEMENT = sp.Le(sp.Symbol("e"), sp.Function(r"\overline{\mathrm{Bin}}")(_k, _n, _d))
 
 
+def _error_ceiling(num_classes: int, trivial_error: float | None) -> tuple[float, str]:
+    """What a trivial predictor attains: the error of always predicting the most frequent training
+    class where it was measured, else the chance error 1 − 1/K (equal for balanced classes)."""
+    if trivial_error is not None:
+        return float(trivial_error), "the error of always predicting the most frequent training class, the trivial predictor"
+    return 1.0 - 1.0 / num_classes, f"chance error 1 - 1/K of random guessing, K={num_classes} (the trivial predictor's error was not measured)"
+
+
 def certificate_check(draws_mean_error: float, draws: int, kl: float, n: int, num_classes: int, measured_error: float | None,
                       priors: int = 1, delta: float = DELTA, delta_mc: float = DELTA_MC, theorem: str = "certificate.pac_bayes_downstream",
-                      **details: Any) -> BoundCheck:
+                      trivial_error: float | None = None, **details: Any) -> BoundCheck:
     """The PAC-Bayes certificate on the Gibbs classifier's error, every δ in one union bound.
 
     ``draws_mean_error``: the mean empirical error on S of ``draws`` posterior samples;
     ``kl``: KL(Q‖P) of the reported prior; ``priors``: how many priors the best was chosen
     from; ``measured_error``: the posterior's error on held-out data (the quantity bounded).
     ``theorem`` names what the posterior covers (``certificate.pac_bayes_encoder_probe`` when
-    the encoder's weights are random too). Vacuous at or above the chance error 1 − 1/K.
+    the encoder's weights are random too). Vacuous at or above ``trivial_error``, the error of
+    always predicting the most frequent training class (1 − 1/K when not given).
     """
     if not 0 < delta_mc < delta < 1:
         raise ValueError(f"need 0 < delta_mc < delta < 1, got {delta_mc} and {delta}")
     delta_pb = (delta - delta_mc) / priors
     empirical_upper = mc_error_upper(draws_mean_error, draws, delta_mc)
     bound = pac_bayes_kl_bound(empirical_upper, kl, n, delta_pb)
-    chance = 1.0 - 1.0 / num_classes
     inputs = {"mc_mean_error": draws_mean_error, "mc_draws": draws, "empirical_error_upper": empirical_upper, "kl": kl, "n": n,
               "delta": delta, "delta_mc": delta_mc, "delta_pac_bayes_per_prior": delta_pb, "priors": priors,
               "complexity": (kl + math.log(2.0 * math.sqrt(n) / delta_pb)) / n}
-    return make_check(theorem, PAC_BAYES_STATEMENT, bound, measured_error, "reconstructed", inputs=inputs,
-                      ceiling=chance, ceiling_note=f"chance error 1 - 1/K of random guessing, K={num_classes}", **details)
+    ceiling, note = _error_ceiling(num_classes, trivial_error)
+    return make_check(theorem, PAC_BAYES_STATEMENT, bound, measured_error, "reconstructed", inputs=inputs, ceiling=ceiling, ceiling_note=note, **details)
 
 
 _R, _lo, _hi, _u = sp.symbols(r"R_B(Q) L_{\min} L_{\max} u", positive=True)
@@ -247,9 +255,10 @@ def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, 
 
 
 def holdout_check(errors: int, n: int, num_classes: int, measured_error: float | None, delta: float = DELTA, theorem: str = "certificate.test_set",
-                  **details: Any) -> BoundCheck:
-    """Langford's test-set bound on a classifier fixed before its n held-out samples."""
+                  trivial_error: float | None = None, **details: Any) -> BoundCheck:
+    """Langford's test-set bound (Clopper–Pearson) on a classifier fixed before its n held-out
+    samples; vacuous at or above ``trivial_error`` (1 − 1/K when not given)."""
     bound = binomial_tail_bound(errors, n, delta)
+    ceiling, note = _error_ceiling(num_classes, trivial_error)
     return make_check(theorem, TEST_SET_STATEMENT, bound, measured_error, "paper",
-                      inputs={"errors": errors, "n": n, "delta": delta}, ceiling=1.0 - 1.0 / num_classes,
-                      ceiling_note=f"chance error 1 - 1/K of random guessing, K={num_classes}", **details)
+                      inputs={"errors": errors, "n": n, "delta": delta}, ceiling=ceiling, ceiling_note=note, **details)

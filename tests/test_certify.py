@@ -36,6 +36,14 @@ def test_certify_a_run_gives_a_non_vacuous_certificate_with_its_floor_and_consta
     rows = {m["name"]: m for m in Store(tiny_store).measurements(run.id)}
     assert "2000 fresh draws of the run's synthetic generator" in rows["certificate_downstream_error"]["protocol"]
     assert rows["certificate_downstream_error"]["value"] == pytest.approx(pac["bound"])
+    # The references beside it: the trivial predictor's error is the ceiling, and the plain
+    # Clopper-Pearson bound of the prior-mean probe on all held-out data (S and T) is shown.
+    reference = checks["certificate.heldout_prior_mean"]
+    assert pac["details"]["ceiling"]["value"] == pytest.approx(rows["certificate_trivial_error"]["value"])
+    assert "trivial predictor" in pac["details"]["ceiling"]["note"] and 0.7 <= rows["certificate_trivial_error"]["value"] <= 0.8
+    assert reference["details"]["inputs"]["n"] == 2000 + 128 and reference["holds"]
+    assert rows["certificate_heldout_prior_mean_bound"]["value"] == pytest.approx(reference["bound"])
+    assert "reference: Clopper-Pearson bound of the prior-mean probe on all held-out data (n=2128)" in out
 
 
 def test_certify_bad_arguments_are_usage_errors(tiny_store, capsys):

@@ -327,22 +327,36 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(mean_error, mc_terms, delta_mc), kl, n, delta_pb)
     mean_errors = int((_with_bias(f_t) @ mu.view(k, -1).T).argmax(1).ne(y_t).sum())  # the posterior mean, a fixed classifier
     n_t = f_t.shape[0]
+    # The references a reader needs beside the certificate (issue 28): the trivial predictor's
+    # error, and a plain Clopper-Pearson bound of the prior-mean probe (fitted on the training
+    # split only, so fixed before S and T) on all held-out data, S and T together: what the
+    # PAC-Bayes step adds or costs over not using it.
+    f_held, y_held = torch.cat([f_s, f_t]), torch.cat([y_s, y_t])
+    majority = int(torch.bincount(y_train, minlength=k).argmax())
+    trivial = float((y_held != majority).double().mean())
+    prior_errors = int((_with_bias(f_held) @ mu0.view(k, -1).T).argmax(1).ne(y_held).sum())
     seconds = time.perf_counter() - t0
     protocol = f"{how}; {posterior}; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)"
+    suffix = "_encoder_probe" if encoder else ""
     check = cert.certificate_check(mean_error, mc_terms, kl, n, k, gibbs_t, priors=priors, delta=delta, delta_mc=delta_mc,
-                                   protocol=protocol, seconds=seconds, theorem=theorem, **chosen)
+                                   protocol=protocol, seconds=seconds, theorem=theorem, trivial_error=trivial, **chosen)
     floor = cert.holdout_check(mean_errors, n_t, k, mean_errors / n_t, delta, protocol=f"posterior-mean probe on the trained encoder, fixed before T; {how}",
-                               theorem="certificate.test_set" + ("_encoder_probe" if encoder else ""))
+                               theorem="certificate.test_set" + suffix, trivial_error=trivial)
+    reference = cert.holdout_check(prior_errors, f_held.shape[0], k, prior_errors / f_held.shape[0], delta, trivial_error=trivial,
+                                   theorem="certificate.heldout_prior_mean" + suffix,
+                                   protocol=f"Clopper-Pearson on all held-out data (S and T, n={f_held.shape[0]}), the prior-mean probe (fitted on the training split only) on the trained encoder; {how}")
     result = {"bound": bound, "kl": kl, "n": n, "mc_terms": mc_terms, "gibbs_error_s": mean_error, "gibbs_error_t": gibbs_t,
-              "mean_error_t": mean_errors / n_t, "test_set_bound": floor.bound, "chance": 1 - 1 / k, "seconds": seconds, "protocol": protocol,
-              "theorem": theorem, "checks": [check, floor], **chosen}
+              "mean_error_t": mean_errors / n_t, "test_set_bound": floor.bound, "chance": 1 - 1 / k, "trivial_error": trivial,
+              "heldout_prior_mean_bound": reference.bound, "prior_mean_error": prior_errors / f_held.shape[0], "n_heldout": f_held.shape[0],
+              "seconds": seconds, "protocol": protocol, "theorem": theorem, "checks": [check, floor, reference], **chosen}
     if store is not None:
-        suffix = "_encoder_probe" if encoder else ""
         store.add_measurements(record.id, [
             (f"certificate{suffix}_downstream_error", bound, f"PAC-Bayes-kl certificate on the Gibbs error, {protocol}"),
             (f"certificate{suffix}_gibbs_error", gibbs_t, what),
             (f"certificate{suffix}_test_set_bound", floor.bound, f"Langford test-set bound (Clopper-Pearson), posterior-mean probe, delta={delta:g}; {how}"),
+            (f"certificate{suffix}_heldout_prior_mean_bound", reference.bound, reference.details["protocol"]),
+            (f"certificate{suffix}_trivial_error", trivial, f"error of always predicting the most frequent training class on S and T (n={f_held.shape[0]}); {how}"),
             (f"certificate{suffix}_seconds", seconds, f"wall time of `clbounds certify{' --encoder' if encoder else ''}`"),
         ])
-        store.add_bound_checks(record.id, [c.to_row() for c in (check, floor)])
+        store.add_bound_checks(record.id, [c.to_row() for c in (check, floor, reference)])
     return result
