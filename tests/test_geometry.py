@@ -623,3 +623,23 @@ def test_uniformity_and_nearest_center_at_n_20000():
     y[:1000] = (y[:1000] + 1) % k
     assert torch.equal(nearest_center_predict(zz, centers), y_true)
     assert nearest_center_error(zz, y, centers).item() == pytest.approx(1000 / (2 * n))
+
+
+def test_misalignment_rate_recovers_a_known_r_eps_from_below_as_views_grow():
+    """Views of input i lie on the unit circle at angles θ_i + U(−a_i, a_i), a_i ~ U(0, 1): the sup
+    distance over its views is the chord 2 sin(a_i), so R_ε = P[a > arcsin(ε/2)] = 1 − arcsin(ε/2).
+    With M views the estimate is a lower one that rises to R_ε."""
+    from clbounds.theory.geometry import misalignment_rate
+
+    g = torch.Generator().manual_seed(0)
+    n, m = 2000, 128
+    theta, a = 2 * math.pi * torch.rand(n, generator=g, dtype=torch.float64), torch.rand(n, generator=g, dtype=torch.float64)
+    angles = theta[None] + a[None] * (2 * torch.rand(m, n, generator=g, dtype=torch.float64) - 1)
+    views = torch.stack([angles.cos(), angles.sin()], dim=-1)  # [M, N, 2]
+    for eps in (0.5, 1.0, 1.5):
+        truth = 1 - math.asin(eps / 2)
+        ladder = [float(misalignment_rate(views[:k], eps)) for k in (2, 4, 8, 16, 32, 128)]
+        assert all(b >= a_ for a_, b in zip(ladder, ladder[1:]))  # nested views: never falls
+        assert all(v <= truth + 3 * math.sqrt(truth * (1 - truth) / n) for v in ladder)  # a lower estimate
+        assert abs(ladder[-1] - truth) < 0.04, (eps, ladder, truth)
+        assert ladder[0] < truth - 0.1  # two views are far from the sup: an unsettled R_eps is too low

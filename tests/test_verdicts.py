@@ -273,15 +273,20 @@ def test_settled_budgets_match_the_estimator_table_and_the_cpu_preset_uses_them(
 
     table = (Path(__file__).resolve().parents[1] / "docs" / "estimators.md").read_text()
     rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ") and "settled at" not in line and not line.startswith("|---")]
-    settled = {r[1].strip(): r[5].strip() for r in rows}
     keys = {"inputs per class": "sigma_per_class", "views M per input": "views", "Rademacher probes": "trace_samples", "iterations": "hessian_iters",
             "batches of 128 view pairs": "sharpness_batches", "samples N": "mi_samples"}
-    assert {keys[b]: int(v) for b, v in settled.items()} == SETTLED
+    settled: dict[str, int] = {}
+    for r in rows:  # R_eps has one row per eps: its budget is the largest settled M where it is neither saturated nor unsettled
+        value = r[5].strip()
+        if value.isdigit():
+            settled[keys[r[1].strip()]] = max(settled.get(keys[r[1].strip()], 0), int(value))
+    assert settled == SETTLED
+    assert any("R_eps" in r[0] and "saturated" in r[5] for r in rows)  # the saturated R_eps rows are flagged, not counted as settled
     m = grid_items(load_preset("cpu"))[0].config.measure
     cpu = {"sigma_per_class": m.sigma_per_class, "views": m.views, "trace_samples": m.trace_samples, "hessian_iters": m.hessian_iters,
            "sharpness_batches": m.n_samples // m.batch_size if m.sharpness_batches > m.n_samples // m.batch_size else m.sharpness_batches, "mi_samples": m.n_samples}
     assert all(cpu[k] >= v for k, v in SETTLED.items()), cpu
-    assert below_settled("views", 4) and not below_settled("views", 16)
+    assert below_settled("views", 4) and not below_settled("views", 24)
 
 
 def test_vacuity_is_judged_against_the_trivial_predictor():

@@ -15,7 +15,9 @@ at a ladder of budgets, each with everything else fixed:
 | I(query; negative) (KSG) | samples N | 0.05 nats absolute |
 
 The *settled budget* is the smallest budget from which every estimate up the ladder stays
-within the tolerance of the estimate at the largest budget. It is a property of this run and
+within the tolerance of the estimate at the largest budget. R_ε is swept at every ε of the
+measured grid; its settled M (``SETTLED["views"]``) is the largest over the ε where it is
+neither saturated (stuck at 0 or 1, which says nothing) nor unsettled. It is a property of this run and
 this ladder, not a guarantee: an estimate that still drifts at the top of the ladder (R_ε
 grows with M, a lower estimate of a sup) is reported as not settled. The `cpu` preset
 measures at the settled budgets, and every protocol of a `quick` measurement below them says
@@ -36,6 +38,8 @@ import torch.nn.functional as F
 
 from clbounds.theory import geometry, information, sharpness
 
+from clbounds.experiments.measurement.groups.geometry import EPS_GRID
+
 from clbounds.experiments.config import load_config
 from clbounds.experiments.store.db import Store
 
@@ -50,6 +54,16 @@ class Sweep:
     tolerance: float
     relative: bool
     values: list[float] = dataclasses.field(default_factory=list)
+    range: tuple[float, float] | None = None  # the estimate's possible values (a rate: 0 and 1)
+
+    def saturated(self) -> bool:
+        """The estimate sits at an end of its range from the settled budget up: it settled on a
+        value that says nothing (R_ε = 1 at too small an ε), not on the quantity."""
+        settled = self.settled_at()
+        if self.range is None or settled is None:
+            return False
+        top = self.values[self.ladder.index(settled):]
+        return all(v in self.range for v in top)
 
     def settled_at(self) -> int | None:
         """The smallest budget from which every value stays within tolerance of the last."""
@@ -86,11 +100,15 @@ def _sweeps(ctx, views: torch.Tensor, log: Callable[[str], None]) -> list[Sweep]
     out.append(s)
     log(f"  sigma: {s.values}")
 
-    s = Sweep(f"R_eps (eps={m.eps:g}, features)", "views M per input", "views", (2, 4, 8, 16, 24, 32), 0.02, relative=False)
+    # R_ε at every ε of the measured grid: a rate over the pairs of M views, it grows with M, and
+    # at a small ε it is 1 for every M (saturated, not settled); the grid must bracket the ε where
+    # it leaves 1, and each ε has its own settled M.
     z = torch.stack([ctx.features(v) for v in views])
-    s.values = [float(geometry.misalignment_rate(z[:mm], m.eps)) for mm in s.ladder]
-    out.append(s)
-    log(f"  R_eps: {s.values}")
+    for eps in sorted({m.eps, *EPS_GRID}):
+        s = Sweep(f"R_eps (eps={eps:g}, features)", "views M per input", "views", (2, 4, 8, 16, 24, 32), 0.02, relative=False, range=(0.0, 1.0))
+        s.values = [float(geometry.misalignment_rate(z[:mm], eps)) for mm in s.ladder]
+        out.append(s)
+        log(f"  R_eps at eps={eps:g}: {s.values}")
 
     batches = [(views[0, i * 128 : (i + 1) * 128], views[1, i * 128 : (i + 1) * 128]) for i in range(views.shape[1] // 128)]
     model = ctx.model.train()
@@ -129,13 +147,17 @@ def render(sweeps: Sequence[Sweep], run: str, protocol: str, quick: dict[str, in
         f"({seconds:.0f} s on this machine). Run `{run}`: {protocol}.",
         "",
         "The settled budget is the smallest budget from which every estimate up the ladder stays within the tolerance of the estimate at the largest budget; "
-        "'not settled' means the estimate still moves at the top of the ladder. The `cpu` preset measures at the settled budgets; a `quick` protocol below one says so.",
+        "'not settled' means the estimate still moves at the top of the ladder; 'saturated' that it sits at an end of its range (R_eps = 1), which is not a settled "
+        "estimate of the quantity. R_eps grows with M (a rate over the pairs of M views), so an unsettled R_eps is too low and a bound built on it optimistic. "
+        "The `cpu` preset measures at the settled budgets; a `quick` protocol below one says so.",
         "",
         "| estimate | budget | ladder | values | tolerance | settled at | quick | cpu |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in sweeps:
         settled = s.settled_at()
+        if s.saturated():
+            settled = f"saturated at {s.values[-1]:g} from {settled}: says nothing"
         tol = f"{s.tolerance:.0%} relative" if s.relative else f"{s.tolerance:g} absolute"
         values = ", ".join(f"{v:.4g}" for v in s.values)
         lines.append(f"| {s.name} | {s.budget} | {', '.join(map(str, s.ladder[: len(s.values)]))} | {values} | {tol} | {settled if settled is not None else 'not settled'} "
