@@ -51,9 +51,12 @@ puts the loss training actually minimises, with *augmentation* positives
 (Arora et al. need independent same-class positives), so it can fail, and where it fails the
 difference is the positive-pair shift of SSA-CLR (PAPERS.md §2).
 
-Vacuity. With f = z/‖z‖/√τ and class means of such f, every logit difference
-|f(x)ᵀ(μ_a − μ_c)| ≤ 2/τ, so the mean-classifier loss over a task of |Q| negative classes is
-at most log(1 + |Q|·e^{2/τ}), |Q| ≤ min(M, K − 1): a bound at or above it is vacuous.
+Vacuity. A constant encoder (every logit 0) attains log(1 + |Q|) on a task of |Q| negative
+classes: log 2 with one negative, and its mean over the tasks with M negatives
+(``arora_constant_encoder_loss_M``, measured with the same draws). That is the trivial
+predictor's loss, and a bound at or above it is vacuous. Stores without those terms keep
+the top of the range: with f = z/‖z‖/√τ every logit difference |f(x)ᵀ(μ_a − μ_c)| ≤ 2/τ,
+so the loss is at most log(1 + |Q|·e^{2/τ}), |Q| ≤ min(M, K − 1).
 """
 
 from __future__ import annotations
@@ -116,6 +119,22 @@ def loss_ceiling(terms: Mapping[str, float], negative_classes: float) -> tuple[f
     return a + math.log(negative_classes) + math.log1p(math.exp(-a) / negative_classes), f"log(1 + {negative_classes:g} e^(2/tau)): logits |f^T(mu_a - mu_c)| <= 2/tau at tau={float(tau_):g}"
 
 
+def trivial_ceiling(terms: Mapping[str, float], constant_term: str, negative_classes: float) -> tuple[float | None, str]:
+    """The ceiling of a mean-classifier loss: what a constant encoder attains (every logit 0,
+    so log(1 + |Q|) for a task of |Q| negative classes; ``constant_term``, measured with the same
+    draws of tasks), the trivial predictor's loss; without that term, the top of the range
+    (:func:`loss_ceiling`).
+
+    Example:
+        >>> trivial_ceiling({"arora_constant_encoder_loss": math.log(2)}, "arora_constant_encoder_loss", 1)[0] == math.log(2)
+        True
+    """
+    value = terms.get(constant_term)
+    if value is not None:
+        return float(value), "the loss of a constant encoder (every logit 0: log(1 + |Q|) per task), the trivial predictor's"
+    return loss_ceiling(terms, negative_classes)
+
+
 def _classes(terms: Mapping[str, float], draws: float) -> float:
     k = terms.get("num_classes", terms.get("arora_negatives"))
     return max(1.0, min(draws, float(k) - 1)) if k is not None else draws
@@ -129,7 +148,7 @@ def one_negative(terms: Mapping[str, float]) -> BoundCheck:
     bound = arora_bound(t["arora_unsupervised_loss"], col, col * math.log(2)) if col < 1 else None
     return make_check(
         "arora2019.one_negative", STATEMENT_ONE, bound, t["arora_mean_classifier_loss"], "paper", assumptions,
-        {"L_un": t["arora_unsupervised_loss"], "tau": col}, *loss_ceiling(terms, 1), notes=_NOTES,
+        {"L_un": t["arora_unsupervised_loss"], "tau": col}, *trivial_ceiling(terms, "arora_constant_encoder_loss", 1), notes=_NOTES,
     )
 
 
@@ -141,7 +160,7 @@ def one_negative_practical(terms: Mapping[str, float]) -> BoundCheck:
     return make_check(
         "arora2019.one_negative_practical", STATEMENT_PRACTICAL, bound, t["arora_mean_classifier_loss"], "diagnostic",
         {"collision_below_one": assumption(col, 1.0, strict=True)}, {"L_un_practical": t["arora_unsupervised_loss_practical"], "tau": col},
-        *loss_ceiling(terms, 1), note="augmentation positives in place of ideal ones: not Arora et al.'s hypothesis, so this can fail",
+        *trivial_ceiling(terms, "arora_constant_encoder_loss", 1), note="augmentation positives in place of ideal ones: not Arora et al.'s hypothesis, so this can fail",
     )
 
 
@@ -162,7 +181,7 @@ def m_negative(terms: Mapping[str, float]) -> BoundCheck:
     return make_check(
         "arora2019.m_negative", STATEMENT_M, bound, measured, "reconstructed", assumptions,
         {"L_un": t["arora_unsupervised_loss_M"], "tau": col, "gamma": floor, "M": t["arora_negatives"]},
-        *loss_ceiling(terms, _classes(terms, t["arora_negatives"])), notes=_NOTES, **extra,
+        *trivial_ceiling(terms, "arora_constant_encoder_loss_M", _classes(terms, t["arora_negatives"])), notes=_NOTES, **extra,
     )
 
 

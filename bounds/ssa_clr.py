@@ -79,7 +79,7 @@ from collections.abc import Mapping
 
 import sympy as sp
 
-from .arora2019 import loss_ceiling
+from .arora2019 import loss_ceiling, trivial_ceiling
 from .common import BoundCheck, assumption, evaluate_registry, make_check, require
 
 DELTA = 0.05  # confidence of the PAC-Bayes statement
@@ -157,7 +157,10 @@ def _nt_xent_ceiling(terms: Mapping[str, float]) -> tuple[float | None, str]:
 
 
 def _sup_ceiling(terms: Mapping[str, float]) -> tuple[float | None, str]:
-    """The ceiling of the mean-classifier loss of an NT-Xent batch: |Q| ≤ min(B − 1, K − 1)."""
+    """The ceiling of the mean-classifier loss of an NT-Xent batch: a constant encoder's loss
+    (``arora_constant_encoder_loss_ntxent``), else the top of the range with |Q| ≤ min(B − 1, K − 1)."""
+    if terms.get("arora_constant_encoder_loss_ntxent") is not None:
+        return trivial_ceiling(terms, "arora_constant_encoder_loss_ntxent", 1)
     draws, k = terms.get("arora_negatives_ntxent"), terms.get("num_classes")
     if draws is None or k is None:
         return None, ""

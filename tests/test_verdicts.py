@@ -400,3 +400,19 @@ def test_theorem1_says_it_is_optimistic_when_r_eps_has_fewer_views_than_its_sett
     assert "optimistic" not in huang2023.theorem1(terms | {"misalignment_views": 16.0, "misalignment_views_settled": 16.0}).details
     check = huang2023.theorem1_tightest(terms | {"misalignment_views": 4.0, "misalignment_views_settled": 16.0})
     assert "optimistic" in check.details and "M=4" in check.details["optimistic"]
+
+
+def test_a_mean_classifier_bound_is_vacuous_at_a_constant_encoders_loss():
+    """The trivial predictor of Arora's loss is a constant encoder: log(1 + |Q|) per task (log 2
+    with one negative), not the top of the logit range."""
+    from clbounds.bounds import arora2019
+
+    terms = {"arora_mean_classifier_loss": 0.5, "arora_unsupervised_loss": 0.7, "arora_collision": 0.1, "loss_temperature": 0.5}
+    loose = arora2019.one_negative(terms)  # bound (0.7 - 0.1 log 2)/0.9 = 0.70 > log 2
+    assert loose.vacuous is False and loose.details["ceiling"]["value"] > 4  # the old ceiling, log(1 + e^4), without the term
+    judged = arora2019.one_negative(terms | {"arora_constant_encoder_loss": math.log(2)})
+    assert judged.vacuous is True and judged.details["ceiling"]["value"] == pytest.approx(math.log(2))
+    # Measured with the same draws as the loss: two balanced classes leave one negative class per task.
+    y = torch.tensor([0, 1] * 20)
+    constant = arora.mean_classifier_loss(torch.zeros(40, 3, dtype=F64), y, 3, samples=8, generator=torch.Generator().manual_seed(0))["loss"]
+    assert constant.item() == pytest.approx(math.log(2))

@@ -81,6 +81,12 @@ def arora_terms(ctx: Context) -> list[Row]:
         ("arora_mean_classifier_loss_ntxent_stderr", scalar(sup_nt["stderr"]), f"standard error over anchors and Monte Carlo draws, M=B-1={b - 1}, {space}"),
         ("arora_collision_ntxent", scalar(arora.collision_probability(p, b - 1)), f"tau_M, M=B-1={b - 1}"),
         ("arora_negatives_ntxent", float(b - 1), f"M = B-1 = {b - 1} negative-class draws of an NT-Xent batch of {b}"),
+        # what a constant encoder attains (every logit 0): the trivial predictor's loss, each loss's vacuity ceiling
+        ("arora_constant_encoder_loss", math.log(2), "1 negative class, constant encoder (every logit 0): log 2, the trivial predictor's loss"),
+        ("arora_constant_encoder_loss_M", scalar(arora.mean_classifier_loss(torch.zeros_like(f), y, k, samples=32, generator=ctx.generator(27))["loss"]),
+         f"M={k} negative-class draws, constant encoder: E log(1 + |Q|), {mc}, labels of the {ctx.split}"),
+        ("arora_constant_encoder_loss_ntxent", scalar(arora.mean_classifier_loss(torch.zeros_like(f), y, b - 1, samples=32, generator=ctx.generator(28))["loss"]),
+         f"M=B-1={b - 1} negative-class draws, constant encoder: E log(1 + |Q|), {mc}, labels of the {ctx.split}"),
         ("arora_collision_floor_ntxent", scalar(arora.collision_floor(p, b - 1, multiplicity=2)), f"gamma_M with each colliding input counted twice (both views), M=B-1={b - 1}"),
     ]
 
