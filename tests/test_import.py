@@ -9,6 +9,7 @@ F.batch_norm), written here without any clbounds module.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pickle
 from pathlib import Path
@@ -308,3 +309,38 @@ def test_python_api_without_a_loss_skips_what_needs_it_and_says_why():
         clbounds.measure(net, (data[0] * 3, *data[1:]), terms=["losses"])
     with pytest.raises(ValueError, match="unknown term group"):
         clbounds.measure(net, data, terms=["nope"])
+
+
+@pytest.mark.parametrize("arch,cifar", [("resnet18", True), ("resnet18", False), ("resnet50", False)])
+def test_lipschitz_upper_bounds_the_importers_resnets_and_their_blocks_decompose(arch, cifar):
+    """Huang et al.'s Theorem 1 on an imported ResNet needs L: the torchvision-layout ResNet
+    declares its forward as a composition and each block its residual parts; the product bound
+    lies above every finite-difference ratio, and the decompositions equal the forwards."""
+    from clbounds.experiments.models.external import TorchvisionResNet
+    from clbounds.theory.geometry import lipschitz_lower, lipschitz_upper
+
+    torch.manual_seed(0)
+    net = TorchvisionResNet(arch, cifar_stem=cifar)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        net.train()(torch.rand(16, 3, 16, 16))
+    net.eval()
+    x = torch.rand(8, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(net.sequential_parts()(x), net(x), atol=1e-5)
+        for block in (m for m in net.modules() if callable(getattr(m, "residual_parts", None))):
+            h = torch.rand(2, block.conv1.in_channels, 8, 8)
+            branch, shortcut, post = block.residual_parts()
+            assert torch.allclose(post(branch(h) + shortcut(h)), block(h), atol=1e-5)
+    upper = float(lipschitz_upper(net, (3, 16, 16), certified=True))
+    lower = float(lipschitz_lower(net, x, x + 1e-3 * torch.randn_like(x)))
+    assert math.isfinite(upper) and 0 < lower <= upper
+
+
+def test_measure_gives_an_imported_resnet_its_certified_lipschitz_bound():
+    import clbounds
+    from clbounds.experiments.models.external import TorchvisionResNet
+
+    net = TorchvisionResNet("resnet18", cifar_stem=False)
+    rows = clbounds.measure(net, "synthetic", terms=["lipschitz"], data_options={"image_size": 16, "n_train": 40, "n_test": 20, "num_classes": 4},
+                            n_samples=8, views=2, controls=False)
+    assert rows.skipped == {} and rows.terms["lipschitz_upper"] >= rows.terms["lipschitz_lower"] > 0

@@ -564,10 +564,14 @@ def _maxpool_lipschitz(pool: nn.MaxPool2d) -> float:
 
 
 def _sequential_leaves(model: nn.Module):
-    """Leaf modules of a composition; only plain nn.Sequential is a known composition."""
+    """Leaf modules of a composition: a plain nn.Sequential, or a module that declares its
+    forward as one (``sequential_parts() -> nn.Sequential``, e.g. a ResNet's stem, stages and
+    pooling)."""
     if type(model).forward is nn.Sequential.forward:
         for child in model:
             yield from _sequential_leaves(child)
+    elif callable(getattr(model, "sequential_parts", None)):
+        yield from _sequential_leaves(model.sequential_parts())
     else:
         yield model
 
@@ -645,8 +649,12 @@ def lipschitz_upper(
       ‖g(x) + s(x) − g(y) − s(y)‖ ≤ (L_g + L_s)‖x − y‖). An empty shortcut is the identity, 1.
       (clbounds' ResNet ``BasicBlock`` declares its parts; a test checks the decomposition.)
 
-    Only plain nn.Sequential compositions and such residual blocks are walked, since only their
-    forward is known from their children. Any other module with children (a wrapper that
+    - A module that declares ``sequential_parts() -> nn.Sequential`` (its forward is that
+      composition) is walked like a Sequential: the importers' torchvision-layout ResNet-18/50
+      (stem, max-pool, stages of blocks with ``residual_parts``, adaptive average pool).
+
+    Only plain nn.Sequential compositions, declared compositions and such residual blocks are
+    walked, since only their forward is known from their children. Any other module with children (a wrapper that
     normalises its input, a block without ``residual_parts``) raises TypeError rather than
     return a wrong number: bound such parts by hand.
 

@@ -65,6 +65,11 @@ class TvBasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
+    def residual_parts(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(branch, shortcut, post), forward(x) = post(branch(x) + shortcut(x)), for
+        theory.geometry.lipschitz_upper (the shortcut is the identity without ``downsample``)."""
+        return nn.Sequential(self.conv1, self.bn1, nn.ReLU(), self.conv2, self.bn2), self.downsample or nn.Identity(), nn.ReLU()
+
 
 class TvBottleneck(nn.Module):
     """torchvision's Bottleneck (v1.5: the stride sits on the 3×3 ``conv2``)."""
@@ -87,6 +92,11 @@ class TvBottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    def residual_parts(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(branch, shortcut, post), as :meth:`TvBasicBlock.residual_parts`."""
+        branch = nn.Sequential(self.conv1, self.bn1, nn.ReLU(), self.conv2, self.bn2, nn.ReLU(), self.conv3, self.bn3)
+        return branch, self.downsample or nn.Identity(), nn.ReLU()
 
 
 RESNET_LAYERS = {"resnet18": (TvBasicBlock, (2, 2, 2, 2)), "resnet50": (TvBottleneck, (3, 4, 6, 3))}
@@ -140,6 +150,11 @@ class TorchvisionResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
+
+    def sequential_parts(self) -> nn.Sequential:
+        """The forward as one composition (stem, max-pool, the four stages, pooling), which
+        theory.geometry.lipschitz_upper walks: each block bounds itself by its residual parts."""
+        return nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool, self.layer1, self.layer2, self.layer3, self.layer4, self.avgpool, nn.Flatten())
 
 
 _TOKEN = re.compile(r"^(?:(?P<lin>[Ll])(?P<i>\d+)-(?P<o>\d+)|(?P<bn>[Bb])(?P<n>\d+)|(?P<relu>R))$")
