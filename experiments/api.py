@@ -8,8 +8,10 @@
 normalisation inside, as clbounds' encoders have theirs), with an optional ``projector`` from
 features to the projection the loss saw. The rows are the CLI's: (name, value, protocol),
 with the controls as ``<control>/<name>``. For the random-initialisation control the model is
-copied and every layer's ``reset_parameters()`` run under ``seed`` (its real initialisation
-is unknown; pass ``init_model`` to give it).
+copied and every layer's ``reset_parameters()`` run under ``seed``; that copy is a control,
+not the weights training started from, so without ``init_model`` the terms that compare with
+θ₀ (``weight_movement``, ``weight_distance``) are ``<term>_unavailable`` rows and listed in
+``rows.skipped``.
 
 Terms that differentiate the training loss (the ``sharpness`` and ``optimization`` groups)
 need ``loss_fn(model, (views1, views2)) -> scalar`` or ``method`` (``simclr`` or
@@ -218,7 +220,7 @@ def measure(
     dataset = as_dataset(data, **(data_options or {}))
     cfg = _config(method, seed, augment, color_strength, temperature, dataset.name, settings)
     wrapped, init = _prepare(model, projector, init_model, seed, dev)
-    ctx = make_context(cfg, dataset.to(dev), wrapped, init, dev, loss_fn=loss_fn)
+    ctx = make_context(cfg, dataset.to(dev), wrapped, init, dev, loss_fn=loss_fn, init_known=init_model is not None)
     target = _register(store, run, cfg, dataset, model) if store is not None else None
     write = (lambda rows: target[0].add_measurements(target[1], rows)) if target else (lambda rows: None)
     collected: list[Row] = []

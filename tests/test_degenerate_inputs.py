@@ -441,6 +441,7 @@ BOUND_CASES: list[Case] = [
     Case("arora2019.one_negative_practical", "single class (collision 1)", lambda: arora2019.one_negative_practical({**_arora(arora_collision=1.0), "arora_unsupervised_loss_practical": 1.0}), Check(_UNDEFINED)),
     Case("arora2019.loss_ceiling", "no temperature", lambda: arora2019.loss_ceiling({}, 1)[0] is None, Equals(True)),
     Case("arora2019.loss_ceiling", "zero temperature", lambda: arora2019.loss_ceiling({"loss_temperature": 0.0}, 1)[0] is None, Equals(True)),
+    Case("arora2019.trivial_ceiling", "no constant-encoder term and no temperature", lambda: arora2019.trivial_ceiling({}, "arora_constant_encoder_loss", 1)[0] is None, Equals(True)),
     Case("arora2019.arora_bound", "collision 1", lambda: arora2019.arora_bound(1.0, 1.0, LOG2), Raises("collision probability")),
     Case("arora2019.evaluate", "missing terms", lambda: arora2019.evaluate({}), Raises("needs term", common.MissingTermError)),
     Case("arora2019.evaluate_all", "missing terms", lambda: arora2019.evaluate_all({}), Check(_UNDEFINED)),

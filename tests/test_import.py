@@ -344,3 +344,16 @@ def test_measure_gives_an_imported_resnet_its_certified_lipschitz_bound():
     rows = clbounds.measure(net, "synthetic", terms=["lipschitz"], data_options={"image_size": 16, "n_train": 40, "n_test": 20, "num_classes": 4},
                             n_samples=8, views=2, controls=False)
     assert rows.skipped == {} and rows.terms["lipschitz_upper"] >= rows.terms["lipschitz_lower"] > 0
+
+
+def test_theta_0_is_never_invented_for_a_foreign_encoder():
+    """Without the weights training started from, weight_movement is a stored gap with its
+    reason (the seeded re-initialisation is a control, not θ₀); with init_model it is measured."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 16))
+    data = (torch.rand(40, 3, 16, 16), torch.arange(40) % 4, torch.rand(20, 3, 16, 16), torch.arange(20) % 4)
+    options = {"terms": ["optimization"], "method": "simclr", "n_samples": 16, "views": 2, "batch_size": 8, "controls": False}
+    rows = clbounds.measure(net, data, **options)
+    assert "weight_movement" not in rows.terms and "started from are unknown" in rows.skipped["optimization/weight_movement"]
+    init = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 16))
+    known = clbounds.measure(net, data, init_model=init, **options)
+    assert known.terms["weight_movement"] > 0 and known.skipped == {}

@@ -23,7 +23,7 @@ from clbounds.theory import geometry
 
 from ..config import Config
 from ..data import ImageDataset
-from ..store.db import RunRecord
+from ..store.db import Row, RunRecord
 from ..training.augment import Augment
 from ..training.methods import get_method
 from ..training.runs import load_encoder, open_run
@@ -53,9 +53,21 @@ class Context:
     # once and shared with the controls: augmentation dominates measure's cost on a CPU.
     cache: dict = dataclasses.field(default_factory=dict)
     log: Callable[[str], None] | None = None  # findings a group reports as it measures (a failed sanity check)
+    # Whether init_model holds the weights training really started from: clbounds' own runs
+    # (seeded) and API calls with init_model do; an imported checkpoint's is a seeded
+    # re-initialisation, a control but not θ₀, so the terms that compare with θ₀ are not computed.
+    init_known: bool = True
 
     def generator(self, salt: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed * 7919 + salt)
+
+    def initial_weights_unknown(self, term: str) -> Row | None:
+        """The ``<term>_unavailable`` row of a term that compares with θ₀ when θ₀ is unknown (an
+        imported encoder, the run's own terms); None when the term can be computed."""
+        if self.init_known or self.control_name:
+            return None
+        return (term + "_unavailable", 1.0, "the weights this encoder started from are unknown (an imported checkpoint): "
+                "theta_0 is not invented; give init_model to clbounds.measure")
 
     def control(self, name: str) -> "Context":
         """The context of a control (bounds/common.CONTROLS): the same inputs, views and
@@ -251,7 +263,7 @@ def _reference_delta(m, data: ImageDataset, device: torch.device, augment_spec: 
 
 
 def make_context(cfg: Config, data: ImageDataset, model: nn.Module, init_model: nn.Module, device: torch.device,
-                 loss_fn: Callable | None = None) -> Context:
+                 loss_fn: Callable | None = None, init_known: bool = True) -> Context:
     """The context of one encoder on one dataset: the test sample, its views and δ, all fixed by ``cfg``."""
     m = cfg.measure
     g = torch.Generator().manual_seed(cfg.seed * 7919)
@@ -261,10 +273,10 @@ def make_context(cfg: Config, data: ImageDataset, model: nn.Module, init_model: 
     augment = Augment(cfg.augment, image_size=data.image_shape[-1], color_strength=cfg.color_strength)
     views = torch.stack([augment(x, g) for _ in range(m.views)])
     delta, note = (m.delta, "measure.delta") if m.delta is not None else reference_delta(cfg, data, device)
-    return Context(cfg, data, model, init_model, augment, x, y, views, device, delta=delta, delta_note=note, loss_fn=loss_fn)
+    return Context(cfg, data, model, init_model, augment, x, y, views, device, delta=delta, delta_note=note, loss_fn=loss_fn, init_known=init_known)
 
 
 def build_context(record: RunRecord) -> Context:
     run = open_run(record)
     init_model = load_encoder(record, run.data.image_shape, random_init=True).to(run.device).eval()
-    return make_context(run.cfg, run.data, run.encoder, init_model, run.device)
+    return make_context(run.cfg, run.data, run.encoder, init_model, run.device, init_known=run.cfg.encoder.arch != "external")

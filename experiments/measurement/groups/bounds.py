@@ -195,7 +195,8 @@ def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
         ("n_train", float(ctx.data.x_train.shape[0]), "training set size"),
         ("num_parameters", float(theta.numel()), "k, trainable parameters of backbone and projection head"),
         ("weight_norm", scalar(theta.norm()), "||theta||, trainable parameters, final epoch"),
-        ("weight_distance", scalar((theta - theta0).norm()), "||theta - theta_0||, trainable parameters, final epoch vs the seed's initialisation"),
+        ctx.initial_weights_unknown("weight_distance")
+        or ("weight_distance", scalar((theta - theta0).norm()), "||theta - theta_0||, trainable parameters, final epoch vs the seed's initialisation"),
         ("sharpness_rho", m.rho, "rho of the sharpness ball (measure.rho)"),
     ]
 

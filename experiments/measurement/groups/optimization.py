@@ -18,5 +18,6 @@ def optimization_terms(ctx: Context) -> list[Row]:
         ctx.model.eval()
     rows = [("gradient_norm", grad, f"||grad L|| over {len(batches)} fixed batches of view pairs, BN train mode")]
     if not ctx.logs_dynamics:  # else training logged Wen's movement of both networks, (W, V)
-        rows.append(("weight_movement", optimization.relative_weight_movement(ctx.model, ctx.init_model), "||W_T - W_0||_F / ||W_0||_F, all parameters, final epoch"))
+        unknown = ctx.initial_weights_unknown("weight_movement")
+        rows.append(unknown or ("weight_movement", optimization.relative_weight_movement(ctx.model, ctx.init_model), "||W_T - W_0||_F / ||W_0||_F, all parameters, final epoch"))
     return rows
