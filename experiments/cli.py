@@ -53,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="offline probes: kNN, linear, nearest centre")
-    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("run", help="run id, a unique prefix of it, or the run's name")
     p.add_argument("--random-init", action="store_true", help="probe the same architecture at its initial weights instead")
     p.add_argument("--probe-data", metavar="NAME", help="transfer: fit and test the probes on another dataset at the run's image size, e.g. digits")
     p.add_argument("--autoattack", action="store_true", help="also AutoAttack (standard, Linf at measure.attack_eps) on the linear probe, with RobustBench sanity checks; needs `make autoattack`")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("certify", help="a PAC-Bayes certificate on the downstream error of encoder + probe, with the test-set bound")
-    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("run", help="run id, a unique prefix of it, or the run's name")
     p.add_argument("--n", type=int, default=5000, help="size of the bound sample S (fresh draws for synthetic data; else half the test split)")
     p.add_argument("--draws", type=int, default=1000, help="posterior samples of the Monte-Carlo step (with --encoder: one per example of S instead)")
     p.add_argument("--delta", type=float, default=0.05, help="total failure probability (a fifth goes to the Monte-Carlo step)")
@@ -71,13 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("measure", help="compute the empirical terms of the theorems")
-    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("run", help="run id, a unique prefix of it, or the run's name")
     p.add_argument("--terms", nargs="+", metavar="GROUP", help=f"term groups (default: all): {' '.join(GROUP_NAMES)}")
     p.add_argument("overrides", nargs="*", metavar="measure.key=value", help="measure settings for this measurement, e.g. measure.eps=0.8 measure.views=16 (recorded in every protocol)")
+    p.add_argument("--force", action="store_true", help="recompute every group; by default a group already stored with the same settings is kept (a stopped measure resumes)")
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("bounds", help="evaluate every applicable theorem on a measured run")
-    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument("run", help="run id, a unique prefix of it, or the run's name")
     p.add_argument("--json", action="store_true", help="the checks as JSON (every field, the verdict included)")
     p.set_defaults(func=cmd_bounds)
 

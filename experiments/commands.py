@@ -81,7 +81,7 @@ def cmd_measure(args: argparse.Namespace, store: Store) -> None:
             raise ConfigError(f"override {outside[0]!r}: measure takes measure.<key>=value overrides only (e.g. measure.eps=0.8); retrain for anything else")
         record = dataclasses.replace(record, config=config_from_dict(apply_overrides(record.config, args.overrides)).to_dict())
     print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder})")
-    rows = measure(record, store, terms, log=lambda line: print(line, file=sys.stderr, flush=True))
+    rows = measure(record, store, terms, log=lambda line: print(line, file=sys.stderr, flush=True), force=args.force)
     record_measured(store, record.id, terms or GROUP_NAMES, record.config["measure"])  # verify then re-measures what overrides changed
     if rows:
         _print_rows(rows)

@@ -211,3 +211,32 @@ def test_a_term_that_cannot_be_computed_is_a_stored_row_with_its_reason_not_a_si
     assert verdict(t1) == "not evaluated" and "lipschitz_upper" in t1.details["unavailable"]
     table = format_bound_table(list(checks.values()))
     assert "not computable for this encoder: lipschitz_upper" in table
+
+
+def test_a_stopped_measure_resumes_after_the_groups_it_stored(store, monkeypatch):
+    """Killed during its third group, `measure` keeps the two groups (and their controls' place)
+    it had stored with these settings and computes the rest; ``force`` recomputes everything."""
+    from clbounds.experiments.measurement import measure as measure_module
+    from clbounds.experiments.measurement.groups import TERM_GROUPS
+    from conftest import trained_tiny
+
+    record = trained_tiny(store)
+    groups = ["losses", "geometry", "lipschitz"]
+    real = TERM_GROUPS["lipschitz"]
+
+    def killed(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(TERM_GROUPS, "lipschitz", killed)
+    with pytest.raises(KeyboardInterrupt):
+        measure_module.measure(record, store, groups)
+    monkeypatch.setitem(TERM_GROUPS, "lipschitz", real)
+    logged: list[str] = []
+    measure_module.measure(record, store, groups, log=logged.append)
+    assert any("kept, stored with these settings: losses, geometry" in line for line in logged), logged
+    assert [line for line in logged if line.strip().startswith("measured ") and "(" in line][0].strip().startswith("measured lipschitz (1/1)")
+    names = {m["name"] for m in store.measurements(record.id)}
+    assert {"info_nce", "alignment", "lipschitz_lower", "random_init/alignment"} <= names
+    logged.clear()
+    measure_module.measure(record, store, groups, log=logged.append, force=True)
+    assert not any("kept" in line for line in logged) and any(line.strip().startswith("measured losses (1/3)") for line in logged)

@@ -10,12 +10,14 @@ used and every estimator setting, so a stored number can always be reproduced.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 from clbounds.bounds.common import UNAVAILABLE_SUFFIX
 from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<control>/<term>"
 
 from ..store.db import Row, RunRecord, Store
+from ..store.settings import progress, record_progress
 from .context import Context, ControlNotApplicable, build_context
 from .groups import CONTROL_PLAN, TERM_GROUPS, UNAVAILABLE
 from .registry import NEEDS_TRAINING_LOSS, check_groups, control_groups, default_groups
@@ -51,26 +53,38 @@ def skipped_groups(ctx: Context, names: list[str]) -> dict[str, str]:
 
 
 def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]], None], log: Callable[[str], None] | None = None,
-                    run_group: Callable[[str, str, Callable[[], list[Row]]], list[Row]] | None = None) -> tuple[list[Row], dict[str, str]]:
+                    run_group: Callable[[str, str, Callable[[], list[Row]]], list[Row]] | None = None,
+                    done: frozenset[str] = frozenset(), on_done: Callable[[str, str], None] | None = None) -> tuple[list[Row], dict[str, str]]:
     """Every group of ``names`` on ``ctx``, then on the controls (``measure.controls``); each
     group's rows go to ``write`` as soon as they exist. Returns (own rows, skipped groups).
 
     ``run_group(control, name, compute)`` runs each group (``control`` is "" for the encoder's
     own); by default it just calls ``compute``. The measure-scaling benchmark times groups there.
+    ``done`` holds the groups (``name``) and control groups (``control/name``) already stored
+    with these settings, which are kept, not recomputed; ``on_done(control, name)`` is called
+    as each one is stored, so a stopped measure resumes after it. Each group logs its time.
     """
     run = run_group or (lambda control, name, compute: compute())
     skipped = skipped_groups(ctx, names)
     names = [n for n in names if n not in skipped]
     ctx.log = log
     rows: list[Row] = []
-    for i, name in enumerate(names):
+    todo = [n for n in names if n not in done]
+    if log and len(todo) < len(names):
+        log(f"  kept, stored with these settings: {', '.join(n for n in names if n in done)}")
+    spent = 0.0
+    for i, name in enumerate(todo):
+        t0 = time.perf_counter()
         group = run("", name, lambda: _group(ctx, name, TERM_GROUPS[name]))
         write(group)
         rows += group
+        if on_done:
+            on_done("", name)
         # a term this encoder does not allow is a stored row with its reason, and listed here
         skipped |= {f"{name}/{term[: -len(UNAVAILABLE_SUFFIX)]}": why for term, _, why in group if term.endswith(UNAVAILABLE_SUFFIX)}
+        spent += time.perf_counter() - t0
         if log:
-            log(f"  measured {name} ({i + 1}/{len(names)}): {len(group)} terms")
+            log(f"  measured {name} ({i + 1}/{len(todo)}): {len(group)} terms in {time.perf_counter() - t0:.1f} s ({spent:.0f} s so far)")
     if ctx.cfg.measure.controls:
         for control, todo in control_groups(names):
             try:
@@ -79,32 +93,49 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
                 if log:
                     log(f"  control {control} left out: {err}")
                 continue
-            for name in todo:
+            t0 = time.perf_counter()
+            for name in [n for n in todo if f"{control}{CONTROL_SEP}{n}" not in done]:
                 try:
                     write(control_rows(ctx, control, run(control, name, lambda: _group(cctx, name, CONTROL_PLAN[control][name]))))
                 except RuntimeError as err:  # the run's own terms stand; its checks just lack this control
                     skipped[f"{control}/{name}"] = str(err)
                     if log:
                         log(f"  control {control}, group {name} failed and is left out: {err}")
+                    continue
+                if on_done:
+                    on_done(control, name)
             if log:
-                log(f"  measured control {control}: {', '.join(todo)}")
+                log(f"  measured control {control}: {', '.join(todo)} in {time.perf_counter() - t0:.1f} s")
     for name, why in skipped.items():
         if log:
             log(f"  skipped {name}: {why}")
     return rows, skipped
 
 
-def measure(record: RunRecord, store: Store, terms: list[str] | None = None, log: Callable[[str], None] | None = None) -> list[Row]:
+def measure(record: RunRecord, store: Store, terms: list[str] | None = None, log: Callable[[str], None] | None = None, force: bool = False) -> list[Row]:
     """Computes the chosen term groups (by default all but AutoAttack, which ``measure.autoattack``
     adds) for a finished run and stores them.
 
     With ``measure.controls`` (the default) each group is then measured again on the controls
     of ``registry.CONTROL_GROUPS``, stored as ``<control>/<term>`` rows, so that every bound check can
-    say whether it also holds without learned structure. Returns the run's own rows.
+    say whether it also holds without learned structure. Returns the rows computed now.
+
+    Each group and control group is recorded in ``measured_with.json`` as it is stored, so a
+    measure that is stopped resumes where it stopped: a group already stored with the same
+    settings is kept (``force`` recomputes everything).
     """
     check_groups(terms)
     ctx = build_context(record)
     if not ctx.cfg.measure.controls:  # stale control rows would be read as this measurement's controls
         store.delete_measurements(record.id, f"%{CONTROL_SEP}%")
-    rows, _ = measure_context(ctx, terms or default_groups(ctx.cfg), lambda group: store.add_measurements(record.id, group), log)
+    settings = record.config["measure"]
+    done = frozenset() if force else frozenset(progress(store, record.id, "measure_own", settings) | progress(store, record.id, "measure_controls", settings))
+
+    def on_done(control: str, name: str) -> None:
+        if control:
+            record_progress(store, record.id, "measure_controls", f"{control}{CONTROL_SEP}{name}", settings)
+        else:
+            record_progress(store, record.id, "measure_own", name, settings)
+
+    rows, _ = measure_context(ctx, terms or default_groups(ctx.cfg), lambda group: store.add_measurements(record.id, group), log, done=done, on_done=on_done)
     return rows

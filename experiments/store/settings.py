@@ -37,3 +37,16 @@ def record_settings(store: Store, run_id: str, section: str, settings: dict[str,
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(done, indent=2, sort_keys=True))
     tmp.replace(path)  # atomic: an interrupted write leaves the previous file
+
+
+def record_progress(store: Store, run_id: str, section: str, key: str, settings: dict[str, Any]) -> None:
+    """Records that ``key`` (a term group, or ``<control>/<group>``) of ``section`` (``measure_own``,
+    ``measure_controls``) is stored under ``settings``: a measure that is stopped resumes after it."""
+    done = measured_with(store, run_id).get(section, {})
+    record_settings(store, run_id, section, (done if isinstance(done, dict) else {}) | {key: settings})
+
+
+def progress(store: Store, run_id: str, section: str, settings: dict[str, Any]) -> set[str]:
+    """The keys of ``section`` stored under ``settings``."""
+    done = measured_with(store, run_id).get(section, {})
+    return {k for k, s in done.items() if s == settings} if isinstance(done, dict) else set()
