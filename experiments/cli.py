@@ -15,7 +15,8 @@ from typing import Any
 
 from .catalog import FOREIGN_LOSSES
 from .commands import (
-    cmd_bounds, cmd_certify, cmd_eval, cmd_export, cmd_import, cmd_measure, cmd_report, cmd_reproduce, cmd_runs, cmd_train, cmd_verify,
+    cmd_bounds, cmd_certify, cmd_configs, cmd_eval, cmd_export, cmd_import, cmd_measure, cmd_report, cmd_reproduce, cmd_runs, cmd_train,
+    cmd_verify,
 )
 from .config import ConfigError
 from .errors import CheckpointError
@@ -124,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default <store>/report)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("configs", help="list the bundled configs and presets, or show one with every key (`configs show NAME`)")
+    p.add_argument("words", nargs="*", metavar="show NAME", help="`show NAME`: the config with every key and its value (defaults included), or the preset's YAML")
+    p.set_defaults(func=cmd_configs, needs_store=False)
+
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
@@ -188,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
+        if not getattr(args, "needs_store", True):  # `configs` reads the package only: no store is opened or made
+            args.func(args, None)
+            sys.stdout.flush()
+            return 0
         store = open_store(args.store)  # a SpoolStore inside a cluster job (CLBOUNDS_SPOOL=1)
         if not isinstance(store, SpoolStore):
             try:

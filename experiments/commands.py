@@ -289,3 +289,34 @@ def _write_table(out, rows: list[dict], fields: list[str], as_json: bool) -> Non
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)  # names cannot run as spreadsheet formulas
+
+
+def cmd_configs(args: argparse.Namespace, store: Store | None) -> None:
+    """``clbounds configs``: the bundled configs and presets; ``configs show NAME``: one of them,
+    a config with every key and its value (defaults filled in), a preset as its YAML."""
+    from .config import CONFIG_DIR, PRESET_DIR, dump_config
+
+    words = list(args.words or [])
+    if not words:
+        print("configs (clbounds train NAME [key=value ...]):")
+        for path in sorted(CONFIG_DIR.glob("*.yaml")):
+            print(f"  {path.stem}")
+        print("presets (clbounds verify --preset NAME):")
+        for path in sorted(PRESET_DIR.glob("*.yaml")):
+            print(f"  {path.stem}")
+        print("show one with every key: clbounds configs show NAME")
+        return
+    if len(words) != 2 or words[0] != "show":
+        raise ConfigError(f"usage: clbounds configs [show NAME]; got {' '.join(words)!r}")
+    name = words[1]
+    if (CONFIG_DIR / f"{name}.yaml").is_file():
+        print(f"# {name}: every key and its value (a key not in the file has its default)")
+        print(dump_config(load_config(name)), end="")
+    elif (PRESET_DIR / f"{name}.yaml").is_file():
+        from .pipeline.verify import load_preset
+
+        load_preset(name)  # validated, as verify would
+        print((PRESET_DIR / f"{name}.yaml").read_text(), end="")
+    else:
+        names = sorted(p.stem for d in (CONFIG_DIR, PRESET_DIR) for p in d.glob("*.yaml"))
+        raise ConfigError(f"no bundled config or preset {name!r}; choose one of {', '.join(names)}")

@@ -166,3 +166,21 @@ def test_bounds_json(tmp_path, capsys):
     checks = json.loads(capsys.readouterr().out)
     t1 = next(c for c in checks if c["theorem"] == "huang2023.theorem1")
     assert {"bound", "measured", "vacuous", "informative", "verdict", "details"} <= set(t1) and t1["run"] == "r1"
+
+
+def test_configs_lists_and_shows_the_bundled_configs_and_presets_without_touching_a_store(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    assert "quick-simclr-synthetic" in out and "  cpu" in out and "configs show NAME" in out
+    assert main(["configs", "show", "quick-simclr-synthetic"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["name"] == "quick-simclr-synthetic" and "measure" in shown and "eps" in shown["measure"]  # every key, defaults included
+    assert main(["configs", "show", "quick"]) == 0 and "runs:" in capsys.readouterr().out
+    for argv in (["configs", "show", "nope"], ["configs", "show"], ["configs", "list", "x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # listing configs makes no store
