@@ -26,10 +26,33 @@ from .store.db import default_store_root
 from .store.spool import SpoolStore, import_spool, open_store
 
 
+EXAMPLES = """examples:
+  clbounds verify --preset quick                       the main job on the embedded data (about 3 minutes on 2 cores)
+  clbounds configs show quick-simclr-synthetic         a bundled config with every key and its default
+  clbounds train quick-simclr-synthetic optim.epochs=5 one run, with an override
+  clbounds measure quick-base --terms geometry measure.views=24
+                                                       terms of a run (by id, id prefix or name) at another setting
+  clbounds bounds quick-base                           every theorem on that run: both sides, margin, controls, verdict
+  clbounds certify quick-base                          a PAC-Bayes certificate beside the trivial predictor and Clopper-Pearson
+  clbounds export --what bounds --csv > checks.csv     every bound check as one tidy table
+"""
+
+
+def _measure_keys() -> str:
+    """The measure.* keys with their defaults, for `clbounds measure --help`."""
+    import dataclasses
+
+    from .config import MeasureConfig
+
+    keys = [f"measure.{f.name}={f.default if f.default is not dataclasses.MISSING else ''}" for f in dataclasses.fields(MeasureConfig)]
+    return "measure.* keys (default):\n  " + "\n  ".join(keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from clbounds import __version__
 
-    parser = argparse.ArgumentParser(prog="clbounds", description="Train contrastive encoders, measure the terms of their theorems, and check the bounds.")
+    parser = argparse.ArgumentParser(prog="clbounds", description="Train contrastive encoders, measure the terms of their theorems, and check the bounds.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     store_help = f"run store folder (default: $CLBOUNDS_HOME or ./runs; now {default_store_root()})"
     parser.add_argument("--store", type=Path, default=None, help=store_help)
     parser.add_argument("--version", action="version", version=f"clbounds {__version__}")
@@ -71,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=int, default=256, help="--contrastive: batches of 64 fresh inputs in S")
     p.set_defaults(func=cmd_certify)
 
-    p = sub.add_parser("measure", help="compute the empirical terms of the theorems")
+    p = sub.add_parser("measure", help="compute the empirical terms of the theorems", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_measure_keys())
     p.add_argument("run", help="run id, a unique prefix of it, or the run's name")
     p.add_argument("--terms", nargs="+", metavar="GROUP", help=f"term groups (default: all): {' '.join(GROUP_NAMES)}")
     p.add_argument("overrides", nargs="*", metavar="measure.key=value", help="measure settings for this measurement, e.g. measure.eps=0.8 measure.views=16 (recorded in every protocol)")

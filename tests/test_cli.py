@@ -184,3 +184,17 @@ def test_configs_lists_and_shows_the_bundled_configs_and_presets_without_touchin
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # listing configs makes no store
+
+
+def test_help_shows_examples_and_measure_help_lists_every_measure_key(capsys):
+    import dataclasses
+
+    from clbounds.experiments.config import MeasureConfig
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["measure", "--help"])
+    out = capsys.readouterr().out
+    assert all(f"measure.{f.name}=" in out for f in dataclasses.fields(MeasureConfig))
