@@ -81,6 +81,21 @@ _VERDICT_CLASS = {"informative": "ok", "vacuous": "weak", "by construction": "we
                   "not resolved": "plain", "violated": "bad", "not evaluated": "plain", "reproduced": "ok", "contradicted": "bad"}
 
 
+def _correlation_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """The correlation table as text cells: counts as integers, p-values as p-values (0.0003,
+    not "+0.000"), correlations signed with three decimals."""
+    def cell(column: str, v):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
+            return "" if v is None or (isinstance(v, float) and v != v) else v
+        if column == "n" or column.startswith(("n (", "settings")):
+            return f"{int(v)}"
+        if column == "p" or column.startswith("p ("):
+            return f"{v:.2g}" if v >= 0.001 else f"{v:.1e}"
+        return f"{v:+.3f}"
+
+    return df.apply(lambda col: col.map(lambda v: cell(str(col.name), v))) if not df.empty else df
+
+
 def _command_line(command: str) -> str:
     """A command inside a Markdown code block: one line, and it cannot close the block."""
     return " ".join(str(command).split()).replace(chr(96) * 3, chr(39) * 3)
@@ -166,7 +181,7 @@ def build_report(
              "</details>" if theorem_table is not None else ""]
     if findings:
         body += ["<h3>Findings</h3><ul>", *[f"<li>{e(f)}</li>" for f in findings], "</ul>"]
-    body += ["<h2>Rank correlation of each term with error</h2>", _html_table(correlation_table, lambda v: f"{v:+.3f}")]
+    body += ["<h2>Rank correlation of each term with error</h2>", _html_table(_correlation_cells(correlation_table), lambda v: f"{v:+.3f}")]
     if statements:
         body += ["<h2>Theorem statements</h2>"]
         for s in statements:

@@ -112,9 +112,13 @@ def findings(checks: pd.DataFrame, labels: dict[str, str]) -> list[str]:
     finding, never hidden. A failure inside the margin or with unmet hypotheses is not one."""
     from clbounds.bounds.common import verdict
 
-    out = []
+    out, seen = [], set()
     for row in checks.to_dict("records"):
         if verdict(row) == "violated":
+            key = (row["theorem"], row["bound"], row["measured"])
+            if key in seen:  # a grid-level check (a width sweep, a pair) is stored on each of its runs: one finding
+                continue
+            seen.add(key)
             margin = (row.get("details") or {}).get("margin", {}).get("margin")
             out.append(f"{row['theorem']} is violated on run {labels.get(row['run'], row['run'])} ({row['run']}): bound {row['bound']:.4g} < measured {row['measured']:.4g}"
                        + (f", beyond its margin {margin:.3g}" if margin is not None else ""))
