@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def cmd_report(args: argparse.Namespace, store: Store) -> None:
     evaluate_sweep_bounds(measured, store)
     out = args.out or store.root / "report"
     labels = {r.id: r.name or r.id for r in measured}
-    command = "clbounds report " + " ".join(args.runs)
+    command = f"clbounds --store {shlex.quote(str(store.root))} report " + " ".join(shlex.quote(r) for r in args.runs)  # the store too: it regenerates from anywhere
     md, html, _ = make_report(store.root, [r.id for r in measured], labels, out, f"clbounds report ({len(measured)} runs)", [command.strip()], theorem_statements())
     print(f"report: {html}\n        {md}")
 

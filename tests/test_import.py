@@ -164,7 +164,8 @@ def test_import_each_format_then_eval_measure_bounds(tmp_path, fmt, capsys):
     assert any(c["theorem"] == "huang2023.theorem2" and c["holds"] is not None for c in store.bound_checks(record.id))
     if fmt == "torchvision":  # and the report, as for any run
         assert main(["--store", str(tmp_path / "s"), "report", record.id]) == 0
-        assert "huang2023.theorem2" in (tmp_path / "s" / "report" / "report.md").read_text()
+        text = (tmp_path / "s" / "report" / "report.md").read_text()
+        assert "huang2023.theorem2" in text and f"clbounds --store {tmp_path / 's'} report {record.id}" in text  # it regenerates from anywhere
 
 
 def test_format_defaults_and_overrides_of_the_normalisation(tmp_path):
