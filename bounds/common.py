@@ -127,6 +127,20 @@ def assumption(lhs: float, rhs: float, strict: bool = False, note: str = "") -> 
     return out
 
 
+def term_gaps(details: Mapping[str, Any]) -> list[str]:
+    """Why a check lacks terms, one phrase per kind: the terms measure could not compute for
+    this encoder (with each reason) and the terms that were not measured.
+
+    Example:
+        >>> term_gaps({"missing_terms": ["a", "b"], "unavailable": {"a": "no bound"}})
+        ['not computable for this encoder: a (no bound)', 'missing terms: b']
+    """
+    unavailable = details.get("unavailable", {}) or {}
+    out = ["not computable for this encoder: " + "; ".join(f"{t} ({why})" for t, why in unavailable.items())] if unavailable else []
+    missing = [t for t in details.get("missing_terms", []) or [] if t not in unavailable]
+    return out + (["missing terms: " + ", ".join(missing)] if missing else [])
+
+
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -162,13 +176,7 @@ class BoundCheck:
     def failed_assumptions(self) -> list[str]:
         """Names of the hypotheses that fail, and "missing terms" when terms were absent."""
         failed = [name for name, a in self.details.get("assumptions", {}).items() if not a.get("met", True)]
-        unavailable = self.details.get("unavailable", {})
-        if unavailable:
-            failed.append("not computable for this encoder: " + "; ".join(f"{t} ({why})" for t, why in unavailable.items()))
-        missing = [t for t in self.details.get("missing_terms", []) if t not in unavailable]
-        if missing:
-            failed.append("missing terms: " + ", ".join(missing))
-        return failed
+        return failed + term_gaps(self.details)
 
     def latex(self) -> str:
         return sp.latex(self.statement)

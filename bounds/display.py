@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .common import BoundCheck, headline, verdict
+from .common import BoundCheck, headline, term_gaps, verdict
 
 _PAC = r"\frac{R}{n} + R\sqrt{\frac{\mathrm{KL}+\ln(2\sqrt{n}/\delta)}{2n}}"
 _PAC_U = "R/n + R·√((KL + ln(2√n/δ))/(2n))"
@@ -86,12 +86,7 @@ def _assumption_cell(check: BoundCheck) -> str:
         if not a.get("met", True):
             margin = a.get("margin")
             parts.append(f"{name} ({'margin ' + _num(margin) if margin is not None else a.get('note', 'failed')})")
-    unavailable = check.details.get("unavailable", {})
-    if unavailable:
-        parts.append("not computable for this encoder: " + "; ".join(f"{t} ({why})" for t, why in unavailable.items()))
-    missing = [t for t in check.details.get("missing_terms", []) if t not in unavailable]
-    if missing:
-        parts.append("missing terms: " + ", ".join(missing))
+    parts += term_gaps(check.details)
     return "failed: " + "; ".join(parts) if parts else "failed"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from clbounds.bounds.common import VERDICTS, headline, verdict, verdict_counts
+from clbounds.bounds.common import VERDICTS, headline, term_gaps, verdict, verdict_counts
 from clbounds.bounds.display import controls_summary
 
 from . import frames
@@ -74,12 +74,7 @@ def bound_summary(checks: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
         assumptions = details.get("assumptions", {}) if isinstance(details, dict) else {}
         bad = [name for name, a in assumptions.items() if isinstance(a, dict) and not a.get("met", True)]
         if isinstance(details, dict):
-            unavailable = details.get("unavailable", {})
-            if unavailable:
-                bad.append("not computable for this encoder: " + "; ".join(f"{t} ({why})" for t, why in unavailable.items()))
-            missing = [t for t in details.get("missing_terms", []) if t not in unavailable]
-            if missing:
-                bad.append("missing terms: " + ", ".join(missing))
+            bad += term_gaps(details)
         return "all met" if not bad else "failed: " + "; ".join(bad)
 
     out = checks.assign(

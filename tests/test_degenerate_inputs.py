@@ -515,6 +515,7 @@ BOUND_EXEMPT = {
     "common.control_summary": "copies a check's numbers; reached through every with_controls row",
     "common.decide": "sets the margin of a check; reached through every evaluate_all row (evaluate_registry calls it)",
     "common.testifies": "reads a control's flags; reached through every with_controls row",
+    "common.term_gaps": "formats the missing and unavailable terms of a check; its doctest and the missing-terms rows cover it",
     "common.verdict": "labels a check's flags; every verdict class on every flag combination is tested in test_bounds_common.py",
     "common.verdict_counts": "counts verdict labels; tested in test_bounds_common.py",
     "common.headline": "formats verdict_counts; tested in test_bounds_common.py",
