@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install autoattack run test test-fast bench clean
+.PHONY: install autoattack run test test-fast docs serve-docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ run: install
 
 test: install autoattack
 	$(BIN)/python -m pytest
+	$(MAKE) docs
+
+# The documentation site (mkdocs.yml): strict, so a broken link, a missing page or a public
+# function without a docstring fails `make test`. The API and CLI references are generated.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet --site-dir site
+
+serve-docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve --strict
 
 test-fast: install autoattack
 	$(BIN)/python -m pytest -m "not slow"
@@ -50,4 +59,4 @@ bench: install autoattack
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs site .pytest_cache .hypothesis

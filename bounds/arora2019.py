@@ -95,7 +95,7 @@ _NOTES = {k: ASSUMPTIONS[k] for k in ("same_representation", "independent_negati
 def arora_bound(l_un: float, collision: float, floor: float) -> float:
     """(L_un − γ)/(1 − τ): the right-hand side of both forms.
 
-    Example:
+    Examples:
         >>> round(arora_bound(1.0, 0.5, 0.5 * math.log(2)), 6)
         1.306853
     """
@@ -108,7 +108,7 @@ def arora_bound(l_un: float, collision: float, floor: float) -> float:
 def loss_ceiling(terms: Mapping[str, float], negative_classes: float) -> tuple[float | None, str]:
     """log(1 + |Q| e^{2/τ}), the largest mean-classifier loss with |Q| negative classes (None without τ).
 
-    Example:
+    Examples:
         >>> round(loss_ceiling({"loss_temperature": 0.5}, 1)[0], 6) == round(math.log1p(math.exp(4)), 6)
         True
     """
@@ -125,7 +125,7 @@ def trivial_ceiling(terms: Mapping[str, float], constant_term: str, negative_cla
     draws of tasks), the trivial predictor's loss; without that term, the top of the range
     (:func:`loss_ceiling`).
 
-    Example:
+    Examples:
         >>> trivial_ceiling({"arora_constant_encoder_loss": math.log(2)}, "arora_constant_encoder_loss", 1)[0] == math.log(2)
         True
     """

@@ -86,7 +86,7 @@ def _same_weighting(claim: dict, cacr: Mapping[str, float], simclr: Mapping[str,
 def evaluate_pair(cacr_terms: Mapping[str, float], simclr_terms: Mapping[str, float]) -> BoundCheck:
     """Checks the three CACR claims against a SimCLR run on the same data.
 
-    Example:
+    Examples:
         >>> c = evaluate_pair({"alignment": 0.2, "mi_query_negative": 0.01, "cacr_weight_distance_corr": -0.9},
         ...                   {"alignment": 0.3, "mi_query_negative": 0.05})
         >>> c.holds, c.assumptions_met
@@ -136,7 +136,7 @@ def _claim_check(theorem: str, statement: sp.Basic, claim: dict, measured: float
 def evaluate_pair_all(cacr_terms: Mapping[str, float], simclr_terms: Mapping[str, float]) -> list[BoundCheck]:
     """The conjunction (``cacr.claims``) and each claim as its own check.
 
-    Example:
+    Examples:
         >>> checks = evaluate_pair_all({"alignment": 0.2, "mi_query_negative": 0.0, "mi_resolution": 3.0, "cacr_weight_distance_corr": -0.9},
         ...                            {"alignment": 0.3, "mi_query_negative": 0.1, "mi_resolution": 3.0})
         >>> [(c.theorem, c.holds) for c in checks]

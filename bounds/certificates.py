@@ -83,7 +83,7 @@ DELTA_MC = 0.01  # the part spent on the Monte-Carlo estimate of the posterior's
 def kl_bernoulli(q: float, p: float) -> float:
     """kl(q ‖ p) between Bernoulli(q) and Bernoulli(p), in nats (0 ln 0 = 0).
 
-    Example:
+    Examples:
         >>> kl_bernoulli(0.5, 0.5), round(kl_bernoulli(0.0, 0.5), 6)
         (0.0, 0.693147)
     """
@@ -100,7 +100,7 @@ def kl_bernoulli(q: float, p: float) -> float:
 def kl_inverse_upper(q: float, c: float, tol: float = 1e-12) -> float:
     """The largest p in [q, 1] with kl(q ‖ p) ≤ c, by bisection (kl(q‖·) increases on [q, 1]).
 
-    Example:
+    Examples:
         >>> round(kl_inverse_upper(0.0, math.log(2)), 9)  # kl(0‖p) = −ln(1 − p)
         0.5
     """
@@ -126,7 +126,7 @@ def binomial_tail_bound(errors: int, n: int, delta: float = DELTA) -> float:
     """Langford's test-set bound: the Clopper–Pearson upper limit of the error of a classifier
     fixed before the n held-out samples, given ``errors`` of them wrong (probability ≥ 1 − δ).
 
-    Example:
+    Examples:
         >>> binomial_tail_bound(0, 100, 0.05) == 1 - 0.05 ** (1 / 100)  # (1 − p)^n = δ
         True
     """

@@ -74,7 +74,7 @@ UNAVAILABLE_SUFFIX = "_unavailable"
 class MissingTermError(KeyError):
     """A term a theorem needs is not among the measured terms.
 
-    Example:
+    Examples:
         >>> try:
         ...     require({"sigma": 0.9}, ["sigma", "misalignment_rate"], "huang2023.theorem1")
         ... except MissingTermError as err:
@@ -97,7 +97,7 @@ def require(terms: Mapping[str, float], names: Iterable[str], theorem: str) -> d
     A term that is present but not a finite number is an error too (ValueError), since no
     bound can be evaluated on it.
 
-    Example:
+    Examples:
         >>> require({"sigma": 0.9, "extra": 1}, ["sigma"], "t")
         {'sigma': 0.9}
     """
@@ -115,7 +115,7 @@ def require(terms: Mapping[str, float], names: Iterable[str], theorem: str) -> d
 def assumption(lhs: float, rhs: float, strict: bool = False, note: str = "") -> dict[str, Any]:
     """One hypothesis ``lhs ≤ rhs`` (``lhs < rhs`` when strict), with its margin rhs − lhs.
 
-    Example:
+    Examples:
         >>> assumption(0.2, 0.5)["met"], round(assumption(0.2, 0.5)["margin"], 12)
         (True, 0.3)
     """
@@ -131,7 +131,7 @@ def term_gaps(details: Mapping[str, Any]) -> list[str]:
     """Why a check lacks terms, one phrase per kind: the terms measure could not compute for
     this encoder (with each reason) and the terms that were not measured.
 
-    Example:
+    Examples:
         >>> term_gaps({"missing_terms": ["a", "b"], "unavailable": {"a": "no bound"}})
         ['not computable for this encoder: a (no bound)', 'missing terms: b']
     """
@@ -149,7 +149,7 @@ def _finite(x: float | None) -> float | None:
 class BoundCheck:
     """The result of evaluating one theorem on measured terms.
 
-    Example:
+    Examples:
         >>> x, y = sp.symbols("x y")
         >>> c = make_check("demo", sp.Le(x, 2 * y), bound=2.0, measured=1.0, label="paper")
         >>> c.holds, c.tightness, c.to_row()["theorem"]
@@ -226,7 +226,7 @@ def make_check(
     quantity can take for any encoder (``ceiling_note`` says why); a bound at or above it is
     vacuous. Extra keyword arguments go into ``details``.
 
-    Example:
+    Examples:
         >>> x = sp.Symbol("x")
         >>> make_check("demo", sp.Le(x, 1), bound=1.7, measured=0.04, label="paper", ceiling=1.0).vacuous
         True
@@ -255,7 +255,7 @@ def error_ceiling(terms: Mapping[str, float]) -> tuple[float, str]:
     predicting the most frequent training class (term ``trivial_error``, measured on the same
     test sample as the error); 1 where it was not measured.
 
-    Example:
+    Examples:
         >>> error_ceiling({"trivial_error": 0.9})
         (0.9, 'the error of always predicting the most frequent training class, the trivial predictor')
     """
@@ -290,7 +290,7 @@ def decide(check: BoundCheck, evaluate: Callable[[Mapping[str, float]], BoundChe
     side; a term whose ± move leaves the bound undefined makes the margin infinite. A check
     without standard errors is decided beyond the float floor only, and says so.
 
-    Example:
+    Examples:
         >>> x = sp.Symbol("x")
         >>> fn = lambda t: make_check("demo", sp.Le(x, 1), bound=t["b"], measured=t["m"], label="paper")
         >>> terms = {"b": 0.50, "m": 0.49, "m_stderr": 0.01}
@@ -371,7 +371,7 @@ def testifies(control: BoundCheck, check: BoundCheck | None = None) -> str | Non
     its verdict is decided beyond its noise, and where it does not merely hold because its
     own bound is vacuous while the run's is not (it then tests a non-vacuous check of nothing).
 
-    Example:
+    Examples:
         >>> x = sp.Symbol("x")
         >>> testifies(make_check("demo", sp.Le(x, 1), 0.0, 0.7, "paper", {"h": assumption(2.0, 1.0)}))
         'its hypotheses are not met'
@@ -396,7 +396,7 @@ def with_controls(check: BoundCheck, controls: Mapping[str, BoundCheck]) -> Boun
     when it fails on every one (it could have failed, and did without learned structure),
     None when no control testifies.
 
-    Example:
+    Examples:
         >>> x = sp.Symbol("x")
         >>> trained = make_check("demo", sp.Le(x, 1), 0.5, 0.1, "paper")
         >>> control = make_check("demo", sp.Le(x, 1), 0.5, 0.4, "paper")   # holds on the control too
@@ -433,7 +433,7 @@ def verdict(check: BoundCheck | Mapping[str, Any]) -> str:
     - "informative": it holds, is not vacuous, the hypotheses hold, and it fails on a control;
     - "not evaluated": no bound (missing terms, undefined statement).
 
-    Example:
+    Examples:
         >>> verdict({"holds": True, "vacuous": True, "informative": True, "assumptions_met": True})
         'vacuous'
     """
@@ -459,7 +459,7 @@ def verdict(check: BoundCheck | Mapping[str, Any]) -> str:
 def verdict_counts(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> dict[str, int]:
     """How many checks fall in each verdict class (every class present, zeros included).
 
-    Example:
+    Examples:
         >>> verdict_counts([{"holds": True, "vacuous": False, "informative": True, "assumptions_met": True},
         ...                 {"holds": True, "vacuous": True}])["informative"]
         1
@@ -473,7 +473,7 @@ def verdict_counts(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> dict[str
 def headline(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> str:
     """The one-line summary every report leads with: informative non-vacuous checks first.
 
-    Example:
+    Examples:
         >>> headline([{"holds": True, "vacuous": True}, {"holds": False, "assumptions_met": True}, {"holds": True, "assumptions_met": True, "resolved": False}])
         '0 of 3 checks are informative and non-vacuous; 1 vacuous, 0 hold by construction, 1 not resolved, 1 violated'
     """

@@ -64,7 +64,7 @@ DISPLAY: dict[str, tuple[str, str]] = {
 def display(theorem: str) -> tuple[str, str] | None:
     """(LaTeX, Unicode) of a theorem, its variants ([projection]) sharing the entry.
 
-    Example:
+    Examples:
         >>> display("huang2023.theorem1[projection]")[1]
         'Err(G_f) ≤ (1 − σ) + R_ε'
     """
@@ -139,7 +139,7 @@ def format_bound_table(checks: Sequence[BoundCheck]) -> str:
     Every row shows both sides (bound and measured), whether the bound is vacuous (at or above
     the ceiling of the measured quantity), the same check on the controls, and the verdict.
 
-    Example:
+    Examples:
         >>> import sympy as sp
         >>> from clbounds.bounds.common import make_check
         >>> x = sp.Symbol("x")

@@ -23,7 +23,7 @@ CONTROL_SEP = "/"  # control rows are stored as "<control>/<term>" (experiments/
 def split_controls(terms: dict[str, float]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """(the run's own terms, {control: its terms}) from one mapping with ``<control>/<term>`` names.
 
-    Example:
+    Examples:
         >>> split_controls({"sigma": 0.9, "random_init/alignment": 0.1})
         ({'sigma': 0.9}, {'random_init': {'alignment': 0.1}})
     """
@@ -65,7 +65,7 @@ def evaluate_all(terms: Mapping[str, float]) -> list[BoundCheck]:
 
     A control's terms are the run's own with the control's rows in their place.
 
-    Example:
+    Examples:
         >>> checks = evaluate_all({"arora_unsupervised_loss": 1.0, "arora_mean_classifier_loss": 0.4, "arora_collision": 0.1,
         ...                        "random_init/arora_unsupervised_loss": 0.9, "random_init/arora_mean_classifier_loss": 0.7})
         >>> one = next(c for c in checks if c.theorem == "arora2019.one_negative")

@@ -124,7 +124,7 @@ def rho_max(sigma_: float, r_eps: float, p_min_: float, lip: float, delta_: floa
     condition fails rather than divide by zero; L = ∞ (a zero-norm output) counts only where
     σ·δ > 0.
 
-    Example:
+    Examples:
         >>> rho_max(1.0, 0.0, 0.1, 0.0, 0.0, 0.0)
         0.0
     """

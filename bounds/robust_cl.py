@@ -123,4 +123,5 @@ def evaluate(terms: Mapping[str, float]) -> BoundCheck:
 
 
 def evaluate_all(terms: Mapping[str, float]) -> list[BoundCheck]:
+    """Every robust-CL check; one whose terms were not measured is reported as missing."""
     return evaluate_registry(THEOREMS, terms)

@@ -110,7 +110,7 @@ ASSUMPTIONS = {
 def pac_bayes_complexity(loss_range: float, units: float, num_parameters: float, weight_distance: float, rho_: float, delta_: float = DELTA) -> dict[str, float]:
     """C_PB = R/n + R·√((KL + ln(2√n/δ))/(2n)) with KL = ‖θ−θ₀‖²(k + 2√(k ln n) + 2 ln n)/(2ρ²).
 
-    Example:
+    Examples:
         >>> c = pac_bayes_complexity(1.0, 100, 10, 0.0, 0.1)
         >>> round(c["complexity"], 6) == round(0.01 + math.sqrt(math.log(2 * 10 / 0.05) / 200), 6)
         True
@@ -265,4 +265,5 @@ def evaluate(terms: Mapping[str, float]) -> BoundCheck:
 
 
 def evaluate_all(terms: Mapping[str, float]) -> list[BoundCheck]:
+    """Every SSA-CLR check; one whose terms were not measured is reported as missing."""
     return evaluate_registry(THEOREMS, terms)

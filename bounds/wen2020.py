@@ -49,7 +49,7 @@ ASSUMPTIONS = {"three_widths": "at least 3 distinct widths with positive values 
 def loglog_slope(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """Least-squares fit log y = a + β·log x with a Student-t interval for β (natural logs).
 
-    Example:
+    Examples:
         >>> fit = loglog_slope([1, 2, 4, 8], [3.0, 1.5, 0.75, 0.375])
         >>> round(fit["slope"], 12), round(fit["low"], 12), round(fit["high"], 12)
         (-1.0, -1.0, -1.0)
@@ -128,7 +128,7 @@ def evaluate_sweep(rows: Sequence[Mapping[str, Any]], setting: tuple[bool, str] 
     ``setting`` = (met, note) says whether the sweep's runs are in Wen's setting (two
     networks, full-batch GD); outside it a failed prediction is "hypothesis not met".
 
-    Example:
+    Examples:
         >>> rows = [{"width": w, "terms": {"gradient_norm": 1 / w, "weight_movement": w**-0.5}} for w in (1, 2, 4)]
         >>> c = evaluate_sweep(rows)
         >>> c.holds, round(c.measured, 6)
@@ -139,4 +139,5 @@ def evaluate_sweep(rows: Sequence[Mapping[str, Any]], setting: tuple[bool, str] 
 
 
 def evaluate_sweep_all(rows: Sequence[Mapping[str, Any]], setting: tuple[bool, str] | None = None) -> list[BoundCheck]:
+    """The width sweep's three checks: the bound sweep, min_t ‖∇L‖ against width, and the relative weight movement against width."""
     return [evaluate_sweep(rows, setting), gradient_norm_vs_width(rows, setting), weight_movement_vs_width(rows, setting)]

@@ -63,7 +63,7 @@ def as_dataset(data: str | ImageDataset | Mapping[str, torch.Tensor] | Sequence[
     or tensors: {x_train, y_train, x_test, y_test} or that 4-tuple. Images are uint8 or floats in
     [0, 1] (stored as 8-bit, as every clbounds image is), [N, C, H, W]; labels 0..K−1.
 
-    Example:
+    Examples:
         >>> ds = as_dataset((torch.rand(20, 3, 8, 8), torch.arange(20) % 2, torch.rand(10, 3, 8, 8), torch.arange(10) % 2))
         >>> ds.x_train.dtype, ds.num_classes
         (torch.uint8, 2)
@@ -198,13 +198,18 @@ def measure(
         data: a dataset name (``data_options`` go to ``load_dataset``) or tensors.
         terms: term groups (default all; ``clbounds measure --help`` lists them).
         projector: features → projection; ``None`` uses the features as the projection.
-        loss_fn, method: the training loss, for the groups that differentiate it.
-        store, run: write the rows into a run store, under a run named ``run``.
+        loss_fn: the training loss ``loss_fn(model, (x1, x2)) -> scalar``, for the groups that differentiate it.
+        method: the training method's name (a registry key, e.g. ``simclr``), for its own loss when ``loss_fn`` is None.
+        store: write the rows into this run store (a folder or a ``Store``).
+        run: the name of the run the rows are stored under.
         init_model: the model at its real initial weights, for the random-init control.
-        seed, augment, color_strength, temperature: as in a config.
+        seed: the seed of every random draw of the measurement, as in a config.
+        augment: the augmentation letters a–e of Huang et al., as in a config.
+        color_strength: the colour-jitter strength, as in a config.
+        temperature: the NT-Xent temperature τ, as in a config.
         settings: ``measure`` (n_samples, views, eps, …) and ``eval`` (knn_k, linear_steps, …) keys.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 16))
         >>> rows = measure(net, "synthetic", terms=["geometry"], data_options={"image_size": 16, "n_train": 40, "n_test": 20, "num_classes": 4},
         ...                n_samples=16, views=2, center_views=1, controls=False)
@@ -248,7 +253,7 @@ def evaluate(
 ) -> Rows:
     """The offline probes of ``clbounds eval`` on any encoder's frozen features: kNN, linear, nearest centre.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 16))
         >>> rows = evaluate(net, "synthetic", data_options={"image_size": 16, "n_train": 40, "n_test": 20, "num_classes": 4}, knn_k=5, linear_steps=10)
         >>> sorted(rows.terms)

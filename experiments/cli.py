@@ -38,6 +38,48 @@ EXAMPLES = """examples:
 """
 
 
+#: Two or three examples per command, shown at the end of its --help (tests/test_cli.py checks each has some).
+COMMAND_EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    "train": [("clbounds train quick-simclr-synthetic", "SimCLR on the embedded synthetic data (about 40 s)"),
+              ("clbounds train quick-simclr-synthetic optim.epochs=5 seed=1", "the same with overrides"),
+              ("clbounds train my-config.yaml --eval", "your own config, then the probes")],
+    "eval": [("clbounds eval quick-base", "kNN, linear and nearest-centre probes of a run (id, id prefix or name)"),
+             ("clbounds eval quick-base --random-init", "the same architecture at its initial weights"),
+             ("clbounds eval quick-base --probe-data digits", "transfer: probes fitted and tested on digits")],
+    "certify": [("clbounds certify quick-base", "PAC-Bayes certificate of encoder + linear probe, with its references"),
+                ("clbounds certify quick-base --encoder", "the posterior covers the backbone too"),
+                ("clbounds certify quick-base --contrastive", "a certificate on the NT-Xent risk")],
+    "measure": [("clbounds measure quick-base", "every term group (a stopped measure resumes)"),
+                ("clbounds measure quick-base --terms geometry adversarial", "two groups only"),
+                ("clbounds measure quick-base measure.views=24 measure.eps=0.8", "other settings, recorded in every protocol")],
+    "bounds": [("clbounds bounds quick-base", "every theorem: both sides, margin, controls, verdict"),
+               ("clbounds bounds quick-base --json", "every field of every check")],
+    "verify": [("clbounds verify --preset quick", "the main job: 10 runs on the embedded data (about 2.5 minutes on 2 cores)"),
+               ("clbounds verify --preset cpu --workers 2", "five seeds per setting"),
+               ("clbounds verify --preset quick --certify device=cpu", "with certificates, on the CPU")],
+    "reproduce": [("clbounds reproduce huang-color", "one paper figure on the embedded data"),
+                  ("clbounds reproduce cacr --seeds 10", "more seeds per variant"),
+                  ("clbounds reproduce ssa-clr --preset paper --executor slurm slurm.partition=gpu", "CIFAR-10 on a SLURM cluster")],
+    "import": [("clbounds import r18.pth --format torchvision --arch resnet18 --name tv18", "a torchvision ResNet-18 state dict"),
+               ("clbounds import last.ckpt --format solo-learn --arch resnet18 --data cifar10 --loss simclr", "a solo-learn checkpoint, measured on CIFAR-10")],
+    "report": [("clbounds report", "every measured run of the store"),
+               ("clbounds report quick-base quick-barlow-twins --out cmp", "two runs, into ./cmp")],
+    "configs": [("clbounds configs", "the bundled configs and presets"),
+                ("clbounds configs show quick-simclr-synthetic", "one config with every key and its default")],
+    "runs": [("clbounds runs", "every run of the store"),
+             ("clbounds --store /scratch/runs runs --json", "another store, as JSON")],
+    "export": [("clbounds export > measurements.csv", "every measurement with its protocol"),
+               ("clbounds export --what bounds --json", "every bound check as JSON"),
+               ("clbounds export --out tables", "both tables as files")],
+}
+
+
+def _examples(command: str) -> str:
+    rows = COMMAND_EXAMPLES.get(command, [])
+    width = max((len(c) for c, _ in rows), default=0)
+    return "examples:\n" + "\n".join(f"  {c.ljust(width)}  {what}" for c, what in rows)
+
+
 def _measure_keys() -> str:
     """The measure.* keys with their defaults, for `clbounds measure --help`."""
     import dataclasses
@@ -65,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     class _Sub:
         def add_parser(self, name: str, **kwargs):
-            return _sub.add_parser(name, parents=[common], **kwargs)
+            epilog = "\n\n".join(e for e in (_examples(name), kwargs.pop("epilog", None)) if e)
+            return _sub.add_parser(name, parents=[common], epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     sub = _Sub()
 
@@ -94,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=int, default=256, help="--contrastive: batches of 64 fresh inputs in S")
     p.set_defaults(func=cmd_certify)
 
-    p = sub.add_parser("measure", help="compute the empirical terms of the theorems", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_measure_keys())
+    p = sub.add_parser("measure", help="compute the empirical terms of the theorems", epilog=_measure_keys())
     p.add_argument("run", help="run id, a unique prefix of it, or the run's name")
     p.add_argument("--terms", nargs="+", metavar="GROUP", help=f"term groups (default: all): {' '.join(GROUP_NAMES)}")
     p.add_argument("overrides", nargs="*", metavar="measure.key=value", help="measure settings for this measurement, e.g. measure.eps=0.8 measure.views=16 (recorded in every protocol)")
@@ -205,7 +248,8 @@ def _executor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="with --executor slurm: write and show the sbatch script, submit nothing")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; exits 2 with one line on a usage error."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides given after an option (`import ckpt --format f data.n_train=100`) are
@@ -214,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*(args.overrides or []), *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_command_line(argv)
     stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
         if not getattr(args, "needs_store", True):  # `configs` reads the package only: no store is opened or made

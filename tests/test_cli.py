@@ -198,3 +198,25 @@ def test_help_shows_examples_and_measure_help_lists_every_measure_key(capsys):
         main(["measure", "--help"])
     out = capsys.readouterr().out
     assert all(f"measure.{f.name}=" in out for f in dataclasses.fields(MeasureConfig))
+
+
+def test_every_command_help_ends_with_two_or_three_examples_that_parse(capsys):
+    """Each subcommand's --help shows examples, and each example is a valid command line."""
+    import argparse
+    import shlex
+
+    from clbounds.experiments.cli import COMMAND_EXAMPLES, build_parser, parse_command_line
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(COMMAND_EXAMPLES) == set(commands)
+    for name in commands:
+        assert 2 <= len(COMMAND_EXAMPLES[name]) <= 3, name
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        out = capsys.readouterr().out
+        assert "examples:" in out, name
+        for line, _ in COMMAND_EXAMPLES[name]:
+            assert line in out
+            args = parse_command_line(shlex.split(line.split(" > ")[0])[1:])  # exits 2 on an example that does not parse
+            assert args.command == name

@@ -177,8 +177,11 @@ def pgd(
 
     Args:
         model: maps [B, ...] inputs in [0, 1] to [B, K] logits.
-        x: [B, ...] inputs in [0, 1]; y: [B] int64 labels.
-        eps, alpha, steps: radius, step size, number of steps (≥ 0).
+        x: [B, ...] inputs in [0, 1].
+        y: [B] int64 labels.
+        eps: radius ε ≥ 0 of the ball.
+        alpha: step size ≥ 0.
+        steps: number of steps ≥ 0.
         norm: "linf" or "l2".
         random_start: start from a uniform point of the ball instead of x.
         loss_fn: optional ``loss_fn(model, x_adv, y) -> scalar`` to maximise.
@@ -187,7 +190,7 @@ def pgd(
     Returns:
         x_adv with x's shape and dtype, in [0, 1], within ε of x, detached.
 
-    Example:
+    Examples:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
         >>> x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
         >>> x_adv = pgd(model, x, y, eps=8 / 255, alpha=2 / 255, steps=7)
@@ -238,7 +241,7 @@ def robust_accuracy(
         ``return_adversarial`` also ``adversarial``, the PGD points (a tensor like x), so a
         caller can measure something else at the very points that decided the accuracy.
 
-    Example:
+    Examples:
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
         >>> x, y = torch.rand(10, 3, 2, 2), torch.randint(0, 3, (10,))
         >>> r = robust_accuracy(model, x, y, steps=2)
@@ -318,7 +321,7 @@ def nearest_center_logits(encoder: nn.Module, centers: torch.Tensor, normalize: 
     The nearest-centre classifier G_f(x) = argmin_k ‖f(x) − μ_k‖ of Huang et al. (PAPERS.md
     §5, Theorem 1), in a form :func:`pgd` and :func:`robust_accuracy` can attack (§1).
 
-    Example:
+    Examples:
         >>> enc = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
         >>> clf = nearest_center_logits(enc, torch.eye(4)[:3])
         >>> clf(torch.rand(5, 3, 2, 2)).shape
@@ -356,7 +359,7 @@ def representation_attack(
     Returns:
         (x_adv, gap) with gap[i] = ‖f(x_adv,i) − f(x_i)‖₂, both detached.
 
-    Example:
+    Examples:
         >>> enc = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
         >>> x_adv, gap = representation_attack(enc, torch.rand(5, 3, 2, 2))
         >>> gap.shape
@@ -408,7 +411,7 @@ def contrastive_attack(
     Returns:
         x2_adv, x2's shape, in [0, 1], within ε of x2, detached.
 
-    Example:
+    Examples:
         >>> enc = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
         >>> x1, x2 = torch.rand(6, 3, 2, 2), torch.rand(6, 3, 2, 2)
         >>> contrastive_attack(enc, x1, x2, steps=3).shape

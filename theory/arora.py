@@ -69,7 +69,7 @@ def logistic_loss(v: Tensor) -> Tensor:
     Computed as logsumexp([0, −v]) so that large |v| neither overflows nor underflows.
     ℓ(0) = log(1 + M) for M zeros.
 
-    Example:
+    Examples:
         >>> round(logistic_loss(torch.zeros(1, dtype=torch.float64)).item(), 6) == round(math.log(2), 6)
         True
     """
@@ -81,7 +81,7 @@ def logistic_loss(v: Tensor) -> Tensor:
 def class_probabilities(y: Tensor, num_classes: int | None = None) -> Tensor:
     """p̂_c = n_c / N, float64, over ``num_classes`` (default: max label + 1).
 
-    Example:
+    Examples:
         >>> class_probabilities(torch.tensor([0, 0, 1, 2])).tolist()
         [0.5, 0.25, 0.25]
     """
@@ -106,7 +106,7 @@ def collision_probability(p: Tensor, num_negatives: int) -> Tensor:
 
     For M = 1 it is the paper's class-collision probability τ = Σ_c p_c² (PAPERS.md §6).
 
-    Example:
+    Examples:
         >>> collision_probability(torch.tensor([0.5, 0.5]), 1).item()
         0.5
     """
@@ -125,7 +125,7 @@ def collision_floor(p: Tensor, num_negatives: int, multiplicity: int = 1) -> Ten
 
     The binomial sum is computed exactly (log-space pmf), so M may be in the thousands.
 
-    Example:
+    Examples:
         >>> p = torch.tensor([0.25, 0.75], dtype=torch.float64)
         >>> bool(torch.isclose(collision_floor(p, 1), collision_probability(p, 1) * math.log(2)))
         True
@@ -171,7 +171,7 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
         Scalar tensor in float64; with ``per_anchor`` the [N] vector of each anchor's term
         (its mean is the loss; its spread gives the standard error over anchors).
 
-    Example:
+    Examples:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
         >>> round(unsupervised_loss_exact(f, torch.tensor([0, 1])).item(), 6)  # (log 2 + log(1+e^{-1}))/2
         0.503204
@@ -203,12 +203,14 @@ def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative
     L_un is not a theorem, and where it fails the gap is the shift SSA-CLR's argument adds.
 
     Args:
-        f_anchor, f_positive, f_negative: [N, D] embeddings, row i of the first two from one input.
+        f_anchor: [N, D] embeddings of the anchors.
+        f_positive: [N, D] embeddings of the positives, row i from the same input as ``f_anchor[i]``.
+        f_negative: [N, D] embeddings of the negatives.
 
     Returns:
         Scalar tensor in float64; with ``per_anchor`` the [N] vector of each anchor's term.
 
-    Example:
+    Examples:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
         >>> round(unsupervised_loss_practical(f, f, f).item(), 6)  # (log 2 + log(1+e^{-1}))/2
         0.503204
@@ -256,7 +258,7 @@ def unsupervised_loss(f: Tensor, y: Tensor, num_negatives: int, samples: int = 3
     Returns:
         {"loss": estimate, "stderr": its Monte-Carlo standard error}, float64 scalars.
 
-    Example:
+    Examples:
         >>> f = torch.randn(20, 3, dtype=torch.float64); y = torch.arange(20) % 2
         >>> out = unsupervised_loss(f, y, num_negatives=4, samples=8, generator=torch.Generator().manual_seed(0))
         >>> bool(out["loss"] > 0) and bool(out["stderr"] >= 0)
@@ -293,7 +295,7 @@ def mean_classifier_loss_exact(f: Tensor, y: Tensor, per_anchor: bool = False) -
     D̂, as the bound's proof requires). With ``per_anchor`` the [N] vector whose mean is the
     loss (the class means held fixed).
 
-    Example:
+    Examples:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
         >>> round(mean_classifier_loss_exact(f, torch.tensor([0, 1])).item(), 6)  # log(1 + e^{-1})
         0.313262
@@ -318,7 +320,7 @@ def mean_classifier_loss(f: Tensor, y: Tensor, num_negatives: int, samples: int 
     Returns:
         {"loss": estimate, "stderr": its Monte-Carlo standard error}, float64 scalars.
 
-    Example:
+    Examples:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
         >>> out = mean_classifier_loss(f, torch.tensor([0, 1]), num_negatives=3, samples=4)
         >>> round(out["loss"].item(), 6), out["stderr"].item()  # two classes: Q is always the other one

@@ -91,7 +91,7 @@ def class_centers(z: Tensor, y: Tensor, num_classes: int | None = None) -> Tenso
     Returns:
         [K, D] tensor of centres, dtype and device of z.
 
-    Example:
+    Examples:
         >>> z = torch.tensor([[0., 0.], [2., 0.], [0., 1.], [0., 3.]])
         >>> class_centers(z, torch.tensor([0, 0, 1, 1]))
         tensor([[1., 0.],
@@ -112,7 +112,7 @@ def intra_class_spread(
     With per_class=True returns the [K] vector of per-class means (1/|C_k|) Σ_{i∈C_k} ‖z_i − μ_k‖²;
     otherwise the mean over all N samples (classes weighted by their size).
 
-    Example:
+    Examples:
         >>> z = torch.tensor([[0., 0.], [2., 0.], [0., 1.], [0., 3.], [0., 5.]])
         >>> y = torch.tensor([0, 0, 1, 1, 1])
         >>> intra_class_spread(z, y).item()
@@ -140,7 +140,7 @@ def center_separation(centers: Tensor, r: float = 1.0) -> dict[str, Tensor]:
     A regular simplex of K unit vectors gives max_inner = −1/(K−1), min_distance = √(2K/(K−1))
     and delta_mu = 0.
 
-    Example:
+    Examples:
         >>> out = center_separation(torch.eye(3))
         >>> out["max_inner"].item(), round(out["min_distance"].item(), 4), out["delta_mu"].item()
         (0.0, 1.4142, 0.0)
@@ -169,7 +169,7 @@ def alignment(z1: Tensor, z2: Tensor, alpha: float = 2) -> Tensor:
 
     With α = 2 this is Huang et al.'s L_align = E‖f(x1) − f(x2)‖² (PAPERS.md §5, Theorem 2).
 
-    Example:
+    Examples:
         >>> alignment(torch.tensor([[1., 0.]]), torch.tensor([[0., 1.]])).item()
         2.0
     """
@@ -199,7 +199,7 @@ def uniformity(z: Tensor, t: float = 2, block_size: int = 2048) -> Tensor:
 
     Two antipodal points give −4t; N equal points give 0.
 
-    Example:
+    Examples:
         >>> uniformity(torch.tensor([[1., 0.], [-1., 0.]]), t=2).item()
         -8.0
     """
@@ -242,7 +242,7 @@ def view_diameter(view_embeddings: Tensor) -> Tensor:
     Returns:
         [N] diameters.
 
-    Example:
+    Examples:
         >>> v = torch.tensor([[[0., 0.], [1., 1.]], [[3., 4.], [1., 1.]]])
         >>> view_diameter(v)
         tensor([5., 0.])
@@ -260,7 +260,7 @@ def misalignment_rate(view_embeddings: Tensor, eps: float) -> Tensor:
     whose view diameter (:func:`view_diameter`) exceeds ε. M finite views under-estimate
     the sup, so this is a lower estimate of R_ε that grows with M.
 
-    Example:
+    Examples:
         >>> v = torch.tensor([[[0., 0.], [1., 1.]], [[3., 4.], [1., 1.]]])
         >>> misalignment_rate(v, eps=1.0).item()
         0.5
@@ -285,7 +285,7 @@ def augmented_distance(views: Tensor, chunk_size: int = 1024) -> Tensor:
     Returns:
         [N, N] symmetric matrix with zero diagonal (by definition, d_A(x, x) = 0).
 
-    Example:
+    Examples:
         >>> views = torch.tensor([[[0., 0.], [5., 0.]], [[1., 0.], [3., 0.]]])  # M=2, N=2
         >>> augmented_distance(views)
         tensor([[0., 2.],
@@ -405,7 +405,7 @@ def sigma_delta(
         ``clique_size`` and ``class_size`` ([K] int64), and ``method`` (list of K strings,
         "exact" or "greedy").
 
-    Example:
+    Examples:
         >>> d = torch.tensor([[0., 1., 5.], [1., 0., 1.], [5., 1., 0.]])
         >>> out = sigma_delta(d, torch.tensor([0, 0, 0]), delta=1.0)
         >>> round(out["sigma"].item(), 4), out["method"]
@@ -448,9 +448,10 @@ def lipschitz_lower(f: Callable[[Tensor], Tensor], x1: Tensor, x2: Tensor, batch
     Args:
         f: maps a batch [N, ...] to [N, ...], each input on its own (e.g. an encoder in eval
             mode); it is called on ``batch_size`` pairs at a time, so memory does not grow with N.
-        x1, x2: [N, ...] paired inputs.
+        x1: [N, ...] inputs.
+        x2: [N, ...] inputs paired row by row with ``x1``.
 
-    Example:
+    Examples:
         >>> lipschitz_lower(lambda x: 3 * x, torch.zeros(2, 4), torch.ones(2, 4)).item()
         3.0
     """
@@ -658,7 +659,7 @@ def lipschitz_upper(
     normalises its input, a block without ``residual_parts``) raises TypeError rather than
     return a wrong number: bound such parts by hand.
 
-    Example:
+    Examples:
         >>> net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU())
         >>> with torch.no_grad(): _ = net[0].weight.copy_(torch.diag(torch.tensor([3., 1.])))
         >>> lipschitz_upper(net).item()
@@ -690,7 +691,7 @@ def nearest_center_predict(z: Tensor, centers: Tensor, chunk_size: int = 8192) -
 
     Ties go to the smallest class index. Chunked over N.
 
-    Example:
+    Examples:
         >>> nearest_center_predict(torch.tensor([[0.9, 0.], [0., 2.]]), torch.eye(2))
         tensor([0, 1])
     """
@@ -708,7 +709,7 @@ def nearest_center_error(z: Tensor, y: Tensor, centers: Tensor) -> Tensor:
     r"""Err(G_f) = P[G_f(x) ≠ y], the error of the nearest-centre classifier that Huang et al.
     Theorem 1 bounds by (1 − σ) + R_ε (PAPERS.md §5).
 
-    Example:
+    Examples:
         >>> z = torch.tensor([[0.9, 0.], [0., 2.], [1., 0.1]])
         >>> nearest_center_error(z, torch.tensor([0, 1, 1]), torch.eye(2)).item()
         0.3333333432674408

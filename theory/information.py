@@ -39,10 +39,11 @@ def infonce_mi_lower_bound(z_query: torch.Tensor, z_key: torch.Tensor, temperatu
     be negative, which is a valid but vacuous bound (I ≥ 0 always).
 
     Args:
-        z_query, z_key: [B, D] un-normalised embeddings of paired views, B ≥ 2.
+        z_query: [B, D] un-normalised embeddings of one view, B ≥ 2.
+        z_key: [B, D] un-normalised embeddings of the paired view.
         temperature: τ > 0.
 
-    Example:
+    Examples:
         >>> z = torch.randn(16, 8, dtype=torch.float64)
         >>> infonce_mi_lower_bound(z, z, 0.5).item() <= math.log(31)
         True
@@ -84,7 +85,7 @@ def knn_mutual_information(x: torch.Tensor, y: torch.Tensor, k: int = 3) -> torc
         x: [N, D_x] (or [N]); y: [N, D_y] (or [N]), paired samples.
         k: neighbours, 1 ≤ k < N.
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> x = torch.randn(500, generator=g, dtype=torch.float64)
         >>> knn_mutual_information(x, x + 0.1 * torch.randn(500, generator=g, dtype=torch.float64)).item() > 1.5
@@ -125,14 +126,15 @@ def conditional_negatives(z_query: torch.Tensor, z_key: torch.Tensor, tau_neg: f
     the conditional distribution w⁻_ij of :func:`theory.losses.cacr`. Closer keys are likelier.
 
     Args:
-        z_query, z_key: [B, D] embeddings (CACR normalises them first), B ≥ 2.
+        z_query: [B, D] embeddings of the queries (CACR normalises them first), B ≥ 2.
+        z_key: [B, D] embeddings of the keys, row i paired with ``z_query[i]``.
         tau_neg: τ⁻ ≥ 0 (0: uniform over the other keys, SimCLR's independent negatives).
         generator: for the draw.
 
     Returns:
         [B] int64 indices of the drawn keys.
 
-    Example:
+    Examples:
         >>> q = torch.tensor([[0., 0.], [1., 0.], [1.1, 0.]])
         >>> conditional_negatives(q, q, tau_neg=100.0, generator=torch.Generator().manual_seed(0)).tolist()
         [1, 2, 1]
@@ -151,7 +153,7 @@ def gaussian_mi(rho: float, dim: int) -> float:
     r"""I(X; Y) in nats of X, Y ∈ R^dim with i.i.d. coordinate pairs of correlation ρ:
     −(dim/2)·log(1 − ρ²), the known truth the KSG estimator is calibrated on.
 
-    Example:
+    Examples:
         >>> round(gaussian_mi(0.5, 2), 6)
         0.287682
     """
@@ -172,7 +174,7 @@ def knn_mi_calibration(n: int, dim: int, true_mi: tuple[float, ...] = (0.0, 0.5,
     than it cannot be told from the estimator's bias. KSG is biased low at high MI in high
     dimension, e.g. in 64 dimensions at N = 256 it reads about 0.3 nats at a truth of 9.
 
-    Example:
+    Examples:
         >>> rows = knn_mi_calibration(400, 1, (0.0, 1.0), generator=torch.Generator().manual_seed(0))
         >>> [abs(r["error"]) < 0.15 for r in rows]
         [True, True]

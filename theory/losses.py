@@ -46,10 +46,11 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> to
     embeddings with z1 = z2 give log(e^{1/τ} + 2B − 2) − 1/τ.
 
     Args:
-        z1, z2: [B, D] un-normalised projections of two views of the same B inputs.
+        z1: [B, D] un-normalised projections of the first view of B inputs.
+        z2: [B, D] un-normalised projections of the second view of the same B inputs.
         temperature: τ > 0.
 
-    Example:
+    Examples:
         >>> z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
         >>> info_nce(z1, z2, temperature=0.5).shape
         torch.Size([])
@@ -74,7 +75,7 @@ def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> 
     is 1 for identical views. A feature constant over the batch (zero variance) standardises
     to 0, so its row and column of F are 0; with eps = 0 that is 0/0, a ValueError.
 
-    Example:
+    Examples:
         >>> z = torch.randn(32, 4)
         >>> torch.allclose(cross_correlation(z, z).diagonal(), torch.ones(4), atol=1e-4)
         True
@@ -116,7 +117,7 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> tor
     :func:`cross_correlation`). Huang et al. (2023) write it as (1 − λ)L1 + λL2 with the
     same two sums; this is the unscaled form of the original paper.
 
-    Example:
+    Examples:
         >>> z = torch.randn(64, 8, dtype=torch.float64)
         >>> barlow_twins(z, z, lambd=0.0).item() < 1e-6
         True
@@ -172,9 +173,10 @@ def cacr(
             ``w_neg`` [P, B, B]: w_neg[p, i, j] = w⁻_ij for pair p, with a zero diagonal;
             ``pairs`` [P, 2]: the (x, y) view indices of each pair p;
             ``attraction`` and ``repulsion``: the scalars L_CA and L_CR.
-        uniform_pos, uniform_neg: ablations with uniform weights.
+        uniform_pos: ablation with uniform positive weights.
+        uniform_neg: ablation with uniform negative weights.
 
-    Example:
+    Examples:
         >>> views = torch.randn(5, 16, 8, dtype=torch.float64)
         >>> loss, w = cacr(views, return_weights=True)
         >>> tuple(w["w_pos"].shape), tuple(w["w_neg"].shape)
@@ -256,7 +258,7 @@ def huang_infonce_split(z1: torch.Tensor, z2: torch.Tensor, temperature: float =
     Returns:
         {"L1": ..., "L2": ..., "total": L1 + L2}, scalar tensors.
 
-    Example:
+    Examples:
         >>> z1, z2 = torch.randn(8, 4, dtype=torch.float64), torch.randn(8, 4, dtype=torch.float64)
         >>> s = huang_infonce_split(z1, z2, temperature=0.5)
         >>> bool(torch.isclose(s["L1"] + s["L2"], s["total"]))
@@ -280,7 +282,7 @@ def huang_barlow_split(z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Te
     ``huang_barlow_loss(z1, z2, λ) = (1 − λ)·L1 + λ·L2``. L1 is the term of Huang's
     L_align ≤ 2√(d·L1) and L2 the term of their Theorem 4.
 
-    Example:
+    Examples:
         >>> z = torch.randn(64, 4, dtype=torch.float64)
         >>> s = huang_barlow_split(z, z)
         >>> bool(torch.isclose(s["L1"] + 0.1 * s["L2"], barlow_twins(z, z, 0.1)))
@@ -298,7 +300,7 @@ def huang_barlow_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch
     For λ < 1 it is (1 − λ)·barlow_twins(z1, z2, λ / (1 − λ)): the same minimiser as
     Zbontar et al.'s L1 + λ'·L2 with λ' = λ/(1 − λ).
 
-    Example:
+    Examples:
         >>> z1, z2 = torch.randn(32, 4, dtype=torch.float64), torch.randn(32, 4, dtype=torch.float64)
         >>> bool(torch.isclose(huang_barlow_loss(z1, z2, 0.2), 0.8 * barlow_twins(z1, z2, 0.25)))
         True
@@ -315,7 +317,7 @@ def query_key_info_nce(z_query: torch.Tensor, z_key: torch.Tensor, temperature: 
 
     the positive is the key of the same image, the negatives the keys of the other images.
 
-    Example:
+    Examples:
         >>> q = torch.eye(3); round(float(query_key_info_nce(q, q, 1.0)), 4)   # log(1 + 2/e)
         0.5514
     """
@@ -335,7 +337,7 @@ def discriminator_loss(z_benign: torch.Tensor, z_adv: torch.Tensor, weight: torc
     sigmoid(D(ẑ)) is the probability that ẑ is benign. Pass detached weights to send gradients
     into the projections only (the encoder's objective … − d_w·L_D).
 
-    Example:
+    Examples:
         >>> w, b = torch.zeros(1, 4), torch.zeros(1)
         >>> round(discriminator_loss(torch.randn(3, 4), torch.randn(3, 4), w, b).item(), 4)  # log 2 at D = 0
         0.6931

@@ -41,7 +41,7 @@ def full_batch_gradient_norm(
     model holds both). ``squared=True`` gives ‖∇L̂‖_F², the quantity of Wen's theorem.
     The model (weights, buffers, ``.grad``, mode) is left exactly as found.
 
-    Example:
+    Examples:
         >>> model = torch.nn.Linear(2, 1, bias=False)
         >>> with torch.no_grad():
         ...     _ = model.weight.copy_(torch.tensor([[3.0, 4.0]]))
@@ -83,7 +83,7 @@ def relative_weight_movement(
     tensors whose initial norm is 0 (e.g. zero-initialised biases) have no defined ratio and
     are left out of the dict.
 
-    Example:
+    Examples:
         >>> w0 = {"w": torch.tensor([3.0, 4.0])}
         >>> relative_weight_movement({"w": torch.tensor([3.0, 4.5])}, w0)
         0.1
@@ -120,7 +120,7 @@ def loglog_slope(x: Sequence[float], y: Sequence[float], confidence: float = 0.9
     Raises ValueError for fewer than 3 points, non-positive or non-finite values, or x all
     equal.
 
-    Example:
+    Examples:
         >>> fit = loglog_slope([1, 2, 4, 8], [3.0, 1.5, 0.75, 0.375])
         >>> round(fit["slope"], 12), round(fit["r2"], 12)
         (-1.0, 1.0)

@@ -227,7 +227,9 @@ def sharpness(
     ``steps > 1`` the ascent starts from a random point of the sphere ‖w‖ = ρ (``generator``).
 
     Args:
-        model, loss_fn, batches: see the module docstring.
+        model: the network whose weights are perturbed (see the module docstring).
+        loss_fn: ``loss_fn(model, batch) -> scalar tensor``.
+        batches: an iterable of whatever ``loss_fn`` takes.
         rho: radius ρ ≥ 0.
         steps: number of ascent points (1 = SAM / ASAM).
         adaptive: ASAM's scale-invariant ball instead of the Euclidean one.
@@ -237,7 +239,7 @@ def sharpness(
             With η = 0, parameters equal to 0 are not perturbed.
         generator: for the random start at a stationary point.
 
-    Example:
+    Examples:
         >>> model = torch.nn.Linear(3, 1)
         >>> x, y = torch.randn(16, 3), torch.randn(16, 1)
         >>> loss_fn = lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1])
@@ -306,7 +308,7 @@ def m_sharpness(
     chunk of fewer is dropped). Each sub-batch gets its own worst-case ε, so S_ρ^m ≥ S_ρ on
     the whole batch for one-step SAM on a loss linear in θ, and m = the batch size is S_ρ.
 
-    Example:
+    Examples:
         >>> model = torch.nn.Linear(3, 1, bias=False)
         >>> x = torch.randn(8, 3)
         >>> loss_fn = lambda mdl, b: mdl(b[0]).mean()     # linear in θ: S = ρ·‖mean of x‖ per (sub-)batch
@@ -343,7 +345,7 @@ def average_sharpness(
     away from a minimum the noise is O(σ²) instead of O(σ‖g‖). For a quadratic with Hessian A
     the expectation is σ²·tr(A)/2 at every θ.
 
-    Example:
+    Examples:
         >>> model = torch.nn.Linear(3, 1)
         >>> x, y = torch.randn(16, 3), torch.randn(16, 1)
         >>> loss_fn = lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1])
@@ -399,7 +401,7 @@ def hessian_top_eigenvalue(
     Both stop once the residual ‖Hv − λv‖ ≤ tol·|λ| (which bounds the distance from λ to an
     eigenvalue), or after ``iters`` Hessian-vector products.
 
-    Example:
+    Examples:
         >>> model = torch.nn.Linear(3, 1)
         >>> x, y = torch.randn(64, 3), torch.randn(64, 1)
         >>> loss_fn = lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1])
@@ -478,7 +480,7 @@ def hessian_trace(
     2·Σ_{i≠j} H_ij² per sample, so it is exact for a diagonal Hessian. tr(H)·σ²/2 is the
     second-order term of the average sharpness.
 
-    Example:
+    Examples:
         >>> model = torch.nn.Linear(3, 1, bias=False)
         >>> x = torch.eye(3).repeat(4, 1)  # orthogonal features: diagonal Hessian
         >>> loss_fn = lambda m, b: torch.nn.functional.mse_loss(m(b), torch.zeros(12, 1))

@@ -77,7 +77,7 @@ def positive_pair_loss_gap(
     for the ideal loss, adds on top of the practically minimised loss. It is usually > 0:
     augmentations of one input are easier positives than two members of a class.
 
-    Example:
+    Examples:
         >>> z = torch.randn(8, 4, dtype=torch.float64)
         >>> positive_pair_loss_gap((z, z.flip(0)), (z, z)).item() > 0
         True
@@ -120,7 +120,7 @@ def infonce_range(num_negatives: int, temperature: float) -> tuple[float, float]
     Returns:
         (lower, upper) as floats, computed without overflow for small τ.
 
-    Example:
+    Examples:
         >>> lo, hi = infonce_range(num_negatives=14, temperature=0.5)
         >>> round(lo, 4), round(hi, 4)
         (0.2283, 6.6404)
@@ -206,7 +206,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, paire
         bandwidth: h > 0, or None for the median heuristic.
         paired: leave the i = j cross pairs out (needs m = n).
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> x = torch.randn(200, 2, generator=g, dtype=torch.float64)
         >>> mmd2(x, x + 3.0, bandwidth=1.0).item() > 0.5
@@ -296,7 +296,7 @@ def sliced_wasserstein(
         generator: drives the random directions (deterministic results).
         directions: optional [P, D] unit directions, e.g. to share them between calls.
 
-    Example:
+    Examples:
         >>> x = torch.zeros(5, 1, dtype=torch.float64)
         >>> sliced_wasserstein(x, x + 2.0).item()
         2.0
@@ -333,7 +333,7 @@ def positive_cosine_gap(
     Sign: positive when augmentation pairs are more similar than same-class pairs, the usual
     case, i.e. how much easier the practical positives are. Zero-norm rows count as cosine 0.
 
-    Example:
+    Examples:
         >>> z = torch.eye(3, dtype=torch.float64)
         >>> positive_cosine_gap((z, z.roll(1, 0)), (z, z)).item()
         1.0
@@ -393,7 +393,7 @@ def js_divergence(
     Returns:
         Scalar tensor in [0, log 2], in the dtype of x, without gradient.
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> x = torch.randn(500, 2, generator=g, dtype=torch.float64)
         >>> js_divergence(x, x + 10.0).item() > 0.6

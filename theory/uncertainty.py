@@ -25,7 +25,7 @@ def stderr_of_mean(values: Tensor) -> Tensor:
     r"""s/√n, the standard error of the mean of ``values`` (one value per sampled unit), with
     s the sample standard deviation (n − 1 in the denominator); 0 for a single value.
 
-    Example:
+    Examples:
         >>> stderr_of_mean(torch.tensor([2.0, 2.0])).item()
         0.0
     """
@@ -40,7 +40,7 @@ def binomial_stderr(rate: float | Tensor, n: int) -> Tensor:
     centre p̃ = (n·p + 2)/(n + 4), so that a rate of 0 or 1 (often measured: an error of 0,
     a misalignment rate of 1) keeps an error of the order 1/n instead of 0.
 
-    Example:
+    Examples:
         >>> round(binomial_stderr(0.5, 100).item(), 4)
         0.05
     """
@@ -54,7 +54,7 @@ def collision_stderr(p: Tensor, n: int) -> Tensor:
     r"""The delta-method standard error of the plug-in collision probability τ̂ = Σ_c p̂_c²
     from n labels: Var τ̂ ≈ (4/n)(Σ_c p_c³ − (Σ_c p_c²)²).
 
-    Example:
+    Examples:
         >>> collision_stderr(torch.tensor([0.5, 0.5], dtype=torch.float64), 100).item()  # balanced: first order 0
         0.0
     """
