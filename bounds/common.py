@@ -470,6 +470,36 @@ def verdict_counts(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> dict[str
     return counts
 
 
+def distinct_checks(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> list[BoundCheck | Mapping[str, Any]]:
+    """Each check once: a grid-level check (a Wen width sweep, a CACR/SimCLR pair) is stored on
+    every run it involves, and counts once in a headline, a table or the findings.
+
+    A grid-level check names its runs in ``details["grid_runs"]`` (older stores: the CACR pair
+    in ``cacr_run``/``simclr_run``; a Wen sweep by its theorem and both sides).
+
+    Examples:
+        >>> sweep = {"run": "a", "theorem": "wen2020.width_sweep", "bound": 1.0, "measured": 0.5, "details": {"grid_runs": ["a", "b"]}}
+        >>> len(distinct_checks([sweep, sweep | {"run": "b"}, {"run": "a", "theorem": "huang2023.theorem1", "details": {}}]))
+        2
+    """
+    seen, out = set(), []
+    for i, c in enumerate(checks):
+        details = _get(c, "details") or {}
+        theorem = _get(c, "theorem")
+        if details.get("grid_runs"):
+            key = (theorem, tuple(details["grid_runs"]))
+        elif details.get("cacr_run"):
+            key = (theorem, details["cacr_run"], details.get("simclr_run"))
+        elif str(theorem).startswith("wen2020."):
+            key = (theorem, _get(c, "bound"), _get(c, "measured"), _get(c, "holds"))
+        else:
+            key = (i,)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
 def headline(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> str:
     """The one-line summary every report leads with: informative non-vacuous checks first.
 

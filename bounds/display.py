@@ -96,7 +96,9 @@ def _holds_cell(check: BoundCheck) -> str:
     margin = check.details.get("margin", {}).get("margin")
     if check.resolved is False:
         return f"not resolved (|difference| {_num(abs(check.bound - check.measured))} ≤ margin {_num(margin)})"
-    return ("yes" if check.holds else "**VIOLATED**") + (f" (margin {_num(margin)})" if margin is not None else "")
+    # "violated" only where the theorem applies: a failure with a hypothesis not met promises nothing
+    failed = "**VIOLATED**" if check.assumptions_met is not False else "fails (hypothesis not met)"
+    return ("yes" if check.holds else failed) + (f" (margin {_num(margin)})" if margin is not None else "")
 
 
 def _vacuous_cell(check: BoundCheck) -> str:

@@ -164,7 +164,7 @@ def cmd_report(args: argparse.Namespace, store: Store) -> None:
     out = args.out or store.root / "report"
     labels = {r.id: r.name or r.id for r in measured}
     command = f"clbounds --store {shlex.quote(str(store.root))} report " + " ".join(shlex.quote(r) for r in args.runs)  # the store too: it regenerates from anywhere
-    md, html, _ = make_report(store.root, [r.id for r in measured], labels, out, f"clbounds report ({len(measured)} runs)", [command.strip()], theorem_statements())
+    md, html, _ = make_report(store.root, [r.id for r in measured], labels, out, f"clbounds report ({len(measured)} run{'s' if len(measured) != 1 else ''})", [command.strip()], theorem_statements())
     print(f"report: {html}\n        {md}")
 
 

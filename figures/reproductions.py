@@ -39,6 +39,14 @@ def _write(out_dir: Path, title: str, verdict: str, table: pd.DataFrame, figures
     return path
 
 
+def report_verdict(report: Path) -> str:
+    """The verdict a target's report.md leads with (its "**Verdict.**" paragraph, or the bold
+    headline of a verify-style report), for the command line to print."""
+    text = Path(report).read_text()
+    found = re.search(r"^\*\*Verdict\.\*\* (.+)$", text, re.M) or re.search(r"^\*\*(.+)\*\*$", text, re.M)
+    return found.group(1).strip() if found else "see the report"
+
+
 def _huang_frame(store_root: str | Path, runs: Sequence[str], labels: dict[str, str]) -> pd.DataFrame:
     df = with_errors(frames.wide(store_root, runs))
     df["label"] = df["run"].map(labels)
@@ -161,9 +169,12 @@ def terms_vs_accuracy(store_root, runs, labels, out_dir: Path, command: str) -> 
 
 def bound_tightness(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     """Bound against measurement for every theorem, on log axes with y = x."""
+    from clbounds.bounds.common import distinct_checks, headline, verdict as verdict_of
+
     checks = frames.bound_checks(store_root, runs)
+    if not checks.empty:  # a grid-level check stored on each of its runs counts once
+        checks = pd.DataFrame(distinct_checks(checks.to_dict("records")))
     fig = draw_bound_tightness(checks, out_dir, "bound-tightness", f"Bound against measured quantity for every theorem over {len(runs)} runs; above the line the bound holds.")
-    from clbounds.bounds.common import headline, verdict as verdict_of
 
     numeric = checks.dropna(subset=["bound", "measured"])
     if len(numeric):

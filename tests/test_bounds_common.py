@@ -93,3 +93,16 @@ def test_bounds_package_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_distinct_checks_counts_a_grid_level_check_once_and_every_per_run_check():
+    from clbounds.bounds.common import distinct_checks
+
+    per_run = [{"run": r, "theorem": "huang2023.theorem1", "bound": 1.0, "measured": 0.5, "details": {}} for r in "ab"]
+    sweep = [{"run": r, "theorem": "wen2020.width_sweep", "bound": 0.0, "measured": 0.1, "holds": False, "details": {"grid_runs": ["a", "b"]}} for r in "ab"]
+    old_sweep = [{"run": r, "theorem": "wen2020.width_sweep", "bound": 0.0, "measured": 0.2, "holds": False, "details": {}} for r in "cd"]  # stored before grid_runs
+    pair = [{"run": r, "theorem": "cacr.alignment", "details": {"cacr_run": "a", "simclr_run": "b"}} for r in "ab"]
+    other_pair = [{"run": "c", "theorem": "cacr.alignment", "details": {"cacr_run": "c", "simclr_run": "d"}}]
+    out = distinct_checks(per_run + sweep + old_sweep + pair + other_pair)
+    assert [(c["run"], c["theorem"]) for c in out] == [("a", "huang2023.theorem1"), ("b", "huang2023.theorem1"), ("a", "wen2020.width_sweep"),
+                                                       ("c", "wen2020.width_sweep"), ("a", "cacr.alignment"), ("c", "cacr.alignment")]

@@ -177,10 +177,13 @@ def test_panel_titles_carry_tau_its_interval_and_the_value_beyond_the_loss():
     assert notes == {"a": "τ = +0.50 [+0.10, +0.80]\ngiven loss +0.20, p = 0.031", "info_nce": "τ = +0.90 [+0.60, +1.00]"}
 
 
-def test_the_html_correlation_table_shows_counts_as_integers_and_p_values_as_p_values():
-    from clbounds.figures.report import _correlation_cells
+def test_report_tables_format_each_column_counts_as_integers_p_values_as_p_values():
+    from clbounds.figures.report import _markdown_table, table_cells
 
-    df = pd.DataFrame({"term": ["a"], "n": [10], "kendall_tau": [0.5], "p": [0.0003], "settings (test)": [10.0], "p (given loss)": [0.04], "tau given loss": [float("nan")]})
-    cells = _correlation_cells(df).iloc[0].to_dict()
+    df = pd.DataFrame({"term": ["a"], "n": [10], "kendall_tau": [0.5], "p": [0.0003], "settings (test)": [10.0], "p (given loss)": [0.04], "tau given loss": [float("nan")],
+                       "informative": [3.0], "bound": [0.123456], "holds": [True]})
+    cells = table_cells(df).iloc[0].to_dict()
     assert cells["n"] == "10" and cells["settings (test)"] == "10" and cells["p"] == "3.0e-04" and cells["p (given loss)"] == "0.04"
     assert cells["kendall_tau"] == "+0.500" and cells["tau given loss"] == ""
+    assert cells["informative"] == "3" and cells["bound"] == "0.1235" and cells["holds"] == "yes"
+    assert "| 3.0e-04 |" in _markdown_table(df)  # report.md and report.html format alike

@@ -90,7 +90,9 @@ window.addEventListener('load', () => {
     const box = (t.closest('.scroll') || t).getBoundingClientRect();
     if (box.right > width + 1) bad.push(i);
   });
+  const headline = document.querySelector('.headline').getBoundingClientRect();
   document.body.setAttribute('data-overflow', bad.length + ':' + width);
+  document.body.setAttribute('data-headline', Math.round(headline.bottom) + ':' + window.innerHeight);
 });
 </script>"""
 
@@ -100,14 +102,88 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium on this machine (apt install chromium to run this check)")
-def test_no_table_overflows_a_1400_px_viewport_in_a_real_browser(report, tmp_path):
+def test_no_table_is_clipped_at_1280_px_and_the_headline_is_on_the_first_screen_in_a_real_browser(report, tmp_path):
     _, html, _ = report
     page = tmp_path / "probe.html"
     page.write_text(html.replace("</body>", OVERFLOW_PROBE + "</body>"))
     args = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
+            "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,800",
             "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
     out = subprocess.run(args, capture_output=True, text=True, timeout=120)
     found = re.search(r'data-overflow="(\d+):(\d+)"', out.stdout)
     assert found, out.stderr[-2000:]
-    assert found.group(1) == "0" and int(found.group(2)) >= 1300, found.group(0)
+    assert found.group(1) == "0" and int(found.group(2)) >= 1200, found.group(0)
+    bottom, height = map(int, re.search(r'data-headline="(-?\d+):(\d+)"', out.stdout).groups())
+    assert 0 < bottom <= height  # the verdict is read before any scrolling
+
+
+def headline_counts(md: str) -> dict[str, int]:
+    """The verdict classes the report's bold headline counts."""
+    line = re.search(r"^\*\*(\d+) of (\d+) checks are informative and non-vacuous; (.*)\.\*\*$", md, re.M)
+    counts = {"informative": int(line.group(1)), "total": int(line.group(2))}
+    for part in line.group(3).split(", "):
+        n, _, cls = part.partition(" ")
+        counts[cls.replace("hold by construction", "by construction")] = int(n)
+    return counts
+
+
+def findings_count(md: str) -> int:
+    section = md[md.index("## Findings"):]
+    section = section[:section.index("\n## ", 1)]
+    section = section.split("### Hypothesis not met")[0]
+    return sum(line.startswith("- ") for line in section.splitlines())
+
+
+def test_the_report_leads_with_the_verdict_then_the_runs_then_the_evidence(report):
+    md, html, _ = report
+    order = [md.index(h) for h in ("## Verdict", "## Runs", "## Findings", "## Bounds", "## Rank correlation", "## Theorem statements", "## Figures", "## Regenerate")]
+    assert order == sorted(order)
+    assert md.splitlines()[2].startswith("Contents: [Verdict](#verdict)")  # a small table of contents
+    verdict = md[md.index("## Verdict"):md.index("## Runs")]
+    assert "- 1 check is violated beyond its margin with its hypotheses met (Findings)." in verdict
+    runs = md[md.index("## Runs"):md.index("## Findings")]
+    assert "| run | setting | method | kNN acc |" in runs and runs.count("\n| ") == 4  # header + three runs
+    assert html.index("class='headline'") < html.index("<h2 id='runs'>") < html.index("<h2 id='bounds'>")
+    assert "<nav class='toc'>" in html and "<a href='#findings'>" in html
+
+
+def test_findings_are_counted_as_the_headline_counts_them_and_grid_checks_once(tmp_path):
+    from clbounds.bounds.common import make_check
+
+    store, labels = _fabricated_store(tmp_path / "store")
+    runs = list(labels)
+    # a grid-level violation (hypotheses met) stored on two runs, and a failure with a hypothesis not met
+    sweep = make_check("wen2020.gradient_norm_vs_width", None, 0.0, 0.5, "diagnostic", {}, {})
+    sweep.details["grid_runs"] = sorted(runs[:2])
+    unmet = make_check("huang2023.theorem1[projection]", None, 0.1, 0.5, "paper", {"center_condition": {"met": False, "margin": -3.0}}, {})
+    for run in runs[:2]:
+        store.add_bound_checks(run, [sweep.to_row()])
+    store.add_bound_checks(runs[2], [unmet.to_row()])
+    md, _, _ = make_report(store.root, runs, labels, tmp_path / "out", "t", ["clbounds verify --preset test"])
+    text = md.read_text()
+    counts = headline_counts(text)
+    assert counts.get("violated", 0) == findings_count(text) == 2  # the fabricated violated run, and the sweep once
+    assert text.count("wen2020.gradient_norm_vs_width is violated over runs") == 1
+    not_met = text[text.index("### Hypothesis not met"):text.index("## Bounds")]
+    assert "huang2023.theorem1[projection] on run" in not_met and "not met: center_condition" in not_met
+    assert "is violated" not in not_met  # a failure whose hypothesis is not met is never called a violation
+
+
+def test_a_single_run_report_has_no_grid_statistics(tmp_path):
+    store, labels = _fabricated_store(tmp_path / "store")
+    run = next(iter(labels))
+    md, html, figures = make_report(store.root, [run], {run: labels[run]}, tmp_path / "out", "one", ["clbounds --store s report " + run])
+    text = md.read_text()
+    assert "## Rank correlation" not in text and "resolves nothing" not in text and "τ = +nan" not in text and "()" not in text
+    assert not any(f.name.startswith("terms-vs-") for f in figures)
+    assert not (tmp_path / "out" / "correlations.csv").exists()
+    assert "## Verdict" in text and "## Runs" in text and "1 run (" in text
+
+
+def test_reproduce_prints_the_verdict_its_report_leads_with(tmp_path):
+    from clbounds.figures.reproductions import report_verdict
+
+    (tmp_path / "a.md").write_text("# T\n\n**Verdict.** Reproduced at 5 seeds: x.\n\nProtocol: p\n")
+    (tmp_path / "b.md").write_text("# T\n\nContents: …\n\n## Verdict\n\n**0 of 3 checks are informative and non-vacuous; 3 vacuous.**\n")
+    assert report_verdict(tmp_path / "a.md") == "Reproduced at 5 seeds: x."
+    assert report_verdict(tmp_path / "b.md") == "0 of 3 checks are informative and non-vacuous; 3 vacuous."

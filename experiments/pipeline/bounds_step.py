@@ -172,6 +172,7 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
                 check.details.update(cacr_run=c.id, simclr_run=s.id)
                 checks.append((check, [c.id, s.id]))
     for check, runs in checks:
+        check.details["grid_runs"] = sorted(runs)  # stored on each run, counted once (bounds.common.distinct_checks)
         for run in runs:
             store.add_bound_checks(run, [check.to_row()])
     return [c for c, _ in checks]

@@ -149,6 +149,7 @@ def reproduce(target_name: str, store: Store, preset_name: str = "quick", execut
                + (f" --seeds {len(seed_list)}" if target.runs and len(seed_list) != target.seeds else ""))
     report = getattr(reproductions, target.analysis)(store.root, [r.run_id for r in done], {r.run_id: r.label for r in done}, out_dir, command)
     log(f"reproduce {target_name}: {report}")
+    log(f"verdict: {reproductions.report_verdict(report)}")
     return report
 
 

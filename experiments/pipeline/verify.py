@@ -115,7 +115,7 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
     commands = [f"clbounds verify --preset {preset.name}" + (" " + " ".join(extra) if extra else "")]
     md, html, _ = make_report(store.root, [r.run_id for r in done], labels, out_dir, f"clbounds verify --preset {preset.name}", commands, theorem_statements())
     log(f"verify {preset.name}: {len(done)}/{len(results)} runs done in {time.perf_counter() - t0:.0f} s; report {html}")
-    from clbounds.bounds.common import headline  # the verdict, not only where the report is
+    from clbounds.bounds.common import distinct_checks, headline  # the verdict, not only where the report is
 
-    log(f"verdict over the {len(done)} runs: {headline(c for r in done for c in store.bound_checks(r.run_id))}")
+    log(f"verdict over the {len(done)} runs: {headline(distinct_checks(c for r in done for c in store.bound_checks(r.run_id)))}")
     return md, html

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text everywhere: tqdm.auto warns in a notebook without ipywidgets
 
 from clbounds.theory.optimization import relative_weight_movement
 from clbounds.theory.validation import unchecked_values
