@@ -490,8 +490,8 @@ def distinct_checks(checks: Iterable[BoundCheck | Mapping[str, Any]]) -> list[Bo
             key = (theorem, tuple(details["grid_runs"]))
         elif details.get("cacr_run"):
             key = (theorem, details["cacr_run"], details.get("simclr_run"))
-        elif str(theorem).startswith("wen2020."):
-            key = (theorem, _get(c, "bound"), _get(c, "measured"), _get(c, "holds"))
+        elif str(theorem).startswith("wen2020."):  # stored before grid_runs: its sides identify the sweep (NaN as None: NaN != NaN)
+            key = (theorem, *(None if isinstance(v, float) and v != v else v for v in (_get(c, "bound"), _get(c, "measured"), _get(c, "holds"))))
         else:
             key = (i,)
         if key not in seen:

@@ -152,12 +152,17 @@ def format_bound_table(checks: Sequence[BoundCheck]) -> str:
              "| theorem | label | bound | measured | holds | tightness | vacuous | on the controls | verdict | assumptions |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
         lines.append(f"| {c.theorem} | {c.label} | {_num(c.bound)} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_vacuous_cell(c)} | {_controls_cell(c)} | {verdict(c)} | {_assumption_cell(c)} |")
-    violated = [c for c in checks if c.holds is False and c.resolved is not False]
+    failing = [c for c in checks if c.holds is False and c.resolved is not False]
+    violated = [c for c in failing if c.assumptions_met is not False]
+    unmet = [c for c in failing if c.assumptions_met is False]
     if violated:
-        lines += ["", "Findings (a measurement violates the bound):"]
+        lines += ["", "Findings (a measurement violates the bound, the theorem's hypotheses met):"]
         for c in violated:
-            cond = "with its assumptions met" if c.assumptions_met else f"assumptions not met ({_assumption_cell(c)}), so the theorem does not apply"
-            lines.append(f"- {c.theorem} [{c.label}]: measured {c.measured:.6g} > bound {c.bound:.6g} (excess {c.measured - c.bound:.4g}), {cond}; inputs {json.dumps(c.details.get('inputs', {}), default=str)}")
+            lines.append(f"- {c.theorem} [{c.label}]: measured {c.measured:.6g} > bound {c.bound:.6g} (excess {c.measured - c.bound:.4g}); inputs {json.dumps(c.details.get('inputs', {}), default=str)}")
+    if unmet:
+        lines += ["", "Hypothesis not met (not violations: the theorem does not apply):"]
+        for c in unmet:
+            lines.append(f"- {c.theorem} [{c.label}]: measured {c.measured:.6g} > bound {c.bound:.6g}; {_assumption_cell(c)}; inputs {json.dumps(c.details.get('inputs', {}), default=str)}")
     lipschitz = [c for c in checks if c.details.get("lipschitz")]
     if lipschitz:
         lines += ["", "Theorem 1's Lipschitz constant, both sides (the centre condition at each):"]

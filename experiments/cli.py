@@ -27,7 +27,7 @@ from .store.spool import SpoolStore, import_spool, open_store
 
 
 EXAMPLES = """examples:
-  clbounds verify --preset quick                       the main job on the embedded data (about 3 minutes on 2 cores)
+  clbounds verify --preset quick                       the main job on the embedded data (about 2.5 minutes on 2 cores)
   clbounds configs show quick-simclr-synthetic         a bundled config with every key and its default
   clbounds train quick-simclr-synthetic optim.epochs=5 one run, with an override
   clbounds measure quick-base --terms geometry measure.views=24

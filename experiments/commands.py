@@ -163,7 +163,8 @@ def cmd_report(args: argparse.Namespace, store: Store) -> None:
     evaluate_sweep_bounds(measured, store)
     out = args.out or store.root / "report"
     labels = {r.id: r.name or r.id for r in measured}
-    command = f"clbounds --store {shlex.quote(str(store.root))} report " + " ".join(shlex.quote(r) for r in args.runs)  # the store too: it regenerates from anywhere
+    # the store and the folder too: it regenerates the same report from anywhere
+    command = shlex.join(["clbounds", "--store", str(store.root), "report", *args.runs, *(["--out", str(args.out)] if args.out else [])])
     md, html, _ = make_report(store.root, [r.id for r in measured], labels, out, f"clbounds report ({len(measured)} run{'s' if len(measured) != 1 else ''})", [command.strip()], theorem_statements())
     print(f"report: {html}\n        {md}")
 

@@ -69,7 +69,11 @@ def _is_p_value(column: str) -> bool:
 
 
 def _is_correlation(column: str) -> bool:
-    return "tau" in column or "τ" in column or column.lower().startswith("psi") or "sign agreement" in column
+    return "tau" in column or "τ" in column or column.lower().startswith("psi")
+
+
+def _is_fraction(column: str) -> bool:
+    return "sign agreement" in column
 
 
 def cell_text(column: str, v) -> str:
@@ -93,6 +97,8 @@ def cell_text(column: str, v) -> str:
             return f"{x:.2g}" if x >= 0.001 or x == 0 else f"{x:.1e}"
         if _is_correlation(column):
             return f"{x:+.3f}"
+        if _is_fraction(column):
+            return f"{x:.3f}"
         return f"{int(x)}" if isinstance(v, int) else f"{x:.4g}"
     return str(v)
 
@@ -251,7 +257,7 @@ def build_report(
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}"
              ".toc{font-size:13px;color:#555;margin:.3em 0 1em}.headline{font-size:17px;margin:.4em 0}.verdicts{margin-top:.2em}.who,.methods{font-size:13px;color:#444}"
              ".scroll{max-width:100%;overflow-x:auto}table.t{border-collapse:collapse;font-size:13px}"
-             "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;vertical-align:top;max-width:28em;white-space:normal;overflow-wrap:anywhere}"
+             "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;vertical-align:top;max-width:28em;white-space:normal;overflow-wrap:break-word}"
              ".v-ok{background:#dff3e0;color:#135c1a;font-weight:600}.v-weak{background:#f3f3f3;color:#666}.v-bad{background:#fbe0e0;color:#9b1010;font-weight:700}"
              ".v-plain{color:#555}.stmt{font-size:15px}figure{margin:2em 0}figure img{max-width:100%}figcaption{font-size:13px;color:#444}"
              "pre{background:#f6f6f6;padding:.6em;overflow-x:auto;white-space:pre-wrap}")

@@ -118,7 +118,7 @@ def findings(checks: pd.DataFrame, labels: dict[str, str]) -> list[str]:
 def _where(row: dict, labels: dict[str, str]) -> str:
     """"on run LABEL (id)", or "over runs A, B, C" for a grid-level check."""
     details = row.get("details") or {}
-    runs = details.get("grid_runs") or ([details["cacr_run"], details.get("simclr_run")] if details.get("cacr_run") else None)
+    runs = details.get("grid_runs") or ([r for r in (details["cacr_run"], details.get("simclr_run")) if r] if details.get("cacr_run") else None)
     if runs:
         return "over runs " + ", ".join(f"{labels.get(r, r)} ({r})" for r in runs)
     if str(row["theorem"]).startswith("wen2020."):
@@ -159,10 +159,15 @@ def within(records: Sequence[dict], runs: set[str]) -> list[dict]:
         if d.get("grid_runs"):
             return set(d["grid_runs"])
         if d.get("cacr_run"):
-            return {d["cacr_run"], d.get("simclr_run")}
-        return None if not str(r["theorem"]).startswith("wen2020.") else ({r["run"]} | {"another run"} if len(runs) == 1 else runs)
+            return {x for x in (d["cacr_run"], d.get("simclr_run")) if x}
+        return None
 
-    return [r for r in records if (involved(r) or set()) <= runs]
+    def keep(r: dict) -> bool:
+        if str(r["theorem"]).startswith("wen2020.") and not (r.get("details") or {}).get("grid_runs"):
+            return len(runs) > 1  # stored before grid_runs: its sweep's runs are unknown, and one run is no sweep
+        return (involved(r) or set()) <= runs
+
+    return [r for r in records if keep(r)]
 
 
 def verdict_sentences(records: Sequence[dict]) -> list[str]:
@@ -171,7 +176,11 @@ def verdict_sentences(records: Sequence[dict]) -> list[str]:
     out = []
     for cls, template in VERDICT_SENTENCES.items():
         n = counts[cls]
-        if n or cls == "informative":
+        if cls == "informative" and n == 0:
+            out.append("No check is informative: none holds beyond its margin, below the trivial predictor's ceiling, with its hypotheses met, "
+                       "while failing on every control that testifies.")
+            continue
+        if n:
             one = n == 1
             words = {"are": "is" if one else "are", "they": "it" if one else "they", "their": "its" if one else "their",
                      "it": "it" if one else "they", "s": "s" if one else "", "have": "has" if one else "have"}
@@ -186,7 +195,7 @@ def run_table(df: pd.DataFrame, checks: pd.DataFrame, labels: dict[str, str]) ->
     certificates = {}
     if not checks.empty:
         for row in checks.to_dict("records"):
-            if is_error_certificate(row["theorem"]) and row.get("bound") is not None:
+            if is_error_certificate(row["theorem"]) and pd.notna(row.get("bound")):
                 best = certificates.get(row["run"])
                 if best is None or row["bound"] < best[0]:
                     certificates[row["run"]] = (row["bound"], row["theorem"].removeprefix("certificate."))

@@ -305,8 +305,11 @@ def test_target_end_to_end_on_a_tiny_preset(tmp_path, tiny_preset, monkeypatch, 
                                      "wen_width", ["optimization"], [*reproduce_mod.TWO_NETWORK, "data.n_train=64", "optim.epochs=3"])
         monkeypatch.setitem(reproduce_mod.TARGETS, target, cheap)
     store = Store(tmp_path / "store")
-    report = reproduce_mod.reproduce(target, store, str(tiny_preset), log=lambda s: None, seeds=2)
+    lines = []
+    report = reproduce_mod.reproduce(target, store, str(tiny_preset), log=lines.append, seeds=2)
     text = report.read_text()
+    assert lines[-1].startswith("verdict: ") and lines[-1] != "verdict: see the report"  # the command line ends with the verdict
+    assert f"Regenerate: `clbounds --store {store.root} reproduce {target} --preset {tiny_preset} --seeds 2`" in text  # as printed, from anywhere
     assert [r.status for r in store.runs()] == ["done"] * 2 * len(reproduce_mod.TARGETS[target].runs)  # two seeds per variant
     assert re.search(r"\*\*Verdict\.\*\* (Reproduced|Partly reproduced|Not reproduced|Not testable|Not resolvable|Not resolved|Mixed|Contradicted|Partly contradicted)", text)
     name = "cacr" if target == "cacr" else "wen-width"

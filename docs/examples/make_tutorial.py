@@ -1,7 +1,6 @@
 """The tutorial's one source: writes docs/tutorial.ipynb and, from its executed copy, docs/tutorial.md.
 
-    python docs/examples/make_tutorial.py            # the notebook's cells (no outputs kept)
-    python docs/examples/make_tutorial.py --execute  # run it (about 3 minutes on 2 cores), then
+    python docs/examples/make_tutorial.py --execute  # run it (about half a minute on 2 cores), then
                                                      # write the executed notebook and tutorial.md
 
 The page and the notebook are the same cells and the same run: every number the page shows
@@ -273,10 +272,10 @@ def execute(nb: dict) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    nb = notebook()
-    if "--execute" in argv:
-        nb = execute(nb)
-        PAGE.write_text(render(nb))
+    if argv != ["--execute"]:  # the checked-in notebook is the executed one: never replace it by bare cells
+        sys.exit("usage: python docs/examples/make_tutorial.py --execute")
+    nb = execute(notebook())
+    PAGE.write_text(render(nb))
     NOTEBOOK.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 

@@ -8,6 +8,8 @@ of a preset's base (``quick`` by default, ``paper`` for CIFAR on a GPU).
 
 from __future__ import annotations
 
+import shlex
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,11 +147,10 @@ def reproduce(target_name: str, store: Store, preset_name: str = "quick", execut
         raise RuntimeError(f"reproduce {target_name}: every run failed; see `clbounds runs`")
     evaluate_sweep_bounds([store.get_run(r.run_id) for r in done], store)  # Wen width sweeps, CACR vs SimCLR pairs (as verify does)
     out_dir = store.root / "reproduce" / slug(f"{target_name}-{preset.name}")
-    command = (f"clbounds reproduce {target_name}" + (f" --preset {preset_name}" if preset_name != "quick" else "")
-               + (f" --seeds {len(seed_list)}" if target.runs and len(seed_list) != target.seeds else ""))
+    command = shlex.join(["clbounds", "--store", str(store.root), "reproduce", target_name, *(["--preset", str(preset_name)] if preset_name != "quick" else []),
+                          *(["--seeds", str(len(seed_list))] if target.runs and len(seed_list) != target.seeds else [])])
     report = getattr(reproductions, target.analysis)(store.root, [r.run_id for r in done], {r.run_id: r.label for r in done}, out_dir, command)
-    log(f"reproduce {target_name}: {report}")
-    log(f"verdict: {reproductions.report_verdict(report)}")
+    log(f"verdict: {reproductions.report_verdict(report)}")  # the command line prints the report's path after it
     return report
 
 

@@ -7,6 +7,8 @@ override sets. Runs already in the store are not trained again.
 
 from __future__ import annotations
 
+import shlex
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +114,8 @@ def verify(preset_name: str, store: Store, extra: list[str] | None = None, execu
             if not any(c["theorem"] == "certificate.pac_bayes_downstream" for c in store.bound_checks(r.run_id)):
                 result = certify_run(store.get_run(r.run_id), store, **VERIFY_CERTIFY)
                 log(f"  certified {r.label}: downstream error <= {result['bound']:.4f} (Gibbs error {result['gibbs_error_t']:.4f}, test-set floor {result['test_set_bound']:.4f}, {result['seconds']:.0f} s)")
-    commands = [f"clbounds verify --preset {preset.name}" + (" " + " ".join(extra) if extra else "")]
+    # reproducible as printed: the store, the preset as it was given (a name or a path), overrides, --certify
+    commands = [shlex.join(["clbounds", "--store", str(store.root), "verify", "--preset", str(preset_name), *(extra or [])]) + (" --certify" if certify else "")]
     md, html, _ = make_report(store.root, [r.run_id for r in done], labels, out_dir, f"clbounds verify --preset {preset.name}", commands, theorem_statements())
     log(f"verify {preset.name}: {len(done)}/{len(results)} runs done in {time.perf_counter() - t0:.0f} s; report {html}")
     from clbounds.bounds.common import distinct_checks, headline  # the verdict, not only where the report is
