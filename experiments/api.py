@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ class Rows(list):
     @property
     def terms(self) -> dict[str, float]:
         return {name: value for name, value, _ in self}
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def as_dataset(data: str | ImageDataset | Mapping[str, torch.Tensor] | Sequence[torch.Tensor], **load: Any) -> ImageDataset:
@@ -187,7 +192,7 @@ def measure(
     color_strength: float = 0.5,
     temperature: float = 0.5,
     data_options: Mapping[str, Any] | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | bool | None = True,
     **settings: Any,
 ) -> Rows:
     """Every empirical term of the theorems for any encoder, as ``clbounds measure`` computes them.
@@ -207,6 +212,9 @@ def measure(
         augment: the augmentation letters a–e of Huang et al., as in a config.
         color_strength: the colour-jitter strength, as in a config.
         temperature: the NT-Xent temperature τ, as in a config.
+        log: where each group's progress and time go, one line at a time: ``True`` (default)
+            prints them to stderr, as ``clbounds measure`` does; ``False`` or ``None`` is silent; a
+            callable receives each line.
         settings: ``measure`` (n_samples, views, eps, …) and ``eval`` (knn_k, linear_steps, …) keys.
 
     Examples:
@@ -234,7 +242,9 @@ def measure(
         collected.extend(rows)
         write(rows)
 
-    _, skipped = measure_context(ctx, list(terms or default_groups(cfg)), keep, log)
+    if log is True:  # a measure can take minutes: say what it is doing, as the command line does
+        log = _to_stderr
+    _, skipped = measure_context(ctx, list(terms or default_groups(cfg)), keep, log or None)
     return Rows(collected, skipped, target[1] if target else None)
 
 

@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=FOREIGN_LOSSES, help="the loss it was trained with, when known (the sharpness terms need it)")
     p.add_argument("--data", default="synthetic", choices=["synthetic", "digits", "cifar10", "cifar100", "stl10"], help="the data eval and measure use (default synthetic)")
     p.add_argument("--image-size", type=int, default=32, help="image side for synthetic and digits (default 32)")
+    p.add_argument("--init", type=Path, help="a checkpoint (same format and architecture) of the weights its training started from: θ₀ of "
+                   "weight_movement, the PAC-Bayes terms and the random-init control; without it those terms say θ₀ is unknown")
     p.add_argument("--name", help="a label for the run")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the data, eval and measure settings, e.g. data.n_train=1000 eval.knn_k=20")
     p.set_defaults(func=cmd_import)

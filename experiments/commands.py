@@ -173,14 +173,15 @@ def cmd_import(args: argparse.Namespace, store: Store) -> None:
     from .import_checkpoint import import_checkpoint
 
     try:
-        record, notes = import_checkpoint(args.checkpoint, store, args.format, args.arch, norm=args.norm, mean=args.mean, std=args.std, loss=args.loss or "",
-                                          data=args.data, image_size=args.image_size, name=args.name, overrides=args.overrides)
+        record, notes = import_checkpoint(args.checkpoint, store, args.format, args.arch, init=args.init, norm=args.norm, mean=args.mean, std=args.std,
+                                          loss=args.loss or "", data=args.data, image_size=args.image_size, name=args.name, overrides=args.overrides)
     except CheckpointError as err:
         raise CheckpointError(f"{err}; nothing was registered") from None
     ext = record.config["encoder"]["external"]
     print(f"run {record.id} ({args.format} {args.arch}, {'CIFAR' if ext['cifar_stem'] else 'ImageNet'} stem, projector {ext['projector'] or 'none'}): imported  {record.path}")
     print(f"  normalisation mean {ext['mean']} std {ext['std']}{' (' + notes['normalisation'] + ', the format default)' if 'normalisation' in notes and not args.norm else ''}; "
           f"data {record.config['data']['name']}; sha256 {ext['sha256']}")
+    print(f"  initial weights (theta_0): {notes['init'] if notes.get('init') else 'unknown (the terms that compare with theta_0 are not measured; give --init FILE)'}")
     if notes.get("dropped"):
         dropped = notes["dropped"]
         print(f"  not used: {len(dropped)} tensors ({', '.join(dropped[:4])}{'…' if len(dropped) > 4 else ''})")

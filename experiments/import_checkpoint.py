@@ -41,6 +41,7 @@ from .models.checkpoint import CheckpointError, _load_model_tensors, save_weight
 from .config import Config, ConfigError, apply_overrides, config_from_dict, dump_config
 from .models.external import NORM_PRESETS, RESNET_LAYERS, ExternalEncoder, parse_floats, projector_spec
 from .store.db import RunRecord, Store
+from .training.runs import INIT_WEIGHTS  # the file the run's θ₀ is read from
 
 FORMATS = ("torchvision", "solo-learn", "lightly", "timm")
 ARCHS = tuple(RESNET_LAYERS)
@@ -258,14 +259,38 @@ def _build_and_load(cfg: Config, backbone_sd: Mapping[str, torch.Tensor], projec
     return model.eval()
 
 
-def import_checkpoint(path: str | Path, store: Store, fmt: str, arch: str, **options: Any) -> tuple[RunRecord, dict[str, Any]]:
+
+
+def load_init(cfg: Config, path: str | Path) -> ExternalEncoder:
+    """The encoder at the initial weights in ``path`` (θ₀ of the import ``cfg``): the same format,
+    architecture, stem and projector as the trained checkpoint, checked like it."""
+    path = Path(path)
+    backbone_sd, projector_sd, _, _ = split_layout(_state_dict(read_checkpoint(path), path), cfg.encoder.external.format)
+    if _stem(backbone_sd, path) != cfg.encoder.external.cifar_stem:
+        raise CheckpointError(f"--init {path}: its stem is not the trained checkpoint's ({'CIFAR' if cfg.encoder.external.cifar_stem else 'ImageNet'}); "
+                              "the initial weights must be of the same network")
+    if bool(projector_sd) != bool(cfg.encoder.external.projector):
+        raise CheckpointError(f"--init {path}: it {'has' if projector_sd else 'has no'} projector and the trained checkpoint "
+                              f"{'has' if cfg.encoder.external.projector else 'has none'}; the initial weights must be of the same network")
+    return _build_and_load(cfg, backbone_sd, projector_sd, path)
+
+
+def import_checkpoint(path: str | Path, store: Store, fmt: str, arch: str, init: str | Path | None = None, **options: Any) -> tuple[RunRecord, dict[str, Any]]:
     """Registers the checkpoint as a run (status done) and returns its record and the notes
-    (dropped keys, normalisation used)."""
+    (dropped keys, normalisation used). ``init``: a checkpoint of the weights its training
+    started from, in the same format; without it, every term that compares with θ₀ is a
+    stored gap ("the initialisation is unknown"), never a made-up one."""
     cfg, model, notes = build_import(path, fmt, arch, **options)
+    initial = load_init(cfg, init) if init is not None else None  # checked before anything is written
     run_id = cfg.run_id()
     run_dir = store.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_weights(model, run_dir / "encoder.safetensors", metadata={"source": str(path), "sha256": cfg.encoder.external.sha256, "format": fmt})
+    if initial is not None:
+        save_weights(initial, run_dir / INIT_WEIGHTS, metadata={"source": str(init), "sha256": sha256(Path(init)), "format": fmt})
+        notes["init"] = str(init)
+    else:  # this import says nothing about θ₀: an initialisation from an earlier import of the same file is not kept
+        (run_dir / INIT_WEIGHTS).unlink(missing_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     store.upsert_run(run_id, cfg.to_dict(), status="done", message=f"imported from {Path(path).name} ({fmt}, {arch}, sha256 {cfg.encoder.external.sha256[:12]}…)")
     return store.get_run(run_id), notes

@@ -195,3 +195,19 @@ def test_js_divergence_keeps_its_zero_step_discriminator():
     x, y = torch.randn(16, 2, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64) + 1
     value = float(js_divergence(x, y, steps=0, generator=torch.Generator().manual_seed(0)))
     assert 0 <= value < 0.05  # the discriminator at its small random start (weights 0.01·N(0, 1)): near log 2 − log 2
+
+
+def test_the_api_measure_reports_progress_on_stderr_by_default_and_log_false_silences_it(capsys):
+    import torch
+    from torch import nn
+
+    import clbounds
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 8))
+    data = (torch.rand(24, 3, 8, 8), torch.arange(24) % 3, torch.rand(12, 3, 8, 8), torch.arange(12) % 3)
+    options = {"terms": ["geometry"], "n_samples": 12, "views": 2, "center_views": 1, "controls": False}
+    clbounds.measure(net, data, **options)
+    captured = capsys.readouterr()
+    assert "measured geometry (1/1)" in captured.err and captured.out == ""
+    clbounds.measure(net, data, log=False, **options)
+    assert capsys.readouterr().err == ""

@@ -358,3 +358,33 @@ def test_theta_0_is_never_invented_for_a_foreign_encoder():
     init = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 16))
     known = clbounds.measure(net, data, init_model=init, **options)
     assert known.terms["weight_movement"] > 0 and known.skipped == {}
+
+
+def test_import_with_init_gives_theta_0_and_without_it_the_terms_say_it_is_unknown(tmp_path, capsys):
+    """`import --init FILE` stores the weights training started from: weight_movement is then
+    measured against them (and the random-init control is that network); without --init it is
+    a stored gap with its reason. A mismatched --init is refused and registers nothing."""
+    path, _, _ = write_checkpoint(tmp_path, "torchvision")
+    init = tmp_path / "rn18-init.pth"
+    torch.save(_weights(cifar=False, seed=7), init)
+    store_root = tmp_path / "s"
+    assert _import(store_root, path, "torchvision", "--loss", "simclr") == 0
+    assert "initial weights (theta_0): unknown" in capsys.readouterr().out
+    store = Store(store_root)
+    (record,) = store.runs()
+    assert main(["--store", str(store_root), "measure", record.id, "--terms", "optimization", "measure.controls=false"]) == 0
+    names = {r["name"] for r in store.measurements(record.id)}
+    assert "weight_movement_unavailable" in names and "weight_movement" not in names
+
+    assert _import(store_root, path, "torchvision", "--loss", "simclr", "--init", str(init)) == 0
+    assert f"initial weights (theta_0): {init}" in capsys.readouterr().out
+    initial = load_encoder(store.get_run(record.id), (3, 16, 16), random_init=True)
+    assert torch.equal(initial.state_dict()["backbone.conv1.weight"], _weights(cifar=False, seed=7)["conv1.weight"])
+    assert main(["--store", str(store_root), "measure", record.id, "--terms", "optimization", "measure.controls=false", "--force"]) == 0
+    movement = [r for r in store.measurements(record.id) if r["name"] == "weight_movement"]
+    assert movement and movement[-1]["value"] > 0
+
+    cifar_init = tmp_path / "cifar-init.pth"
+    torch.save(_weights(cifar=True, seed=8), cifar_init)
+    assert _import(tmp_path / "t", path, "torchvision", "--loss", "simclr", "--init", str(cifar_init)) == 1
+    assert "stem is not the trained checkpoint's" in capsys.readouterr().err and Store(tmp_path / "t").runs() == []

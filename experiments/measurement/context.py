@@ -26,7 +26,7 @@ from ..data import ImageDataset
 from ..store.db import Row, RunRecord
 from ..training.augment import Augment
 from ..training.methods import get_method
-from ..training.runs import load_encoder, open_run
+from ..training.runs import initial_weights_known, load_encoder, open_run
 from .probes import extract_features
 
 
@@ -67,7 +67,7 @@ class Context:
         if self.init_known or self.control_name:
             return None
         return (term + "_unavailable", 1.0, "the weights this encoder started from are unknown (an imported checkpoint): "
-                "theta_0 is not invented; give init_model to clbounds.measure")
+                "theta_0 is not invented; give them with `clbounds import --init FILE` or init_model to clbounds.measure")
 
     def control(self, name: str) -> "Context":
         """The context of a control (bounds/common.CONTROLS): the same inputs, views and
@@ -279,4 +279,4 @@ def make_context(cfg: Config, data: ImageDataset, model: nn.Module, init_model: 
 def build_context(record: RunRecord) -> Context:
     run = open_run(record)
     init_model = load_encoder(record, run.data.image_shape, random_init=True).to(run.device).eval()
-    return make_context(run.cfg, run.data, run.encoder, init_model, run.device, init_known=run.cfg.encoder.arch != "external")
+    return make_context(run.cfg, run.data, run.encoder, init_model, run.device, init_known=initial_weights_known(record))

@@ -84,7 +84,19 @@ def load_encoder(record: RunRecord, image_shape: tuple[int, int, int], random_in
     model = build_encoder(cfg, image_shape)
     if not random_init:
         load_weights(model, record.path / "encoder.safetensors")
+    elif (record.path / INIT_WEIGHTS).is_file():  # an import given its real θ₀ (`clbounds import --init`)
+        load_weights(model, record.path / INIT_WEIGHTS)
     return model
+
+
+#: An imported encoder's initial weights (`clbounds import --init`), beside encoder.safetensors.
+INIT_WEIGHTS = "init_encoder.safetensors"
+
+
+def initial_weights_known(record: RunRecord) -> bool:
+    """Whether the run's initial weights are the ones its training started from: clbounds' own
+    runs (seeded), or an import given them with ``--init``."""
+    return record.config.get("encoder", {}).get("arch") != "external" or (record.path / INIT_WEIGHTS).is_file()
 
 
 @dataclass
