@@ -46,6 +46,8 @@ DATASETS: dict[str, str] = {
     "cifar10": f"{_DATA_PACKAGE}.cifar:CIFAR10",
     "cifar100": f"{_DATA_PACKAGE}.cifar:CIFAR100",
     "stl10": f"{_DATA_PACKAGE}.stl:STL10",
+    "npz": f"{_DATA_PACKAGE}.user:NPZ",  # your arrays: data.root is the .npz file
+    "folder": f"{_DATA_PACKAGE}.user:FOLDER",  # your images: data.root holds one sub-folder per class
 }
 
 

@@ -80,6 +80,16 @@ def _examples(command: str) -> str:
     return "examples:\n" + "\n".join(f"  {c.ljust(width)}  {what}" for c, what in rows)
 
 
+def _data_argument(value: str) -> str:
+    """``--data``: a bundled or standard dataset, or ``npz:PATH`` / ``folder:PATH``."""
+    name, sep, path = value.partition(":")
+    if name in ("synthetic", "digits", "cifar10", "cifar100", "stl10") and not sep:
+        return value
+    if name in ("npz", "folder") and path:
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: choose synthetic, digits, cifar10, cifar100, stl10, npz:PATH or folder:PATH")
+
+
 def _measure_keys() -> str:
     """The measure.* keys with their defaults, for `clbounds measure --help`."""
     import dataclasses
@@ -174,14 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Nothing is unpickled but tensors and plain containers.")
     p.add_argument("checkpoint", type=Path, help="the checkpoint file (.pt, .pth, .ckpt, .bin or .safetensors)")
     p.add_argument("--format", required=True, choices=["torchvision", "solo-learn", "lightly", "timm"], help="the library whose layout the file has")
-    p.add_argument("--arch", required=True, choices=["resnet18", "resnet50"], help="the backbone (torchvision layout; the stem is read from conv1)")
+    p.add_argument("--arch", required=True, metavar="ARCH", help="the backbone: resnet18 or resnet50 (torchvision layout; the stem is read from conv1), "
+                   "or your own network as package.module:callable, called with no arguments, whose state dict the file holds "
+                   "(imported from the current folder or PYTHONPATH, whenever the run is opened)")
     p.add_argument("--norm", choices=["imagenet", "cifar10", "cifar100", "stl10", "none"], help="the input normalisation the encoder was trained with "
                    "(default: the format's usual one, ImageNet statistics for torchvision, timm and lightly, CIFAR-10's for a solo-learn CIFAR checkpoint)")
     p.add_argument("--mean", help="per-channel mean instead of --norm, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", help="per-channel std instead of --norm, e.g. 0.229,0.224,0.225")
     p.add_argument("--loss", choices=FOREIGN_LOSSES, help="the loss it was trained with, when known (the sharpness terms need it)")
-    p.add_argument("--data", default="synthetic", choices=["synthetic", "digits", "cifar10", "cifar100", "stl10"], help="the data eval and measure use (default synthetic)")
-    p.add_argument("--image-size", type=int, default=32, help="image side for synthetic and digits (default 32)")
+    p.add_argument("--data", default="synthetic", type=_data_argument, metavar="DATA",
+                   help="the data eval and measure use: synthetic (default), digits, cifar10, cifar100, stl10 (under data.root), "
+                        "npz:PATH (arrays x_train, y_train, x_test, y_test) or folder:PATH (one sub-folder of images per class)")
+    p.add_argument("--image-size", type=int, default=32, help="image side for synthetic, digits, npz and folder data (default 32)")
     p.add_argument("--init", type=Path, help="a checkpoint (same format and architecture) of the weights its training started from: θ₀ of "
                    "weight_movement, the PAC-Bayes terms and the random-init control; without it those terms say θ₀ is unknown")
     p.add_argument("--name", help="a label for the run")

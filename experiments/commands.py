@@ -178,7 +178,8 @@ def cmd_import(args: argparse.Namespace, store: Store) -> None:
     except CheckpointError as err:
         raise CheckpointError(f"{err}; nothing was registered") from None
     ext = record.config["encoder"]["external"]
-    print(f"run {record.id} ({args.format} {args.arch}, {'CIFAR' if ext['cifar_stem'] else 'ImageNet'} stem, projector {ext['projector'] or 'none'}): imported  {record.path}")
+    stem = "" if ":" in args.arch else f", {'CIFAR' if ext['cifar_stem'] else 'ImageNet'} stem"  # a user's network has its own
+    print(f"run {record.id} ({args.format} {args.arch}{stem}, projector {ext['projector'] or 'none'}): imported  {record.path}")
     print(f"  normalisation mean {ext['mean']} std {ext['std']}{' (' + notes['normalisation'] + ', the format default)' if 'normalisation' in notes and not args.norm else ''}; "
           f"data {record.config['data']['name']}; sha256 {ext['sha256']}")
     print(f"  initial weights (theta_0): {notes['init'] if notes.get('init') else 'unknown (the terms that compare with theta_0 are not measured; give --init FILE)'}")

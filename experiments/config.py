@@ -111,13 +111,18 @@ class DataConfig:
     imbalanced: bool = False  # class i keeps (i+1)/K of its training samples (CACR, PAPERS §4)
 
 
+#: ``encoder.external.arch``: empty, a torchvision-layout ResNet, or ``package.module:callable``.
+USER_ARCH_PATTERN = r"|resnet18|resnet50|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
+
+
 @dataclass
 class ExternalConfig:
     """An encoder trained elsewhere (``clbounds import``, or the Python API): where it came
     from and how to rebuild it. Read only when ``encoder.arch`` is ``external``."""
 
     format: Literal["", "python", "torchvision", "solo-learn", "lightly", "timm"] = ""  # python: measured through the API, no checkpoint kept
-    arch: Literal["", "resnet18", "resnet50"] = ""  # torchvision-layout ResNet
+    # a torchvision-layout ResNet, or the user's own network: "package.module:callable" (called with no arguments)
+    arch: str = field(default="", metadata={"pattern": (USER_ARCH_PATTERN, "resnet18, resnet50 or module.path:callable")})
     cifar_stem: bool = False  # 3x3 stride-1 first conv and no max-pool (the CIFAR variant)
     stem_padding: int = field(default=1, metadata=_range(ge=0))  # padding of the CIFAR stem's conv (solo-learn uses 2)
     stem_relu: bool = True  # False: no ReLU after the stem's BN (lightly's CIFAR benchmark backbone, a Sequential of its ResNet's children)
@@ -329,6 +334,9 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
         choices = fields[name].metadata.get("choices")  # a registry's names, read when validating
         if choices and kwargs[name] not in (allowed := list(choices())):
             raise ConfigError(f"{path}={value!r} is not allowed: choose one of {', '.join(allowed)}{_did_you_mean(str(value), allowed)}")
+        pattern = fields[name].metadata.get("pattern")
+        if pattern and not re.fullmatch(pattern[0], str(kwargs[name])):
+            raise ConfigError(f"{path}={value!r} is not allowed: give {pattern[1]}")
         bounds = fields[name].metadata.get("range")
         if bounds and kwargs[name] is not None:
             _check_range(path, kwargs[name], bounds)

@@ -38,8 +38,8 @@ from typing import Any
 import torch
 
 from .models.checkpoint import CheckpointError, _load_model_tensors, save_weights
-from .config import Config, ConfigError, apply_overrides, config_from_dict, dump_config
-from .models.external import NORM_PRESETS, RESNET_LAYERS, ExternalEncoder, parse_floats, projector_spec
+from .config import USER_ARCH_PATTERN, Config, ConfigError, apply_overrides, config_from_dict, dump_config
+from .models.external import NORM_PRESETS, RESNET_LAYERS, ExternalEncoder, is_user_arch, parse_floats, projector_spec
 from .store.db import RunRecord, Store
 from .training.runs import INIT_WEIGHTS  # the file the run's θ₀ is read from
 
@@ -155,10 +155,17 @@ def _lightly_backbone(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torc
     return renamed, stem_relu
 
 
-def split_layout(state: Mapping[str, torch.Tensor], fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str, dict[str, Any]]:
-    """(backbone tensors in torchvision names, projector tensors, projector prefix, notes) of a state dict."""
+def split_layout(state: Mapping[str, torch.Tensor], fmt: str, resnet: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str, dict[str, Any]]:
+    """(backbone tensors in torchvision names, projector tensors, projector prefix, notes) of a
+    state dict. With ``resnet=False`` (the user's own network) the backbone's names are kept as
+    they are: a plain state dict is all backbone, and lightly's is not renamed."""
     notes: dict[str, Any] = {}
-    if fmt in ("torchvision", "timm"):
+    if not resnet and fmt in ("torchvision", "timm"):
+        backbone, projector, prefix, dropped = dict(state), {}, "", []
+    elif not resnet and fmt == "lightly":
+        backbone, projector, prefix = _under(state, "backbone."), _under(state, "projection_head.layers."), "projection_head.layers."
+        dropped = sorted(k for k in state if not k.startswith(("backbone.", "projection_head.layers.")))
+    elif fmt in ("torchvision", "timm"):
         backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
         dropped = sorted(k for k in state if k.startswith("fc."))
         projector, prefix = {}, ""
@@ -203,8 +210,8 @@ def build_import(path: str | Path, fmt: str, arch: str, norm: str | None = None,
     path = Path(path)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if arch not in ARCHS:
-        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch not in ARCHS and not re.fullmatch(USER_ARCH_PATTERN, arch):
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)} or give your own as module.path:callable")
     if (mean is None) != (std is None):
         raise ConfigError("give --mean and --std together (or --norm)")
     if norm is not None and mean is not None:
@@ -215,8 +222,9 @@ def build_import(path: str | Path, fmt: str, arch: str, norm: str | None = None,
         except ValueError as err:
             raise ConfigError(str(err)) from None
     state = _state_dict(read_checkpoint(path), path)
-    backbone_sd, projector_sd, prefix, notes = split_layout(state, fmt)
-    cifar = _stem(backbone_sd, path)
+    user = is_user_arch(arch)
+    backbone_sd, projector_sd, prefix, notes = split_layout(state, fmt, resnet=not user)
+    cifar = _stem(backbone_sd, path) if not user else False  # a user's network: its own stem, loaded key by key
     if mean is None:
         norm = norm or default_norm(fmt, cifar)
         if norm not in NORM_PRESETS:
@@ -228,13 +236,30 @@ def build_import(path: str | Path, fmt: str, arch: str, norm: str | None = None,
     external = {"format": fmt, "arch": arch, "cifar_stem": cifar, "stem_padding": 2 if (fmt == "solo-learn" and cifar) else 1,
                 "stem_relu": notes.pop("stem_relu", True), "projector": spec, "mean": mean, "std": std, "loss": loss,
                 "source": str(path), "sha256": sha256(path)}
-    raw = {"name": name or f"import-{path.stem}", "data": {"name": data, **({"image_size": image_size} if data in ("synthetic", "digits") else {})},
+    data_name, _, data_root = data.partition(":")  # "npz:PATH" and "folder:PATH": the user's own data
+    if data_name in ("npz", "folder") and not data_root:
+        raise ConfigError(f"--data {data_name} needs its path: --data {data_name}:PATH")
+    resizable = data_name in ("synthetic", "digits", "npz", "folder")
+    raw = {"name": name or f"import-{path.stem}",
+           "data": {"name": data_name, **({"root": data_root} if data_root else {}), **({"image_size": image_size} if resizable else {})},
            "encoder": {"arch": "external", "external": external}, "method": {"name": "external"}}
     fixed = [o for o in overrides or [] if o.split("=", 1)[0].split(".", 1)[0] in ("encoder", "method")]
     if fixed:
         raise ConfigError(f"override {fixed[0]!r}: the encoder and method of an import come from the checkpoint")
     cfg = config_from_dict(apply_overrides(raw, overrides or []))
-    model = _build_and_load(cfg, backbone_sd, projector_sd, path)
+    try:
+        model = _build_and_load(cfg, backbone_sd, projector_sd, path)
+    except ValueError as err:  # the user's module:callable cannot give a network: a usage error
+        if not user:
+            raise
+        raise ConfigError(str(err)) from None
+    if user:  # features must be [N, D]: every probe and term reads them so
+        side = cfg.data.image_size or 32
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, 3, side, side))
+        if out.ndim != 2:
+            raise CheckpointError(f"--arch {arch}: the network maps a [2, 3, {side}, {side}] batch to shape {tuple(out.shape)}; "
+                                  "it must return features [N, D] (flatten or pool inside it)")
     return cfg, model, notes
 
 
@@ -265,8 +290,9 @@ def load_init(cfg: Config, path: str | Path) -> ExternalEncoder:
     """The encoder at the initial weights in ``path`` (θ₀ of the import ``cfg``): the same format,
     architecture, stem and projector as the trained checkpoint, checked like it."""
     path = Path(path)
-    backbone_sd, projector_sd, _, _ = split_layout(_state_dict(read_checkpoint(path), path), cfg.encoder.external.format)
-    if _stem(backbone_sd, path) != cfg.encoder.external.cifar_stem:
+    user = is_user_arch(cfg.encoder.external.arch)
+    backbone_sd, projector_sd, _, _ = split_layout(_state_dict(read_checkpoint(path), path), cfg.encoder.external.format, resnet=not user)
+    if not user and _stem(backbone_sd, path) != cfg.encoder.external.cifar_stem:
         raise CheckpointError(f"--init {path}: its stem is not the trained checkpoint's ({'CIFAR' if cfg.encoder.external.cifar_stem else 'ImageNet'}); "
                               "the initial weights must be of the same network")
     if bool(projector_sd) != bool(cfg.encoder.external.projector):

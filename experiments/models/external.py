@@ -276,11 +276,52 @@ def parse_floats(text: str, name: str) -> tuple[float, ...]:
     return values
 
 
+def is_user_arch(arch: str) -> bool:
+    """``package.module:callable``: the user's own network (``clbounds import --arch``)."""
+    return ":" in arch
+
+
+def user_backbone(arch: str) -> nn.Module:
+    """The network ``package.module:callable`` builds when called with no arguments: the user's
+    own architecture, whose state dict the import then loads and checks key by key.
+
+    The module is imported from the Python path and the current folder, so a run that names
+    one runs that code whenever it is opened (as loading any model class does). A module of the
+    standard library is refused: no network lives there, and a stored config could otherwise
+    name any of its zero-argument callables.
+    """
+    import importlib
+    import os
+    import sys
+
+    module_name, _, attr = arch.partition(":")
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        raise ValueError(f"--arch {arch}: {top} is a module of the standard library, not a network; give your own module:callable")
+    if os.getcwd() not in sys.path:  # `clbounds import --arch mynets:Net` run beside mynets.py
+        sys.path.append(os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except ImportError as err:
+        raise ValueError(f"--arch {arch}: cannot import {module_name} ({err}); run from its folder or put it on PYTHONPATH") from None
+    except AttributeError:
+        raise ValueError(f"--arch {arch}: {module_name} has no {attr}") from None
+    if not callable(factory):
+        raise ValueError(f"--arch {arch}: {attr} is not callable")
+    network = factory()
+    if not isinstance(network, nn.Module):
+        raise ValueError(f"--arch {arch}: {attr}() returned a {type(network).__name__}, not a torch nn.Module")
+    return network
+
+
 def build_external(ext) -> ExternalEncoder:
     """The encoder an ``encoder.external`` config section describes (weights not loaded)."""
     if ext.format == "python":
         raise ValueError("this run was measured through the Python API: its model is not stored, so it cannot be rebuilt; measure it again with clbounds.measure")
-    backbone = TorchvisionResNet(ext.arch, cifar_stem=ext.cifar_stem, stem_padding=ext.stem_padding, stem_relu=ext.stem_relu)
+    if is_user_arch(ext.arch):
+        backbone = user_backbone(ext.arch)
+    else:
+        backbone = TorchvisionResNet(ext.arch, cifar_stem=ext.cifar_stem, stem_padding=ext.stem_padding, stem_relu=ext.stem_relu)
     mean = parse_floats(ext.mean, "mean") if ext.mean else None
     std = parse_floats(ext.std, "std") if ext.std else None
     return ExternalEncoder(backbone, build_projector(ext.projector), mean, std)
