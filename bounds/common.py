@@ -71,6 +71,16 @@ STDERR_SUFFIX = "_stderr"
 UNAVAILABLE_SUFFIX = "_unavailable"
 
 
+def unavailable_row(term: str, reason: str) -> tuple[str, float, str]:
+    """The stored row saying ``term`` cannot be computed for this encoder, and why.
+
+    Examples:
+        >>> unavailable_row("lipschitz_upper", "no certified bound for a block of type Foo")
+        ('lipschitz_upper_unavailable', 1.0, 'no certified bound for a block of type Foo')
+    """
+    return (term + UNAVAILABLE_SUFFIX, 1.0, reason)
+
+
 class MissingTermError(KeyError):
     """A term a theorem needs is not among the measured terms.
 

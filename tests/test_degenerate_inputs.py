@@ -520,6 +520,7 @@ BOUND_EXEMPT = {
     "common.verdict_counts": "counts verdict labels; tested in test_bounds_common.py",
     "common.headline": "formats verdict_counts; tested in test_bounds_common.py",
     "common.distinct_checks": "drops repeated stored rows of a grid-level check; tested in test_bounds_common.py",
+    "common.unavailable_row": "builds a (name, 1.0, reason) row; its doctest checks it",
 }
 
 

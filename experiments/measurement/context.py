@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clbounds.bounds.common import unavailable_row
 from clbounds.theory import geometry
 
 from ..config import Config
@@ -66,8 +67,8 @@ class Context:
         imported encoder, the run's own terms); None when the term can be computed."""
         if self.init_known or self.control_name:
             return None
-        return (term + "_unavailable", 1.0, "the weights this encoder started from are unknown (an imported checkpoint): "
-                "theta_0 is not invented; give them with `clbounds import --init FILE` or init_model to clbounds.measure")
+        return unavailable_row(term, "the weights this encoder started from are unknown (an imported checkpoint): "
+                               "theta_0 is not invented; give them with `clbounds import --init FILE` or init_model to clbounds.measure")
 
     def control(self, name: str) -> "Context":
         """The context of a control (bounds/common.CONTROLS): the same inputs, views and

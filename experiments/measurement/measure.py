@@ -19,6 +19,7 @@ from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<con
 from ..store.db import Row, RunRecord, Store
 from ..store.settings import progress, record_progress
 from .context import Context, ControlNotApplicable, build_context
+from .cost import Estimate, Sizes, forward_seconds
 from .groups import CONTROL_PLAN, TERM_GROUPS, UNAVAILABLE
 from .registry import NEEDS_TRAINING_LOSS, check_groups, control_groups, default_groups
 
@@ -52,6 +53,20 @@ def skipped_groups(ctx: Context, names: list[str]) -> dict[str, str]:
     return skipped
 
 
+def _estimate(ctx: Context, todo: list[str], names: list[str], done: frozenset[str]) -> Estimate | None:
+    """The cost model's estimate of this measure (None when a count or the timing fails: an
+    estimate never stops a measure)."""
+    plan = [("", n) for n in todo]
+    if ctx.cfg.measure.controls:
+        plan += [(control, n) for control, groups in control_groups(names) for n in groups if f"{control}{CONTROL_SEP}{n}" not in done]
+    try:
+        sizes = Sizes(n_train=int(ctx.data.x_train.shape[0]), n_test=int(ctx.data.x_test.shape[0]))
+        per_image = forward_seconds(ctx.model, ctx.x[:64].float() / 255)
+        return Estimate(plan, ctx.cfg, sizes, per_image)
+    except (ValueError, RuntimeError):
+        return None
+
+
 def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]], None], log: Callable[[str], None] | None = None,
                     run_group: Callable[[str, str, Callable[[], list[Row]]], list[Row]] | None = None,
                     done: frozenset[str] = frozenset(), on_done: Callable[[str, str], None] | None = None) -> tuple[list[Row], dict[str, str]]:
@@ -73,6 +88,9 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
     if log and len(todo) < len(names):
         log(f"  kept, stored with these settings: {', '.join(n for n in names if n in done)}")
     spent = 0.0
+    estimate = _estimate(ctx, todo, names, done) if log else None
+    if estimate is not None and log:
+        log(f"  to measure: {len(todo)} groups{' and the controls' if ctx.cfg.measure.controls else ''}, {estimate.text()} (cost model, measurement/cost.py)")
     for i, name in enumerate(todo):
         t0 = time.perf_counter()
         group = run("", name, lambda: _group(ctx, name, TERM_GROUPS[name]))
@@ -83,8 +101,11 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
         # a term this encoder does not allow is a stored row with its reason, and listed here
         skipped |= {f"{name}/{term[: -len(UNAVAILABLE_SUFFIX)]}": why for term, _, why in group if term.endswith(UNAVAILABLE_SUFFIX)}
         spent += time.perf_counter() - t0
+        if estimate is not None:
+            estimate.finished("", name, time.perf_counter() - t0)
         if log:
-            log(f"  measured {name} ({i + 1}/{len(todo)}): {len(group)} terms in {time.perf_counter() - t0:.1f} s ({spent:.0f} s so far)")
+            log(f"  measured {name} ({i + 1}/{len(todo)}): {len(group)} terms in {time.perf_counter() - t0:.1f} s ({spent:.0f} s so far"
+                + (f", {estimate.text()})" if estimate is not None else ")"))
     if ctx.cfg.measure.controls:
         for control, todo in control_groups(names):
             try:
@@ -93,8 +114,9 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
                 if log:
                     log(f"  control {control} left out: {err}")
                 continue
-            t0 = time.perf_counter()
-            for name in [n for n in todo if f"{control}{CONTROL_SEP}{n}" not in done]:
+            pending = [n for n in todo if f"{control}{CONTROL_SEP}{n}" not in done]
+            for j, name in enumerate(pending):
+                t0 = time.perf_counter()
                 try:
                     write(control_rows(ctx, control, run(control, name, lambda: _group(cctx, name, CONTROL_PLAN[control][name]))))
                 except RuntimeError as err:  # the run's own terms stand; its checks just lack this control
@@ -104,8 +126,12 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
                     continue
                 if on_done:
                     on_done(control, name)
-            if log:
-                log(f"  measured control {control}: {', '.join(todo)} in {time.perf_counter() - t0:.1f} s")
+                spent += time.perf_counter() - t0
+                if estimate is not None:
+                    estimate.finished(control, name, time.perf_counter() - t0)
+                if log:  # the controls report like the groups: a long one is never silent
+                    log(f"  measured control {control}/{name} ({j + 1}/{len(pending)}): {time.perf_counter() - t0:.1f} s ({spent:.0f} s so far"
+                        + (f", {estimate.text()})" if estimate is not None else ")"))
     for name, why in skipped.items():
         if log:
             log(f"  skipped {name}: {why}")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbounds.bounds.common import UNAVAILABLE_SUFFIX
+from clbounds.bounds.common import unavailable_row
 from clbounds.theory import adversarial, arora, geometry, sharpness, shift
 from clbounds.theory.uncertainty import collision_stderr, stderr_of_mean
 from clbounds.theory.losses import huang_infonce_split, info_nce
@@ -143,7 +143,7 @@ def _huang_terms(ctx: Context, b: int) -> list[Row]:
     try:
         rows.append(("lipschitz_upper_projector", scalar(geometry.lipschitz_upper(ctx.model.projector.eval(), certified=True)), "certified: product of layer norms of the projection head g, a map of h"))
     except (ValueError, TypeError) as err:  # no rigorous product bound for the head: a stored gap, with the reason
-        rows.append(("lipschitz_upper_projector" + UNAVAILABLE_SUFFIX, 1.0, f"no certified Lipschitz upper bound for the projection head: {err}"))
+        rows.append(unavailable_row("lipschitz_upper_projector", f"no certified Lipschitz upper bound for the projection head: {err}"))
     z1, z2 = ctx.projections(ctx.views[0]), ctx.projections(ctx.views[1])
     split = [huang_infonce_split(z1[i : i + b], z2[i : i + b], temperature=1.0) for i in range(0, n - b + 1, b)]
     proto = f"Huang et al. split at temperature 1 (unit-norm f), projection, augmentation pairs ({ctx.cfg.augment}), batches of {b}, {ctx.split}"

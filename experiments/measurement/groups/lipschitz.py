@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from clbounds.bounds.common import UNAVAILABLE_SUFFIX
+from clbounds.bounds.common import unavailable_row
 from clbounds.theory import adversarial, geometry
 
 from ...store.db import Row
@@ -36,5 +36,5 @@ def lipschitz_terms(ctx: Context) -> list[Row]:
         how = "product of layer norms (Fourier bound for convs" + ("; L(branch) + L(shortcut) per residual block" if residual else "") + ")"
         rows.append(("lipschitz_upper", scalar(upper) / std_min, f"certified: {how} x 1/min(std), backbone h"))
     except (ValueError, TypeError) as err:  # no rigorous product bound for some block: a stored gap, with the reason
-        rows.append(("lipschitz_upper" + UNAVAILABLE_SUFFIX, 1.0, f"no certified Lipschitz upper bound for this backbone: {err}"))
+        rows.append(unavailable_row("lipschitz_upper", f"no certified Lipschitz upper bound for this backbone: {err}"))
     return rows

@@ -1,0 +1,62 @@
+"""The measure cost model (experiments/measurement/cost.py) against the backbone hooks of
+benchmarks/measure_scaling.py: every group and control, exact where the model says exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.measure_scaling import timed_measure
+from clbounds.experiments.config import config_from_dict
+from clbounds.experiments.measurement.cost import Estimate, Sizes, group_passes, units
+from clbounds.experiments.training.runs import build_encoder, load_run_data
+
+from conftest import tiny_raw
+
+CHEAP = {"n_samples": 24, "batch_size": 16, "views": 2, "sigma_per_class": 4, "hessian_iters": 2, "trace_samples": 1, "sharpness_steps": 1,
+         "sharpness_m": 4, "attack_steps": 2, "pac_bayes_units": 2, "center_views": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharpness_batches", [1, 2])
+def test_the_cost_model_counts_the_backbone_images_of_every_group_and_control(sharpness_batches):
+    raw = tiny_raw(data__n_train=64, data__n_test=40, encoder__arch="convnet")
+    raw["measure"] = CHEAP | {"sharpness_batches": sharpness_batches, "n_samples": 40 if sharpness_batches == 2 else 24}
+    cfg = config_from_dict(raw)
+    data = load_run_data(cfg)
+    torch.manual_seed(0)
+    model, init = build_encoder(cfg, data.image_shape).eval(), build_encoder(cfg, data.image_shape).eval()
+    records = timed_measure(cfg, data, model, init, {"n": cfg.measure.n_samples}, log=lambda s: None)
+    sizes = Sizes(n_train=data.x_train.shape[0], n_test=data.x_test.shape[0])
+    checked = set()
+    for r in records:
+        if r["control"] == "random_init_bn":  # its recalibrated copy carries a copied hook the counter cannot read
+            continue
+        if r["group"] == "context":  # the benchmark's own step: views and delta are made in pixel space
+            assert (r["forward_images"], r["backward_images"], r["hvp_images"]) == (0, 0, 0)
+            continue
+        forward, backward, hvp = group_passes(r["group"], cfg, sizes, r["control"])
+        assert (r["forward_images"], r["backward_images"]) == (forward, backward), (r["control"], r["group"])
+        assert r["hvp_images"] <= hvp and (hvp == 0) == (r["hvp_images"] == 0), (r["control"], r["group"])  # Lanczos may stop early
+        checked.add((r["control"], r["group"]))
+    assert {("", "sharpness"), ("", "adversarial"), ("", "bounds"), ("random_init", "sharpness"), ("shuffled_labels", "bounds")} <= checked
+
+
+def test_the_estimate_is_calibrated_on_the_groups_done():
+    cfg = config_from_dict({"measure": {"n_samples": 500, "views": 8}})
+    sizes = Sizes(n_train=1000, n_test=5000)
+    plan = [("", "losses"), ("", "geometry"), ("random_init", "geometry")]
+    est = Estimate(plan, cfg, sizes, seconds_per_unit=1e-3)
+    assert est.seconds_left() == pytest.approx(1e-3 * (1000 + 2 * 13000))
+    est.finished("", "losses", seconds=2.0)  # 1000 units in 2 s: 2 ms per unit from now on
+    assert est.seconds_left() == pytest.approx(2e-3 * 26000) and est.text() == "about 52 s left"
+    assert units((1, 1, 1)) == pytest.approx(12.5)
+    with pytest.raises(ValueError, match="no cost model"):
+        group_passes("nonsense", cfg, sizes)
+
+
+def test_every_term_group_has_a_cost_formula():
+    from clbounds.experiments.measurement.cost import GROUP_PASSES
+    from clbounds.experiments.measurement.registry import GROUP_NAMES
+
+    assert set(GROUP_PASSES) == set(GROUP_NAMES)
