@@ -388,3 +388,26 @@ def test_import_with_init_gives_theta_0_and_without_it_the_terms_say_it_is_unkno
     torch.save(_weights(cifar=True, seed=8), cifar_init)
     assert _import(tmp_path / "t", path, "torchvision", "--loss", "simclr", "--init", str(cifar_init)) == 1
     assert "stem is not the trained checkpoint's" in capsys.readouterr().err and Store(tmp_path / "t").runs() == []
+
+
+@pytest.mark.slow
+def test_an_imported_resnet18_with_init_gets_theorem_1_in_both_spaces_and_the_checks_that_need_theta_0(tmp_path):
+    path, _, _ = write_checkpoint(tmp_path, "solo-learn")  # a ResNet-18 with a projection head
+    init = tmp_path / "init.ckpt"
+    state = {f"backbone.{k}": v for k, v in _weights(cifar=True, seed=9).items() if not k.startswith("fc.")}
+    state |= _projector("projector.", [(0, "linear", 512, 64, True), (2, "linear", 64, 32, True)], seed=5)
+    torch.save({"state_dict": state}, init)
+    store_root = tmp_path / "s"
+    tiny = ["measure.n_samples=16", "measure.views=2", "measure.center_views=1", "measure.sigma_per_class=2", "measure.batch_size=8",
+            "measure.sharpness_steps=1", "measure.pac_bayes_units=2", "measure.controls=false"]
+    assert main(["--store", str(store_root), "import", str(path), "--format", "solo-learn", "--arch", "resnet18", "--loss", "simclr",
+                 "--init", str(init), *SMALL, *tiny]) == 0
+    store = Store(store_root)
+    (record,) = store.runs()
+    assert main(["--store", str(store_root), "measure", record.id, "--terms", "geometry", "sigma", "lipschitz", "optimization", "bounds"]) == 0
+    assert main(["--store", str(store_root), "bounds", record.id]) == 0
+    checks = {c["theorem"]: c for c in store.bound_checks(record.id)}
+    for theorem in ("huang2023.theorem1", "huang2023.theorem1[projection]", "ssa_clr.pac_bayes"):
+        assert checks[theorem]["bound"] is not None and not checks[theorem]["details"].get("missing_terms"), theorem
+    names = {m["name"] for m in store.measurements(record.id)}
+    assert {"lipschitz_upper", "weight_movement"} <= names and not any(n.endswith("_unavailable") for n in names)

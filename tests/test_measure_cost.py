@@ -60,3 +60,19 @@ def test_every_term_group_has_a_cost_formula():
     from clbounds.experiments.measurement.registry import GROUP_NAMES
 
     assert set(GROUP_PASSES) == set(GROUP_NAMES)
+
+
+def test_measure_prints_an_estimate_per_group_and_the_steps_of_a_long_group():
+    from torch import nn
+
+    import clbounds
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 8))
+    data = (torch.rand(24, 3, 8, 8), torch.arange(24) % 3, torch.rand(12, 3, 8, 8), torch.arange(12) % 3)
+    lines: list[str] = []
+    clbounds.measure(net, data, terms=["geometry", "adversarial"], n_samples=12, views=2, center_views=1, attack_steps=1, batch_size=4,
+                     log=lines.append)
+    assert lines[0].startswith("  to measure: 2 groups and the controls, about ")
+    assert any(line.startswith("  measured adversarial (2/2):") and line.endswith(" left)") for line in lines)
+    assert "    adversarial: L2 PGD (4/5)" in lines and "    random_init/adversarial: L2 PGD (4/5)" in lines  # the controls too
+    assert any(line.startswith("  measured control random_init/geometry (1/2):") for line in lines)

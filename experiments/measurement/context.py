@@ -59,6 +59,12 @@ class Context:
     # re-initialisation, a control but not θ₀, so the terms that compare with θ₀ are not computed.
     init_known: bool = True
 
+    def progress(self, text: str) -> None:
+        """A step inside a long group (an attack, an estimator, a radius), so a group of
+        minutes is never silent; nothing when the measure is silent."""
+        if self.log:
+            self.log(f"    {self.control_name + '/' if self.control_name else ''}{text}")
+
     def generator(self, salt: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed * 7919 + salt)
 

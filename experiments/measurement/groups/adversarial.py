@@ -20,20 +20,25 @@ def adversarial_terms(ctx: Context) -> list[Row]:
     m = ctx.cfg.measure
     f_train = extract_features(ctx.model, ctx.data.x_train)
     probe, lin = probe_attack(ctx, f_train)
+    ctx.progress("adversarial: linear-probe PGD (1/5)")
     x = ctx.x.float() / 255
     attack = f"PGD-{m.attack_steps} Linf eps={m.attack_eps * 255:.3g}/255 step={m.attack_alpha * 255:.3g}/255 random start"
     centers = geometry.class_centers(F.normalize(f_train, dim=1), ctx.data.y_train, ctx.data.num_classes)
     nc = adversarial.robust_accuracy(adversarial.nearest_center_logits(ctx.model, centers).eval(), x, ctx.y, m.attack_eps, m.attack_alpha, m.attack_steps, generator=ctx.generator(8))
+    ctx.progress("adversarial: nearest-centre PGD (2/5)")
     _, gap = adversarial.representation_attack(ctx.model, x, m.attack_eps, m.attack_alpha, m.attack_steps, generator=ctx.generator(9))
     _, gap_normalized = adversarial.representation_attack(_NormalizedFeatures(ctx.model), x, m.attack_eps, m.attack_alpha, m.attack_steps, generator=ctx.generator(9))
+    ctx.progress("adversarial: representation attacks (3/5)")
     # The probe is W·diag(1/std) on h, so its Lipschitz constant in h is that matrix's spectral norm.
     probe_lipschitz = torch.linalg.matrix_norm(probe.head.weight / probe.std, ord=2)
     l2 = adversarial.robust_accuracy(nn.Sequential(ctx.model, probe).eval(), x, ctx.y, m.attack_l2_eps, m.attack_l2_alpha, m.attack_steps, norm="l2", generator=ctx.generator(11))
     l2_attack = f"PGD-{m.attack_steps} L2 eps={m.attack_l2_eps:g} step={m.attack_l2_alpha:g} random start"
+    ctx.progress("adversarial: L2 PGD (4/5)")
     v1, v2 = ctx.views[0], ctx.views[1]
     b = min(m.batch_size, v1.shape[0])
     projector = nn.Sequential(ctx.model, ctx.model.projector).eval()
     v2_adv = adversarial.contrastive_attack(projector, v1[:b], v2[:b], m.attack_eps, 2 / 255, 7, temperature=ctx.cfg.method.temperature, generator=ctx.generator(10))
+    ctx.progress("adversarial: contrastive attack (5/5)")
     with torch.no_grad():
         z1 = projector(v1[:b])
         adv_nce, ben_nce = info_nce(z1, projector(v2_adv), ctx.cfg.method.temperature), info_nce(z1, projector(v2[:b]), ctx.cfg.method.temperature)

@@ -171,9 +171,14 @@ def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
         per_train = torch.tensor([scalar(nt_xent(model, bt)) for bt in train_batches], dtype=torch.float64)
         per_test = torch.tensor([scalar(nt_xent(model, bt)) for bt in test_batches], dtype=torch.float64)
     loss_train, loss_test = scalar(per_train.mean()), scalar(per_test.mean())
+    ctx.progress(f"bounds: NT-Xent on {len(train_batches)} train and {len(test_batches)} test batches")
     sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho, steps=m.sharpness_steps, generator=ctx.generator(25))
+    ctx.progress(f"bounds: rho-sharp NT-Xent at rho={m.rho:g} (1/{len(RHO_GRID)})")
     # The ρ-sharp loss on a grid of radii, for the tightest PAC-Bayes bound over ρ (bounds/ssa_clr.py).
-    sharp_grid = {f: sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25)) for f in RHO_GRID if f != 1}
+    sharp_grid = {}
+    for f in (f for f in RHO_GRID if f != 1):
+        sharp_grid[f] = sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25))
+        ctx.progress(f"bounds: rho-sharp NT-Xent at rho={m.rho * f:g} ({len(sharp_grid) + 1}/{len(RHO_GRID)})")
     model.eval()
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     init = dict(ctx.init_model.named_parameters())

@@ -32,6 +32,11 @@ def sharpness_terms(ctx: Context, only: tuple[str, ...] | None = None) -> list[R
         "hessian_trace": (lambda: sharpness.hessian_trace(model, ctx.ssl_loss, batches, samples=m.trace_samples, generator=ctx.generator(3)), f"Hutchinson {m.trace_samples} Rademacher samples{below_settled('trace_samples', m.trace_samples)}, {proto}"),
     }
     try:
-        return [(name, fn(), protocol) for name, (fn, protocol) in terms.items() if only is None or name in only]
+        chosen = [(name, fn, protocol) for name, (fn, protocol) in terms.items() if only is None or name in only]
+        rows = []
+        for k, (name, fn, protocol) in enumerate(chosen):
+            rows.append((name, fn(), protocol))
+            ctx.progress(f"sharpness: {name} ({k + 1}/{len(chosen)})")
+        return rows
     finally:
         ctx.model.eval()
