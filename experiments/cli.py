@@ -42,7 +42,7 @@ EXAMPLES = """examples:
 COMMAND_EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "train": [("clbounds train quick-simclr-synthetic", "SimCLR on the embedded synthetic data (about 40 s)"),
               ("clbounds train quick-simclr-synthetic optim.epochs=5 seed=1", "the same with overrides"),
-              ("clbounds train my-config.yaml --eval", "your own config, then the probes")],
+              ("clbounds train quick-simclr-synthetic --data folder:imgs", "on your images, one sub-folder per class")],
     "eval": [("clbounds eval quick-base", "kNN, linear and nearest-centre probes of a run (id, id prefix or name)"),
              ("clbounds eval quick-base --random-init", "the same architecture at its initial weights"),
              ("clbounds eval quick-base --probe-data digits", "transfer: probes fitted and tested on digits")],
@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run (resumes an unfinished run, skips a finished one)")
     p.add_argument("config", help="a YAML path or a bundled config name, e.g. quick-simclr-synthetic")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.1 seed=1")
+    p.add_argument("--data", type=_data_argument, metavar="DATA",
+                   help="the data to train on instead of the config's: synthetic, digits, cifar10, cifar100, stl10 (under data.root), "
+                        "npz:PATH (arrays x_train, y_train, x_test, y_test) or folder:PATH (one sub-folder of images per class); "
+                        "eval and measure then read the same data")
     p.add_argument("--eval", action="store_true", help="run the offline probes afterwards")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -132,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="offline probes: kNN, linear, nearest centre")
     p.add_argument("run", help="run id, a unique prefix of it, or the run's name")
     p.add_argument("--random-init", action="store_true", help="probe the same architecture at its initial weights instead")
-    p.add_argument("--probe-data", metavar="NAME", help="transfer: fit and test the probes on another dataset at the run's image size, e.g. digits")
+    p.add_argument("--probe-data", metavar="DATA", type=_data_argument,
+                   help="transfer: fit and test the probes on another dataset at the run's image size, e.g. digits, npz:PATH or folder:PATH")
     p.add_argument("--autoattack", action="store_true", help="also AutoAttack (standard, Linf at measure.attack_eps) on the linear probe, with RobustBench sanity checks; needs `make autoattack`")
     p.set_defaults(func=cmd_eval)
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load_config
+from .config import ConfigError, data_overrides, load_config
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES, check_groups
 from .names import csv_cell, slug
@@ -30,7 +30,8 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
     from .measurement.accuracy import evaluate
     from .training.loop import train
 
-    cfg = load_config(args.config, args.overrides)
+    # --data first, so an explicit data.* override still wins.
+    cfg = load_config(args.config, [*(data_overrides(args.data) if args.data else []), *args.overrides])
     record = train(cfg, store, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) > 0:
         return  # a torchrun rank but the first: rank 0 reports (and evaluates) the run

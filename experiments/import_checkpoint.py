@@ -241,7 +241,7 @@ def build_import(path: str | Path, fmt: str, arch: str, norm: str | None = None,
         raise ConfigError(f"--data {data_name} needs its path: --data {data_name}:PATH")
     resizable = data_name in ("synthetic", "digits", "npz", "folder")
     raw = {"name": name or f"import-{path.stem}",
-           "data": {"name": data_name, **({"root": data_root} if data_root else {}), **({"image_size": image_size} if resizable else {})},
+           "data": {"name": data_name, **({"root": str(Path(data_root).expanduser().resolve())} if data_root else {}), **({"image_size": image_size} if resizable else {})},
            "encoder": {"arch": "external", "external": external}, "method": {"name": "external"}}
     fixed = [o for o in overrides or [] if o.split("=", 1)[0].split(".", 1)[0] in ("encoder", "method")]
     if fixed:

@@ -112,14 +112,22 @@ def test_folder_refuses_what_it_cannot_read_safely(tmp_path, monkeypatch):
         load_dataset("folder", root=_folder(tmp_path / "many"))
 
 
-def test_train_eval_measure_on_a_folder_of_images_from_the_command_line(tmp_path, capsys):
+def test_train_eval_measure_on_a_folder_of_images_from_the_command_line(tmp_path, capsys, monkeypatch):
     root = _folder(tmp_path / "imgs", per_class=6)
+    _npz(tmp_path / "other.npz")
     store = str(tmp_path / "s")
+    monkeypatch.chdir(tmp_path)  # relative paths: the run keeps them absolute, so eval and measure find them from anywhere
     args = [a for a in TINY_ARGS if not a.startswith("data.num_classes")]
-    assert main(["--store", store, "train", "quick-simclr-synthetic", *args, "data.name=folder", f"data.root={root}", "optim.epochs=1",
+    assert main(["--store", store, "train", "quick-simclr-synthetic", *args, "--data", "folder:imgs", "optim.epochs=1",
                  "optim.batch_size=8", "--quiet", "--eval"]) == 0
     (record,) = Store(store).runs()
-    assert record.dataset == "folder"
+    assert record.dataset == "folder" and record.config["data"]["root"] == str(root.resolve())
+    monkeypatch.chdir(root)
+    assert main(["--store", store, "eval", record.id[:6], "--probe-data", f"npz:{tmp_path / 'other.npz'}"]) == 0
+    assert "knn_accuracy@npz" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["--store", store, "eval", record.id, "--probe-data", "npz"])
+    assert exit_.value.code == 2 and "npz:PATH" in capsys.readouterr().err
     assert main(["--store", store, "measure", record.id, "--terms", "geometry", "measure.n_samples=8", "measure.views=2",
                  "measure.center_views=1", "measure.controls=false"]) == 0
     names = {m["name"] for m in Store(store).measurements(record.id)}
@@ -143,7 +151,7 @@ def test_an_imported_resnet_is_probed_on_a_folder_of_images(tmp_path):
     assert main(["--store", store, "import", str(path), "--format", "torchvision", "--arch", "resnet18", "--data", f"folder:{root}",
                  "--image-size", "16", "eval.knn_k=3", "eval.linear_steps=5"]) == 0
     (record,) = Store(store).runs()
-    assert record.config["data"] == record.config["data"] | {"name": "folder", "root": str(root), "image_size": 16}
+    assert record.config["data"] == record.config["data"] | {"name": "folder", "root": str(root.resolve()), "image_size": 16}
     assert main(["--store", store, "eval", record.id]) == 0
     assert any(m["name"] == "knn_accuracy" for m in Store(store).measurements(record.id))
 
