@@ -19,6 +19,7 @@ from .commands import (
     cmd_verify,
 )
 from .config import ConfigError
+from .environment import check_environment
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES  # torch-free: --help lists the groups
 from .pipeline.executors import EXECUTORS
@@ -105,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="clbounds", description="Train contrastive encoders, measure the terms of their theorems, and check the bounds.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    store_help = f"run store folder (default: $CLBOUNDS_HOME or ./runs; now {default_store_root()})"
+    try:
+        now = str(default_store_root())
+    except ConfigError:  # reported by check_environment when the command runs, not by --help
+        now = "unusable"
+    store_help = f"run store folder (default: $CLBOUNDS_HOME or ./runs; now {now})"
     parser.add_argument("--store", type=Path, default=None, help=store_help)
     parser.add_argument("--version", action="version", version=f"clbounds {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure instead of one line")
@@ -286,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_command_line(argv)
     stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
+        check_environment()  # CLBOUNDS_HOME, CLBOUNDS_SPOOL, WORLD_SIZE, RANK, …: a bad value is exit 2 before anything runs
         if not getattr(args, "needs_store", True):  # `configs` reads the package only: no store is opened or made
             args.func(args, None)
             sys.stdout.flush()

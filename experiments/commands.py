@@ -7,12 +7,12 @@ import argparse
 import csv
 import json
 import math
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from . import environment
 from .config import ConfigError, data_overrides, load_config
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES, check_groups
@@ -33,7 +33,7 @@ def cmd_train(args: argparse.Namespace, store: Store) -> None:
     # --data first, so an explicit data.* override still wins.
     cfg = load_config(args.config, [*(data_overrides(args.data) if args.data else []), *args.overrides])
     record = train(cfg, store, progress=not args.quiet)
-    if int(os.environ.get("RANK", "0")) > 0:
+    if environment.rank() > 0:
         return  # a torchrun rank but the first: rank 0 reports (and evaluates) the run
     print(f"run {record.id} ({cfg.method.name}, {cfg.data.name}, {cfg.encoder.arch}): {record.status}  {record.path}")
     if args.eval:

@@ -240,3 +240,76 @@ def test_a_stopped_measure_resumes_after_the_groups_it_stored(store, monkeypatch
     logged.clear()
     measure_module.measure(record, store, groups, log=logged.append, force=True)
     assert not any("kept" in line for line in logged) and any(line.strip().startswith("measured losses (1/3)") for line in logged)
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("WORLD_SIZE", "abc", "WORLD_SIZE='abc' is not an integer"),
+    ("WORLD_SIZE", "100000000", "WORLD_SIZE=100000000 is outside [1, 4096]"),
+    ("RANK", "-1", "RANK=-1 is outside [0, 0]"),
+    ("LOCAL_RANK", "x", "LOCAL_RANK='x' is not an integer"),
+    ("CLBOUNDS_SPOOL", "yes", "CLBOUNDS_SPOOL='yes' must be 1"),
+    ("CLBOUNDS_SPOOL_SNAPSHOT", "/dev/zero", "is not a regular file"),
+    ("CLBOUNDS_HOME", "runs\nforged", "CLBOUNDS_HOME is not a usable value"),
+])
+def test_a_bad_environment_variable_is_a_usage_error_before_anything_runs(tmp_path, monkeypatch, capsys, variable, value, message):
+    """The environment crosses the trust boundary in experiments/environment.py: one line, exit
+    2, nothing trained or opened (an int() traceback deep in training before)."""
+    from clbounds.experiments.cli import main
+
+    from conftest import TINY_ARGS
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    assert main(["--store", str(tmp_path / "s"), "train", "quick-simclr-synthetic", *TINY_ARGS, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, no run folder
+
+
+def test_the_environment_is_read_with_its_defaults_and_ranges(monkeypatch, tmp_path):
+    from clbounds.experiments import environment
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "CLBOUNDS_HOME", "CLBOUNDS_SPOOL", "CLBOUNDS_SPOOL_SNAPSHOT"):
+        monkeypatch.delenv(name, raising=False)
+    assert (environment.world_size(), environment.rank(), environment.local_rank()) == (1, 0, 0)
+    assert environment.store_home().name == "runs" and not environment.spool_mode() and environment.snapshot_path() is None
+    monkeypatch.setenv("WORLD_SIZE", " 4 ")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("CLBOUNDS_HOME", "")  # empty is unset
+    assert (environment.world_size(), environment.rank(), environment.store_home().name) == (4, 3, "runs")
+    snapshot = tmp_path / "copy.sqlite"
+    snapshot.write_bytes(b"")
+    monkeypatch.setenv("CLBOUNDS_SPOOL_SNAPSHOT", str(snapshot))
+    assert environment.snapshot_path() == snapshot
+    (tmp_path / "link.sqlite").symlink_to(snapshot)
+    monkeypatch.setenv("CLBOUNDS_SPOOL_SNAPSHOT", str(tmp_path / "link.sqlite"))
+    with pytest.raises(environment.ConfigError, match="not a regular file"):
+        environment.snapshot_path()
+    monkeypatch.setenv("CLBOUNDS_SPOOL_SNAPSHOT", str(tmp_path / "gone.sqlite"))
+    assert environment.snapshot_path() is None  # removed meanwhile: the job reads the shared database
+
+
+@pytest.mark.parametrize("content", ["fifo", "link", '["a list"]', '{"../x": "1"}', '{"ab12": 5}', "not json", "big"])
+def test_a_hostile_jobs_registry_reattaches_nothing_and_never_blocks(tmp_path, content):
+    """<out>/jobs.json of a SLURM grid: a FIFO, a symlink, the wrong shape or an oversized file
+    is reported once and re-attaches no job (its runs are submitted again); it never blocks."""
+    import os
+
+    from clbounds.experiments.pipeline.cluster import JOBS_FILE_MAX_BYTES, SubmititExecutor
+
+    lines: list[str] = []
+    executor = SubmititExecutor(tmp_path, "submitit-local", log=lines.append)
+    if content == "fifo":
+        os.mkfifo(executor.registry)
+    elif content == "link":
+        (tmp_path / "elsewhere.json").write_text('{"ab12": "1"}')
+        executor.registry.symlink_to(tmp_path / "elsewhere.json")
+    elif content == "big":
+        executor.registry.write_text('{"ab12": "1"' + " " * JOBS_FILE_MAX_BYTES + "}")
+    else:
+        executor.registry.write_text(content)
+    assert executor._recorded() == {} and executor._recorded() == {}
+    assert len(lines) == 1 and "no job is re-attached" in lines[0]
+    executor.registry.unlink()
+    executor._record({"ab12cd34ef": "1234_0"})
+    assert executor._recorded() == {"ab12cd34ef": "1234_0"}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,10 +37,15 @@ from typing import Any
 
 from ..config import Config, ConfigError, SlurmConfig
 from ..store.db import Store
+from ..store.files import read_regular_file
 from .executors import Call
 
 __all__ = ["DryRun", "GridJob", "SubmititExecutor", "sbatch_script"]
 
+#: jobs.json: one short line per run; a grid of 100,000 runs stays far below the cap.
+JOBS_FILE_MAX_BYTES = 16 * 2**20
+MAX_RECORDED_JOBS = 100_000
+_JOB_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 UNKNOWN_GIVE_UP_S = 1800.0  # a job sacct has not known for this long is taken as ended (its result() says why)
 _ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 
@@ -135,11 +141,22 @@ class SubmititExecutor:
 
     # --- the registry of submitted jobs: a restarted driver re-attaches to them ------------
     def _recorded(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.registry.read_text())
-        except (OSError, json.JSONDecodeError):
+        """The recorded {run id: job id}; a registry that is not a regular file within its cap, or
+        holds anything but such pairs, re-attaches nothing (said once): its runs are submitted again."""
+        if not self.registry.exists() and not self.registry.is_symlink():
             return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        try:
+            data = json.loads(read_regular_file(self.registry, JOBS_FILE_MAX_BYTES))
+            if not isinstance(data, dict) or len(data) > MAX_RECORDED_JOBS:
+                raise ValueError("not a mapping of at most 100,000 run ids to job ids")
+            if not all(isinstance(k, str) and isinstance(v, str) and _JOB_KEY.fullmatch(k) and _JOB_KEY.fullmatch(v) for k, v in data.items()):
+                raise ValueError("a run id or job id that is not 1-64 letters, digits, '_', '.' or '-'")
+        except (OSError, ValueError) as err:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if not getattr(self, "_registry_warned", False):
+                self.log(f"  {self.registry} is not a jobs registry clbounds wrote ({' '.join(str(err).split())}); no job is re-attached")
+                self._registry_warned = True
+            return {}
+        return data
 
     def _record(self, jobs: dict[str, str]) -> None:
         tmp = self.registry.with_suffix(".tmp")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..environment import store_home
 
 RUN_STATUSES = ("running", "done", "failed")
 
@@ -98,7 +99,8 @@ def connect_read_only(root: str | Path) -> sqlite3.Connection:
 
 
 def default_store_root() -> Path:
-    return Path(os.environ.get("CLBOUNDS_HOME", "runs"))
+    """The store used when ``--store`` is not given: ``$CLBOUNDS_HOME``, else ``./runs``."""
+    return store_home()
 
 
 class UnknownRunError(ConfigError, KeyError):

@@ -39,20 +39,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..environment import SNAPSHOT_ENV, SPOOL_ENV, snapshot_path, spool_mode
 from .db import Store, default_store_root, flag_or_none, real_or_none
 from .files import read_regular_file
 
 __all__ = ["SPOOL_ENV", "SpoolStore", "import_spool", "open_store", "pending_spool_files", "read_spool_file"]
 
-SPOOL_ENV = "CLBOUNDS_SPOOL"  # "1" in a job's environment: write files, not the shared database
-SNAPSHOT_ENV = "CLBOUNDS_SPOOL_SNAPSHOT"  # the driver's copy of the database that a job starts from
 FORMAT = "clbounds-spool-1"
 OPERATIONS = ("upsert_run", "set_status", "add_measurements", "delete_measurements", "add_bound_checks")
 
 
 def open_store(root: str | Path | None = None) -> Store:
     """The shared store, or a :class:`SpoolStore` on it inside a cluster job (``CLBOUNDS_SPOOL=1``)."""
-    return SpoolStore(root) if os.environ.get(SPOOL_ENV) == "1" else Store(root)
+    return SpoolStore(root) if spool_mode() else Store(root)
 
 
 #: The largest spool file read: a job's biggest record (a measure group) is a few hundred kB.
@@ -163,7 +162,7 @@ class SpoolStore(Store):
         else:
             local = Path(local_dir)
             local.mkdir(parents=True, exist_ok=True)
-        snapshot = snapshot or os.environ.get(SNAPSHOT_ENV) or None
+        snapshot = snapshot or snapshot_path()
         # The pending files are read before the database is copied: the driver copies its
         # database to the snapshot after importing files and before deleting them, so each
         # file is either read here or already in the copy.

@@ -31,7 +31,6 @@ two-network and full-batch runs) are refused with a config error.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -39,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .. import environment
 from ..config import Config, ConfigError
 
 __all__ = ["RankContext", "GlobalBatchNorm", "gather_with_grad", "gathered", "globalise_batchnorm", "init_from_env", "sum_gradients"]
@@ -63,7 +63,7 @@ class RankContext:
 
 def world_size_from_env() -> int:
     """The number of processes torchrun started (1 without torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return environment.world_size()
 
 
 def init_from_env(device: torch.device) -> tuple[RankContext, torch.device]:
@@ -73,7 +73,7 @@ def init_from_env(device: torch.device) -> tuple[RankContext, torch.device]:
     if world == 1:
         return RankContext(), device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", environment.local_rank())
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
