@@ -151,7 +151,8 @@ def format_bound_table(checks: Sequence[BoundCheck]) -> str:
     lines = [f"Headline: {headline(checks)}.", "",
              "| theorem | label | bound | measured | holds | tightness | vacuous | on the controls | verdict | assumptions |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
-        lines.append(f"| {c.theorem} | {c.label} | {_num(c.bound)} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_vacuous_cell(c)} | {_controls_cell(c)} | {verdict(c)} | {_assumption_cell(c)} |")
+        bound = ("≥ " if c.details.get("lower_limit") else "") + _num(c.bound)  # a stopped ascent: the bound's lower limit
+        lines.append(f"| {c.theorem} | {c.label} | {bound} | {_num(c.measured)} | {_holds_cell(c)} | {_num(c.tightness)} | {_vacuous_cell(c)} | {_controls_cell(c)} | {verdict(c)} | {_assumption_cell(c)} |")
     failing = [c for c in checks if c.holds is False and c.resolved is not False]
     violated = [c for c in failing if c.assumptions_met is not False]
     unmet = [c for c in failing if c.assumptions_met is False]

@@ -224,6 +224,9 @@ class MeasureConfig:
     center_views: int = field(default=4, metadata=_range(ge=1, le=1024))  # augmented views per training input for Huang's class centres
     pac_bayes_units: int = field(default=64, metadata=_range(ge=2, le=100_000))  # most disjoint train batches (i.i.d. units) of the PAC-Bayes terms
     controls: bool = True  # also measure the terms on the controls (random init, shuffled labels, random embeddings)
+    # Stop an estimate when the verdicts that read it are decided (the SSA-CLR ρ-ball ascent when
+    # the bound's lower limit is already vacuous); false: the full budget, for comparison.
+    sequential: bool = True
 
 
 @dataclass

@@ -79,7 +79,8 @@ def bound_summary(checks: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
 
     out = checks.assign(
         run=checks["run"].map(lambda r: labels.get(r, r)),
-        label=checks["details"].map(lambda d: d.get("label", "") if isinstance(d, dict) else ""),
+        # a bound measure.sequential left at its lower limit (the ascent was not needed) says so
+        label=checks["details"].map(lambda d: (d.get("label", "") + (", bound is a lower limit" if d.get("lower_limit") else "")) if isinstance(d, dict) else ""),
         assumptions=checks["details"].map(failed),
         verdict=[verdict(row) for row in checks.to_dict("records")],
     )

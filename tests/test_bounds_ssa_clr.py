@@ -113,3 +113,58 @@ def test_evaluate_all_reports_missing_terms():
     assert set(checks) == set(s.THEOREMS)
     assert checks["ssa_clr.shift_tv"].holds is True
     assert "ssl_sharp_loss_train" in checks["ssa_clr.pac_bayes"].details["missing_terms"]
+
+
+# ───────────────────────── sequential stopping of the ρ-ball ascent ─────────────────────────
+
+
+def test_ascent_decides_only_when_the_lower_limit_clears_the_ceiling_and_the_heldout_loss():
+    assert s.ascent_decides(4.0, 900.0, 4.1, 0.01, 4.84)
+    assert not s.ascent_decides(4.0, 0.5, 4.1, 0.01, 4.84)  # 4.5 is below log(2B - 1)
+    assert not s.ascent_decides(4.0, 2.0, 6.0, 0.01, 4.84)  # above the ceiling, below the held-out loss
+    assert not s.ascent_decides(4.0, 2.0, 5.98, 0.01, 4.84)  # 6.0 - 5.98 inside 3 standard errors
+    assert s.ascent_decides(4.0, 2.0, 5.9, 0.01, 4.84)
+    assert not s.ascent_decides(float("nan"), 900.0, 4.1, 0.01, 4.84) and not s.ascent_decides(4.0, float("inf"), 4.1, 0.01, 4.84)
+
+
+def _stopped(terms: dict[str, float], factors=(0.5, 1.0, 2.0)) -> dict[str, float]:
+    """The terms a sequential measure stores when it skips the ascent at ``factors``: L̂ for L̂_ρ."""
+    out = dict(terms)
+    for f in factors:
+        out["ssl_sharp_loss_train" if f == 1 else f"ssl_sharp_loss_train@rho_factor={f:g}"] = terms["ssl_loss_train"]
+        out[f"sharp_ascent_skipped@rho_factor={f:g}"] = 1.0
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(loss=st.floats(0.5, 6), heldout=st.floats(0.5, 8), se=st.floats(0, 0.3), w=st.floats(0, 50), n=st.integers(2, 256),
+       extra=st.floats(0, 3), extra2=st.floats(0, 3), mc=st.floats(0.5, 6), mc_se=st.floats(0, 0.3), col=st.floats(0, 0.95))
+def test_a_stopped_ascent_gives_the_verdicts_of_the_full_one(loss, heldout, se, w, n, extra, extra2, mc, mc_se, col):
+    """Whatever the ascent would have found (L̂_ρ = L̂ + extra ≥ L̂), a radius the rule stops
+    at has the verdict of the full ascent: pac_bayes and the tightest always, and the assembled
+    bound either the same verdict or 'not evaluated' with the reason (never another verdict)."""
+    from clbounds.bounds.common import verdict
+    from clbounds.experiments.pipeline.bounds_step import evaluate_terms
+
+    b = 64
+    terms = _terms(ssl_loss_train=loss, ssl_loss_heldout=heldout, ssl_loss_heldout_stderr=se, weight_distance=w, pac_bayes_units=n,
+                   ssl_loss_range=infonce_range(2 * b - 2, 0.5)[1] - infonce_range(2 * b - 2, 0.5)[0], ssl_loss_constant_encoder=math.log(2 * b - 1),
+                   arora_mean_classifier_loss_ntxent=mc, arora_mean_classifier_loss_ntxent_stderr=mc_se, arora_collision_ntxent=col,
+                   arora_constant_encoder_loss_ntxent=math.log(2))
+    full = terms | {"ssl_sharp_loss_train": loss + extra, "ssl_sharp_loss_train@rho_factor=0.5": loss + extra2, "ssl_sharp_loss_train@rho_factor=2": loss + extra + extra2}
+    decided = [f for f in (0.5, 1.0, 2.0) if s.ascent_decides(loss, s.pac_bayes_complexity(terms["ssl_loss_range"], n, 1000, w, 0.05 * f)["complexity"],
+                                                             heldout, se, math.log(2 * b - 1))]
+    stopped = {k: v for k, v in full.items()} | _stopped(terms, decided)
+    by_theorem = lambda ts: {c.theorem: c for c in evaluate_terms(ts) if c.theorem.startswith("ssa_clr.")}
+    a, z = by_theorem(full), by_theorem(stopped)
+    if 1.0 in decided:
+        assert verdict(z["ssa_clr.pac_bayes"]) == verdict(a["ssa_clr.pac_bayes"]) and z["ssa_clr.pac_bayes"].details.get("lower_limit")
+        assert verdict(z["ssa_clr.assembled"]) in (verdict(a["ssa_clr.assembled"]), "not evaluated")
+    if decided:
+        assert verdict(z["ssa_clr.pac_bayes_tightest"]) == verdict(a["ssa_clr.pac_bayes_tightest"])
+
+
+def test_the_tightest_bound_ignores_the_unavailable_rows_of_a_radius():
+    terms = _terms(**{"ssl_sharp_loss_train@rho_factor=2": 4.2, "ssl_sharp_loss_train@rho_factor=0.5_unavailable": 1.0})
+    check = s.pac_bayes_tightest(terms)
+    assert [c["rho"] for c in check.details["grid"]] == [0.05, 0.1]

@@ -8,13 +8,15 @@ import torch
 
 from benchmarks.measure_scaling import timed_measure
 from clbounds.experiments.config import config_from_dict
-from clbounds.experiments.measurement.cost import Estimate, Sizes, group_passes, units
+from clbounds.experiments.measurement.cost import Estimate, Sizes, ascent_passes, group_passes, skipped_ascents, units
 from clbounds.experiments.training.runs import build_encoder, load_run_data
 
 from conftest import tiny_raw
 
+#: measure.sequential=false: the full-budget path, whose passes the model counts (a stopped
+#: ascent is subtracted from the rate by Estimate, tested below).
 CHEAP = {"n_samples": 24, "batch_size": 16, "views": 2, "sigma_per_class": 4, "hessian_iters": 2, "trace_samples": 1, "sharpness_steps": 1,
-         "sharpness_m": 4, "attack_steps": 2, "pac_bayes_units": 2, "center_views": 1}
+         "sharpness_m": 4, "attack_steps": 2, "pac_bayes_units": 2, "center_views": 1, "sequential": False}
 
 
 @pytest.mark.slow
@@ -76,3 +78,18 @@ def test_measure_prints_an_estimate_per_group_and_the_steps_of_a_long_group():
     assert any(line.startswith("  measured adversarial (2/2):") and line.endswith(" left)") for line in lines)
     assert "    adversarial: L2 PGD (4/5)" in lines and "    random_init/adversarial: L2 PGD (4/5)" in lines  # the controls too
     assert any(line.startswith("  measured control random_init/geometry (1/2):") for line in lines)
+
+
+def test_a_skipped_ascent_is_not_counted_in_the_rate_of_the_estimate():
+    cfg = config_from_dict(tiny_raw() | {"measure": {"batch_size": 16, "pac_bayes_units": 4, "sharpness_steps": 5}})
+    sizes = Sizes(n_train=128, n_test=64)
+    forward, backward, _ = ascent_passes(cfg, sizes)
+    assert (forward, backward) == (6 * 2 * 16 * 4, 5 * 2 * 16 * 4)  # (k + 1) and k passes over 4 batches of 16 pairs
+    full = units(group_passes("bounds", cfg, sizes))
+    assert full > 3 * units(ascent_passes(cfg, sizes))  # the three radii are part of the group
+    rows = [("random_init/sharp_ascent_skipped@rho_factor=1", 1.0, ""), ("random_init/sharp_ascent_skipped@rho_factor=2", 0.0, ""), ("sharp_ascent_skipped@rho_factor=0.5", 1.0, "")]
+    assert skipped_ascents(rows) == 2
+    estimate = Estimate([("", "bounds"), ("", "losses")], cfg, sizes, seconds_per_unit=1.0)
+    estimate.finished("", "bounds", 10.0, skipped_ascents=3)
+    left = units(group_passes("losses", cfg, sizes))
+    assert estimate.seconds_left() == pytest.approx(10.0 / (full - 3 * units(ascent_passes(cfg, sizes))) * left)

@@ -143,18 +143,33 @@ def forward_seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
     return (time.perf_counter() - t0) / max(1, x.shape[0])
 
 
+def ascent_passes(cfg: Config, sizes: Sizes) -> Passes:
+    """The backbone images of SSA-CLR's ρ-ball ascent at one radius (part of ``bounds``), which
+    ``measure.sequential`` skips where the verdict is already decided."""
+    q = _counts(cfg, sizes)
+    t = 2 * q.b * min(q.n_train // q.b, q.pac_bayes_units)
+    return ((q.sharpness_steps + 1) * t, q.sharpness_steps * t, 0)
+
+
+def skipped_ascents(rows: list) -> int:
+    """How many radii a group's rows say were not ascended (``sharp_ascent_skipped@…`` = 1)."""
+    return sum(1 for name, value, _ in rows if name.rpartition("/")[2].startswith("sharp_ascent_skipped@") and value == 1)
+
+
 class Estimate:
     """The time left of a measure: the cost model's units of the groups to do, at the seconds
     per unit of the groups done (before any, at ``seconds_per_unit`` from one timed batch)."""
 
     def __init__(self, plan: list[tuple[str, str]], cfg: Config, sizes: Sizes, seconds_per_unit: float) -> None:
         self.left = {(control, name): units(group_passes(name, cfg, sizes, control)) for control, name in plan}
+        self.ascent = units(ascent_passes(cfg, sizes))
         self.prior = seconds_per_unit
         self.done_units = 0.0
         self.done_seconds = 0.0
 
-    def finished(self, control: str, name: str, seconds: float) -> None:
-        self.done_units += self.left.pop((control, name), 0.0)
+    def finished(self, control: str, name: str, seconds: float, skipped_ascents: int = 0) -> None:
+        # the rate is calibrated on the passes made: a skipped ascent was not paid for
+        self.done_units += max(0.0, self.left.pop((control, name), 0.0) - skipped_ascents * self.ascent)
         self.done_seconds += seconds
 
     def seconds_left(self) -> float:

@@ -19,7 +19,7 @@ from clbounds.bounds.evaluate import CONTROL_SEP  # controls are stored as "<con
 from ..store.db import Row, RunRecord, Store
 from ..store.settings import progress, record_progress
 from .context import Context, ControlNotApplicable, build_context
-from .cost import Estimate, Sizes, forward_seconds
+from .cost import Estimate, Sizes, forward_seconds, skipped_ascents
 from .groups import CONTROL_PLAN, TERM_GROUPS, UNAVAILABLE
 from .registry import NEEDS_TRAINING_LOSS, check_groups, control_groups, default_groups
 
@@ -102,7 +102,7 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
         skipped |= {f"{name}/{term[: -len(UNAVAILABLE_SUFFIX)]}": why for term, _, why in group if term.endswith(UNAVAILABLE_SUFFIX)}
         spent += time.perf_counter() - t0
         if estimate is not None:
-            estimate.finished("", name, time.perf_counter() - t0)
+            estimate.finished("", name, time.perf_counter() - t0, skipped_ascents(group))
         if log:
             log(f"  measured {name} ({i + 1}/{len(todo)}): {len(group)} terms in {time.perf_counter() - t0:.1f} s ({spent:.0f} s so far"
                 + (f", {estimate.text()})" if estimate is not None else ")"))
@@ -118,7 +118,8 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
             for j, name in enumerate(pending):
                 t0 = time.perf_counter()
                 try:
-                    write(control_rows(ctx, control, run(control, name, lambda: _group(cctx, name, CONTROL_PLAN[control][name]))))
+                    crows = control_rows(ctx, control, run(control, name, lambda: _group(cctx, name, CONTROL_PLAN[control][name])))
+                    write(crows)
                 except RuntimeError as err:  # the run's own terms stand; its checks just lack this control
                     skipped[f"{control}/{name}"] = str(err)
                     if log:
@@ -128,7 +129,7 @@ def measure_context(ctx: Context, names: list[str], write: Callable[[list[Row]],
                     on_done(control, name)
                 spent += time.perf_counter() - t0
                 if estimate is not None:
-                    estimate.finished(control, name, time.perf_counter() - t0)
+                    estimate.finished(control, name, time.perf_counter() - t0, skipped_ascents(crows))
                 if log:  # the controls report like the groups: a long one is never silent
                     log(f"  measured control {control}/{name} ({j + 1}/{len(pending)}): {time.perf_counter() - t0:.1f} s ({spent:.0f} s so far"
                         + (f", {estimate.text()})" if estimate is not None else ")"))

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clbounds.bounds import ssa_clr
 from clbounds.bounds.common import unavailable_row
 from clbounds.theory import adversarial, arora, geometry, sharpness, shift
 from clbounds.theory.uncertainty import collision_stderr, stderr_of_mean
@@ -172,25 +173,20 @@ def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
         per_test = torch.tensor([scalar(nt_xent(model, bt)) for bt in test_batches], dtype=torch.float64)
     loss_train, loss_test = scalar(per_train.mean()), scalar(per_test.mean())
     ctx.progress(f"bounds: NT-Xent on {len(train_batches)} train and {len(test_batches)} test batches")
-    sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho, steps=m.sharpness_steps, generator=ctx.generator(25))
-    ctx.progress(f"bounds: rho-sharp NT-Xent at rho={m.rho:g} (1/{len(RHO_GRID)})")
-    # The ρ-sharp loss on a grid of radii, for the tightest PAC-Bayes bound over ρ (bounds/ssa_clr.py).
-    sharp_grid = {}
-    for f in (f for f in RHO_GRID if f != 1):
-        sharp_grid[f] = sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25))
-        ctx.progress(f"bounds: rho-sharp NT-Xent at rho={m.rho * f:g} ({len(sharp_grid) + 1}/{len(RHO_GRID)})")
-    model.eval()
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     init = dict(ctx.init_model.named_parameters())
     theta = torch.cat([p.detach().double().flatten() for p in params.values()])
     theta0 = torch.cat([init[name].detach().double().flatten().to(theta.device) for name in params])
     low, high = shift.infonce_range(2 * b - 2, tau)
     proto = f"NT-Xent tau={tau:g} on practical pairs ({ctx.cfg.augment}, 8-bit views), eval mode, disjoint batches of {b}"
+    weight_row = ctx.initial_weights_unknown("weight_distance") or ("weight_distance", scalar((theta - theta0).norm()), "||theta - theta_0||, trainable parameters, final epoch vs the seed's initialisation")
+    sharp_rows = _sharp_losses(ctx, model, nt_xent, train_batches, proto, loss_train, loss_test, scalar(stderr_of_mean(per_test)),
+                               complexity_terms=None if weight_row[0].endswith("_unavailable") else (high - low, float(theta.numel()), weight_row[1]),
+                               ceiling=math.log(2 * b - 1))
+    model.eval()
     return [
         ("ssl_loss_train", loss_train, f"{proto}, {len(train_batches)} train batches"),
-        ("ssl_sharp_loss_train", loss_train + sharp, f"max over ||eps|| <= rho={m.rho:g} by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches"),
-        *[(f"ssl_sharp_loss_train@rho_factor={f:g}", loss_train + v, f"max over ||eps|| <= rho={m.rho * f:g} ({f:g} x measure.rho, grid) by projected ascent steps={m.sharpness_steps}, {proto}, {len(train_batches)} train batches")
-          for f, v in sharp_grid.items()],
+        *sharp_rows,
         ("ssl_loss_heldout", loss_test, f"{proto}, {len(test_batches)} test batches"),
         ("ssl_loss_heldout_stderr", scalar(stderr_of_mean(per_test)), f"standard error over the {len(test_batches)} test batches (0 for one batch), {proto}"),
         ("ssl_loss_range", high - low, f"hi - lo of the per-anchor NT-Xent, M=2B-2={2 * b - 2}, tau={tau:g}"),
@@ -200,10 +196,48 @@ def _ssa_clr_terms(ctx: Context, b: int) -> list[Row]:
         ("n_train", float(ctx.data.x_train.shape[0]), "training set size"),
         ("num_parameters", float(theta.numel()), "k, trainable parameters of backbone and projection head"),
         ("weight_norm", scalar(theta.norm()), "||theta||, trainable parameters, final epoch"),
-        ctx.initial_weights_unknown("weight_distance")
-        or ("weight_distance", scalar((theta - theta0).norm()), "||theta - theta_0||, trainable parameters, final epoch vs the seed's initialisation"),
+        weight_row,
         ("sharpness_rho", m.rho, "rho of the sharpness ball (measure.rho)"),
     ]
+
+
+def _sharp_losses(ctx: Context, model: nn.Module, nt_xent, train_batches: list, proto: str, loss_train: float, loss_test: float,
+                  test_stderr: float, complexity_terms: tuple[float, float, float] | None, ceiling: float) -> list[Row]:
+    """L̂_ρ on the radii of ``RHO_GRID`` × ``measure.rho``, each by projected ascent over every
+    train batch, the most expensive estimate of a measure (backward passes of the whole network).
+
+    With ``measure.sequential`` (the default) a radius is not ascended when its verdicts are
+    already decided (:func:`clbounds.bounds.ssa_clr.ascent_decides`: L̂ + C_PB is above the
+    constant encoder's loss and the held-out loss, so the bound is vacuous and holds whatever
+    the ascent finds); its row then stores L̂, a lower limit of L̂_ρ, and says so, and
+    ``sharp_ascent_skipped@rho_factor=<f>`` is 1. Without θ₀ (``complexity_terms`` None) no
+    bound reads L̂_ρ, so no radius is ascended and the rows say why.
+    """
+    m = ctx.cfg.measure
+    units = f"{len(train_batches)} train batches"
+    if complexity_terms is None and m.sequential:
+        reason = ("not ascended: every bound that reads the rho-sharp loss also needs ||theta - theta_0||, and the weights this encoder "
+                  "started from are unknown (give them with `clbounds import --init FILE`); measure.sequential=false ascends anyway")
+        return [unavailable_row("ssl_sharp_loss_train" if f == 1 else f"ssl_sharp_loss_train@rho_factor={f:g}", reason) for f in RHO_GRID]
+    rows = []
+    for k, f in enumerate(RHO_GRID):
+        name = "ssl_sharp_loss_train" if f == 1 else f"ssl_sharp_loss_train@rho_factor={f:g}"
+        radius = f"rho={m.rho * f:g}" + ("" if f == 1 else f" ({f:g} x measure.rho, grid)")
+        if m.sequential and complexity_terms is not None:
+            loss_range, k_params, distance = complexity_terms
+            c = ssa_clr.pac_bayes_complexity(loss_range, len(train_batches), k_params, distance, m.rho * f)["complexity"]
+            if ssa_clr.ascent_decides(loss_train, c, loss_test, test_stderr, ceiling):
+                rows += [(name, loss_train, f"not ascended (measure.sequential): L_train + C_PB({radius}) = {loss_train + c:.4g} is above both the constant encoder's "
+                                            f"log(2B-1) = {ceiling:.4g} and the held-out loss {loss_test:.4g} + {ssa_clr.ASCENT_STOP_Z:g} s.e., so the bound is vacuous and holds "
+                                            f"whatever the ascent finds; the value is L_train, a lower limit of the rho-sharp loss, {proto}, {units}"),
+                         (f"sharp_ascent_skipped@rho_factor={f:g}", 1.0, f"1: the ascent at {radius} was skipped (verdicts decided by the lower limit); 0: ascended")]
+                ctx.progress(f"bounds: rho-sharp NT-Xent at {radius.split(' ')[0]} decided without the ascent ({k + 1}/{len(RHO_GRID)})")
+                continue
+        sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25))
+        rows += [(name, loss_train + sharp, f"max over ||eps|| <= {radius} by projected ascent steps={m.sharpness_steps}, {proto}, {units}"),
+                 (f"sharp_ascent_skipped@rho_factor={f:g}", 0.0, f"1: the ascent at {radius} was skipped (verdicts decided by the lower limit); 0: ascended")]
+        ctx.progress(f"bounds: rho-sharp NT-Xent at {radius.split(' ')[0]} ({k + 1}/{len(RHO_GRID)})")
+    return rows
 
 
 def _robust_cl_terms(ctx: Context, b: int) -> list[Row]:
