@@ -24,7 +24,7 @@ from types import ModuleType
 import torch
 
 from . import (
-    measure_scaling, bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step, cli_startup, sequential_stopping,
+    measure_scaling, bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step, cli_startup, make_run, sequential_stopping,
 )
 from .gpu_throughput import measure_throughput
 from .harness import Result, machine, markdown_table, measure
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-throughput", action="store_true", help="skip the SimCLR throughput run")
     p.add_argument("--no-startup", action="store_true", help="skip the CLI start-up timing")
+    p.add_argument("--no-make-run", action="store_true", help="skip timing the main job against import torch (about 2 min)")
     p.add_argument("--no-sequential", action="store_true", help="skip the sequential-stopping comparison on the quick grid (about 4 min)")
     p.add_argument("--no-measure-scaling", action="store_true", help="skip the measure-scaling run (about an hour) and quote the stored measure_scaling.md")
     p.add_argument("--out", type=Path, default=HERE, help="folder for results.json and results.md")
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_startup:  # outside the thread limit: each command is its own process
         times = cli_startup.measure_startup()
         table += "\n" + cli_startup.startup_section(times, f"Measured on the machine above, Python {host['python']}, torch {host['torch']}", 7)
+    if not a.no_make_run:  # outside the thread limit: the main job is its own process, as `make run` starts it
+        timing = make_run.measure()
+        (a.out / "make_run.json").write_text(json.dumps(timing, indent=2) + "\n")
+        table += "\n" + make_run.markdown(timing)
     if not a.no_sequential:  # the bounds group with and without sequential stopping, every verdict compared
         table += "\n" + sequential_stopping.quick_grid_section(a.out / "sequential_stopping.md").replace("# Sequential", "## Sequential", 1)
     (a.out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n")

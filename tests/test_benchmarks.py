@@ -137,3 +137,11 @@ def test_lightly_is_loaded_without_torchvision_and_leaves_no_placeholder_behind(
     from clbounds.theory.losses import info_nce
 
     assert float(loss_class(temperature=0.3)(z1, z2)) == pytest.approx(float(info_nce(z1, z2, 0.3)), abs=1e-12)
+
+
+def test_make_run_section_states_the_ratio_its_target_and_the_verdict():
+    from benchmarks.make_run import markdown
+
+    text = markdown({"main_job_s": 120.0, "import_torch_s": 3.0, "import_torch_spread_s": [2.9, 3.2], "import_torch_runs": 10, "ratio": 40.0,
+                     "target": 50.0, "headline": "verdict over the 10 runs: 0 of 213 checks are informative"})
+    assert "**40×** (target ≤ 50×)" in text and "median of 10 fresh processes" in text and "over the 10 runs: 0 of 213" in text

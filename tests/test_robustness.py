@@ -160,7 +160,9 @@ def test_transfer_probe_from_synthetic_to_digits(tiny_run, capsys):
     assert rows["knn_accuracy"][1] != protocol  # the run's own probe rows are kept apart
     assert main(["--store", str(tiny_run), "eval", run.id, "--probe-data", "cifar10"]) == 2
     assert "its images are 32x32, the run's encoder takes 8x8" in capsys.readouterr().err
-    assert main(["--store", str(tiny_run), "eval", run.id, "--probe-data", "mnist"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # not a dataset: a usage error from the parser
+        main(["--store", str(tiny_run), "eval", run.id, "--probe-data", "mnist"])
+    assert exit_.value.code == 2 and "'mnist': choose synthetic" in capsys.readouterr().err
 
 
 def test_measure_reports_pgd_l2_next_to_linf(tiny_run):
