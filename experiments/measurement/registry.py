@@ -36,14 +36,17 @@ GROUP_NAMES = ("losses", "geometry", "sigma", "lipschitz", "sharpness", "shift",
 OPT_IN = ("autoattack",)
 
 #: What each control measures again, by term group (bounds/common.CONTROLS says what each control
-#: is). Random init: every group that depends on the encoder (σ does not: it is pixel space).
+#: is). Random init: every group that depends on the encoder (σ does not: it is pixel space)
+#: and that a check declaring the control reads (not "optimization", whose Wen checks take the
+#: initial gradient norm training logged, nor "information", whose CACR check declares no control;
+#: tests/test_control_plan.py checks that every control group is read).
 #: Random init with BatchNorm recalibrated: the groups its checks read.
 #: Shuffled labels: the groups whose terms use the labels, and of "bounds" only its Arora part.
 #: Random embedding: CACR's weight statistics. A check is evaluated on a control only where it
 #: reads a term the control measured again (experiments/pipeline/bounds_step.py). Which function
 #: a control runs for a group is ``groups.CONTROL_PLAN``'s.
 CONTROL_GROUPS: dict[str, tuple[str, ...]] = {
-    "random_init": tuple(g for g in GROUP_NAMES if g not in ("sigma", "autoattack")),
+    "random_init": tuple(g for g in GROUP_NAMES if g not in ("sigma", "autoattack", "optimization", "information")),
     # BatchNorm recalibrated: the groups of the checks that declare it (Arora, Huang, SSA-CLR's
     # Arora and shift parts); of "bounds" only its Arora and Huang parts, not the PAC-Bayes ascent.
     "random_init_bn": ("losses", "geometry", "lipschitz", "shift", "bounds"),
