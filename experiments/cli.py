@@ -19,6 +19,7 @@ from .commands import (
     cmd_verify,
 )
 from .config import ConfigError
+from .data_option import PATH_DATASETS, data_section
 from .environment import check_environment
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES  # torch-free: --help lists the groups
@@ -83,10 +84,11 @@ def _examples(command: str) -> str:
 
 def _data_argument(value: str) -> str:
     """``--data``: a bundled or standard dataset, or ``npz:PATH`` / ``folder:PATH``."""
-    name, sep, path = value.partition(":")
-    if name in ("synthetic", "digits", "cifar10", "cifar100", "stl10") and not sep:
-        return value
-    if name in ("npz", "folder") and path:
+    try:
+        name = data_section(value)["name"]
+    except ConfigError:
+        name = ""
+    if name in ("synthetic", "digits", "cifar10", "cifar100", "stl10", *PATH_DATASETS):
         return value
     raise argparse.ArgumentTypeError(f"{value!r}: choose synthetic, digits, cifar10, cifar100, stl10, npz:PATH or folder:PATH")
 

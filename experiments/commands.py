@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from . import environment
-from .config import ConfigError, data_overrides, load_config
+from .config import ConfigError, load_config
+from .data_option import data_overrides
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES, check_groups
 from .names import csv_cell, slug

@@ -441,10 +441,3 @@ def read_config_text(path: Path) -> str:
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
-def data_overrides(value: str) -> list[str]:
-    """The config overrides that ``--data`` stands for: ``npz:PATH`` is ``data.name=npz data.root=PATH``."""
-    name, sep, path = value.partition(":")
-    # An absolute root, so the run's data is found from any folder later (eval, measure).
-    return [f"data.name={name}", *([f"data.root={Path(path).expanduser().resolve()}"] if sep else [])]

@@ -39,6 +39,7 @@ import torch
 
 from .models.checkpoint import CheckpointError, _load_model_tensors, save_weights
 from .config import USER_ARCH_PATTERN, Config, ConfigError, apply_overrides, config_from_dict, dump_config
+from .data_option import PATH_DATASETS, data_section
 from .models.external import NORM_PRESETS, RESNET_LAYERS, ExternalEncoder, is_user_arch, parse_floats, projector_spec
 from .store.db import RunRecord, Store
 from .training.runs import INIT_WEIGHTS  # the file the run's θ₀ is read from
@@ -236,12 +237,10 @@ def build_import(path: str | Path, fmt: str, arch: str, norm: str | None = None,
     external = {"format": fmt, "arch": arch, "cifar_stem": cifar, "stem_padding": 2 if (fmt == "solo-learn" and cifar) else 1,
                 "stem_relu": notes.pop("stem_relu", True), "projector": spec, "mean": mean, "std": std, "loss": loss,
                 "source": str(path), "sha256": sha256(path)}
-    data_name, _, data_root = data.partition(":")  # "npz:PATH" and "folder:PATH": the user's own data
-    if data_name in ("npz", "folder") and not data_root:
-        raise ConfigError(f"--data {data_name} needs its path: --data {data_name}:PATH")
-    resizable = data_name in ("synthetic", "digits", "npz", "folder")
+    section = data_section(data)  # "npz:PATH" and "folder:PATH": the user's own data
+    resizable = section["name"] in ("synthetic", "digits", *PATH_DATASETS)
     raw = {"name": name or f"import-{path.stem}",
-           "data": {"name": data_name, **({"root": str(Path(data_root).expanduser().resolve())} if data_root else {}), **({"image_size": image_size} if resizable else {})},
+           "data": {**section, **({"image_size": image_size} if resizable else {})},
            "encoder": {"arch": "external", "external": external}, "method": {"name": "external"}}
     fixed = [o for o in overrides or [] if o.split("=", 1)[0].split(".", 1)[0] in ("encoder", "method")]
     if fixed:

@@ -23,7 +23,7 @@ PARTS = ("theory", "bounds", "experiments", "figures")
 
 #: experiments' layers, lowest first: the first path component under experiments/ names the layer.
 LAYERS = [
-    {"config", "errors", "catalog", "names", "environment", "__init__"},
+    {"config", "errors", "catalog", "names", "environment", "data_option", "__init__"},
     {"store", "data"},
     {"models"},
     {"training"},

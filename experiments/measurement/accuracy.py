@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ..config import ConfigError, EvalConfig, config_from_dict
+from ..data_option import data_section
 from ..data import ImageDataset
 from ..store.db import RunRecord, Store
 from ..training.resources import image_shape
@@ -61,16 +60,16 @@ def evaluate_transfer(record: RunRecord, store: Store, probe_data: str) -> list[
     """
     from ..data import dataset_names, dataset_spec
 
-    name, sep, root = probe_data.partition(":")  # "npz:PATH" and "folder:PATH": the user's own data
-    if name not in dataset_names() or (name in ("npz", "folder")) != bool(sep and root):
+    section = data_section(probe_data)  # "npz:PATH" and "folder:PATH": the user's own data
+    name = section["name"]
+    if name not in dataset_names():
         raise ConfigError(f"--probe-data {probe_data!r} is not a dataset; choose one of {', '.join(dataset_names())} (npz and folder as npz:PATH, folder:PATH)")
     cfg = config_from_dict(record.config)
     device = resolve_device(cfg.device)
     shape = image_shape(cfg)
     side = shape[-1]
     raw = cfg.to_dict()
-    raw["data"] = {**raw["data"], "name": name, **({"root": str(Path(root).expanduser().resolve())} if sep else {}),
-                   "image_size": side if dataset_spec(name).resizable else None, "imbalanced": False}
+    raw["data"] = {**raw["data"], **section, "image_size": side if dataset_spec(name).resizable else None, "imbalanced": False}
     probe_cfg = config_from_dict(raw)
     probe_side = image_shape(probe_cfg)[-1]
     if probe_side != side:
