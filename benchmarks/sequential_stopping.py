@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from clbounds.bounds.common import verdict
+from clbounds.bounds.ssa_clr import ASCENT_SKIPPED_PREFIX
 from clbounds.experiments.cli import main
 from clbounds.experiments.store.db import Store
 
@@ -52,8 +53,9 @@ def compare(store_root: Path, work: Path) -> dict:
             seconds[flag] += _measure_bounds(copies[flag], run, flag)
     stores = {flag: Store(copy) for flag, copy in copies.items()}
     verdicts = {flag: {(run, c["theorem"]): verdict(c) for run in runs for c in stores[flag].bound_checks(run)} for flag in (True, False)}
-    skipped = sum(1 for run in runs for m in stores[True].measurements(run) if "sharp_ascent_skipped@" in m["name"] and m["value"] == 1)
-    radii = sum(1 for run in runs for m in stores[True].measurements(run) if "sharp_ascent_skipped@" in m["name"])
+    # the radius flags of the runs and their controls ("<control>/sharp_ascent_skipped@rho_factor=<f>")
+    flags = [m["value"] for run in runs for m in stores[True].measurements(run) if m["name"].rpartition("/")[2].startswith(ASCENT_SKIPPED_PREFIX)]
+    skipped, radii = sum(1 for v in flags if v == 1), len(flags)
     differ = sorted((run, theorem, verdicts[False].get((run, theorem)), v) for (run, theorem), v in verdicts[True].items() if verdicts[False].get((run, theorem)) != v)
     return {"runs": len(runs), "checks": len(verdicts[True]), "seconds_sequential": seconds[True], "seconds_full": seconds[False],
             "radii": radii, "skipped": skipped, "differ": differ}

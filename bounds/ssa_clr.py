@@ -156,8 +156,23 @@ _LOWER_LIMIT = ("the bound is a lower limit: L_train stands for the rho-sharp lo
                 "L_train + C_PB already decided the verdict (vacuous and holds); measure.sequential=false gives the full value")
 
 
+#: The row saying whether the ascent at a radius was skipped: ``sharp_ascent_skipped@rho_factor=<f>``.
+ASCENT_SKIPPED_PREFIX = "sharp_ascent_skipped@rho_factor="
+_SHARP_GRID_PREFIX = "ssl_sharp_loss_train@rho_factor="
+
+
+def sharp_loss_term(factor: float) -> str:
+    """The term name of L̂_ρ at ``factor`` × ``sharpness_rho`` (the measure writes it, the bounds read it).
+
+    Examples:
+        >>> sharp_loss_term(1.0), sharp_loss_term(0.5)
+        ('ssl_sharp_loss_train', 'ssl_sharp_loss_train@rho_factor=0.5')
+    """
+    return "ssl_sharp_loss_train" if factor == 1 else f"{_SHARP_GRID_PREFIX}{factor:g}"
+
+
 def _ascent_skipped(terms: Mapping[str, float], factor: float) -> bool:
-    return bool(terms.get(f"sharp_ascent_skipped@rho_factor={factor:g}"))
+    return bool(terms.get(f"{ASCENT_SKIPPED_PREFIX}{factor:g}"))
 
 
 def _is_number(text: str) -> bool:
@@ -257,7 +272,7 @@ def pac_bayes_tightest(terms: Mapping[str, float]) -> BoundCheck:
     """Piece 3 at the best ρ of the measured grid, every grid point at δ/G (union bound) [reconstructed]."""
     t, _, assumptions = _pac_bayes_parts(terms, "ssa_clr.pac_bayes_tightest")
     grid = {1.0: t["ssl_sharp_loss_train"]}
-    prefix = "ssl_sharp_loss_train@rho_factor="
+    prefix = _SHARP_GRID_PREFIX
     grid |= {float(k[len(prefix):]): float(v) for k, v in terms.items() if k.startswith(prefix) and _is_number(k[len(prefix):]) and v is not None}
     g = len(grid)
     cells = []

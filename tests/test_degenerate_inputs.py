@@ -519,6 +519,7 @@ BOUND_EXEMPT = {
     "common.verdict": "labels a check's flags; every verdict class on every flag combination is tested in test_bounds_common.py",
     "common.verdict_counts": "counts verdict labels; tested in test_bounds_common.py",
     "common.headline": "formats verdict_counts; tested in test_bounds_common.py",
+    "ssa_clr.sharp_loss_term": "a term name shared by the measure and the bounds; its doctest covers it",
     "ssa_clr.ascent_decides": "a stopping rule on floats; its NaN, inf and boundary cases are in test_bounds_ssa_clr.py",
     "common.distinct_checks": "drops repeated stored rows of a grid-level check; tested in test_bounds_common.py",
     "common.unavailable_row": "builds a (name, 1.0, reason) row; its doctest checks it",

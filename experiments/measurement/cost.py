@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from clbounds.bounds.ssa_clr import ASCENT_SKIPPED_PREFIX
+
 from ..config import Config
 
 #: Cost of a backward and of an HVP image, in forward images (see the module docstring).
@@ -152,8 +154,8 @@ def ascent_passes(cfg: Config, sizes: Sizes) -> Passes:
 
 
 def skipped_ascents(rows: list) -> int:
-    """How many radii a group's rows say were not ascended (``sharp_ascent_skipped@…`` = 1)."""
-    return sum(1 for name, value, _ in rows if name.rpartition("/")[2].startswith("sharp_ascent_skipped@") and value == 1)
+    """How many radii a group's rows say were not ascended (``sharp_ascent_skipped@rho_factor=<f>`` = 1)."""
+    return sum(1 for name, value, _ in rows if name.rpartition("/")[2].startswith(ASCENT_SKIPPED_PREFIX) and value == 1)
 
 
 class Estimate:

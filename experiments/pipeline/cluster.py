@@ -125,6 +125,7 @@ class SubmititExecutor:
         self.registry = self.folder / "jobs.json"
         self.snapshot = self.folder / "store.sqlite"  # the driver rewrites it after every import (experiments/store/spool.py)
         self._unknown_since: dict[str, float] = {}
+        self._registry_warned = False  # a jobs.json that cannot be read is reported once
 
     def _executor(self, slurm: SlurmConfig) -> Any:
         submitit = _submitit()
@@ -152,7 +153,7 @@ class SubmititExecutor:
             if not all(isinstance(k, str) and isinstance(v, str) and _JOB_KEY.fullmatch(k) and _JOB_KEY.fullmatch(v) for k, v in data.items()):
                 raise ValueError("a run id or job id that is not 1-64 letters, digits, '_', '.' or '-'")
         except (OSError, ValueError) as err:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-            if not getattr(self, "_registry_warned", False):
+            if not self._registry_warned:
                 self.log(f"  {self.registry} is not a jobs registry clbounds wrote ({' '.join(str(err).split())}); no job is re-attached")
                 self._registry_warned = True
             return {}

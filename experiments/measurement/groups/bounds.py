@@ -218,11 +218,12 @@ def _sharp_losses(ctx: Context, model: nn.Module, nt_xent, train_batches: list, 
     if complexity_terms is None and m.sequential:
         reason = ("not ascended: every bound that reads the rho-sharp loss also needs ||theta - theta_0||, and the weights this encoder "
                   "started from are unknown (give them with `clbounds import --init FILE`); measure.sequential=false ascends anyway")
-        return [unavailable_row("ssl_sharp_loss_train" if f == 1 else f"ssl_sharp_loss_train@rho_factor={f:g}", reason) for f in RHO_GRID]
+        return [unavailable_row(ssa_clr.sharp_loss_term(f), reason) for f in RHO_GRID]
     rows = []
     for k, f in enumerate(RHO_GRID):
-        name = "ssl_sharp_loss_train" if f == 1 else f"ssl_sharp_loss_train@rho_factor={f:g}"
+        name = ssa_clr.sharp_loss_term(f)
         radius = f"rho={m.rho * f:g}" + ("" if f == 1 else f" ({f:g} x measure.rho, grid)")
+        skipped_row = (f"{ssa_clr.ASCENT_SKIPPED_PREFIX}{f:g}", f"1: the ascent at {radius} was skipped (verdicts decided by the lower limit); 0: ascended")
         if m.sequential and complexity_terms is not None:
             loss_range, k_params, distance = complexity_terms
             c = ssa_clr.pac_bayes_complexity(loss_range, len(train_batches), k_params, distance, m.rho * f)["complexity"]
@@ -230,12 +231,12 @@ def _sharp_losses(ctx: Context, model: nn.Module, nt_xent, train_batches: list, 
                 rows += [(name, loss_train, f"not ascended (measure.sequential): L_train + C_PB({radius}) = {loss_train + c:.4g} is above both the constant encoder's "
                                             f"log(2B-1) = {ceiling:.4g} and the held-out loss {loss_test:.4g} + {ssa_clr.ASCENT_STOP_Z:g} s.e., so the bound is vacuous and holds "
                                             f"whatever the ascent finds; the value is L_train, a lower limit of the rho-sharp loss, {proto}, {units}"),
-                         (f"sharp_ascent_skipped@rho_factor={f:g}", 1.0, f"1: the ascent at {radius} was skipped (verdicts decided by the lower limit); 0: ascended")]
+                         (skipped_row[0], 1.0, skipped_row[1])]
                 ctx.progress(f"bounds: rho-sharp NT-Xent at {radius.split(' ')[0]} decided without the ascent ({k + 1}/{len(RHO_GRID)})")
                 continue
         sharp = sharpness.sharpness(model, nt_xent, train_batches, m.rho * f, steps=m.sharpness_steps, generator=ctx.generator(25))
         rows += [(name, loss_train + sharp, f"max over ||eps|| <= {radius} by projected ascent steps={m.sharpness_steps}, {proto}, {units}"),
-                 (f"sharp_ascent_skipped@rho_factor={f:g}", 0.0, f"1: the ascent at {radius} was skipped (verdicts decided by the lower limit); 0: ascended")]
+                 (skipped_row[0], 0.0, skipped_row[1])]
         ctx.progress(f"bounds: rho-sharp NT-Xent at {radius.split(' ')[0]} ({k + 1}/{len(RHO_GRID)})")
     return rows
 
