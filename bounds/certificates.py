@@ -34,7 +34,9 @@ given S), with probability ≥ 1 − δ'
 The same holds with one draw per example (h_i ~ Q for example i, m = n terms): the Z_i =
 1[h_i(x_i) ≠ y_i] are independent Bernoulli(p_i) given S with mean p̄ = ê_S(Q), and
 E exp(λ Σ Z_i) = Π (1 − p_i + p_i e^λ) ≤ (1 − p̄ + p̄ e^λ)^m by the AM–GM inequality, so
-every Chernoff bound of Bin(m, p̄) applies. This is how the posterior over an encoder's
+every Chernoff bound of Bin(m, p̄) applies. With r draws per example (m = r·n terms, each
+example's p_i appearing r times) the mean of the probabilities is still ê_S(Q), so the same
+holds with m = r·n. This is how the posterior over an encoder's
 weights is estimated: a pass over S costs one batched forward instead of one per draw.
 
 **Union bound.** The prior's variance is picked from a grid of G values after seeing S (the
@@ -212,7 +214,7 @@ CONTRASTIVE_STATEMENT = sp.Le(_R, _lo + (_hi - _lo) * sp.Function(r"\mathrm{kl}^
 
 def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, low: float, high: float, measured_loss: float | None,
                                   priors: int = 1, delta: float = DELTA, delta_mc: float = DELTA_MC, constant: float | None = None,
-                                  **details: Any) -> BoundCheck:
+                                  theorem: str = "certificate.pac_bayes_contrastive", **details: Any) -> BoundCheck:
     r"""A PAC-Bayes-kl certificate on the contrastive risk of a Gibbs encoder [reconstructed].
 
     The rigorous form of the i.i.d.-block certificate of van Elst & Ghoshdastidar (arXiv
@@ -235,7 +237,8 @@ def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, 
     Hence R_B(Q) ≤ L_min + (L_max − L_min)·(that bound) with probability ≥ 1 − δ. The
     ceiling is ``constant``, the risk of a constant encoder, log(2B − 1) (every logit equal): a
     certificate at or above it says less than collapsing the encoder. Without it, L_max (any
-    encoder's risk lies below it).
+    encoder's risk lies below it). ``theorem`` names where S comes from
+    (``certificate.pac_bayes_contrastive_train_sample`` when S is part of the training split).
     """
     if not high > low:
         raise ValueError(f"need L_max > L_min, got {low} and {high}")
@@ -250,7 +253,7 @@ def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, 
               "delta_pac_bayes_per_prior": delta_pb, "priors": priors}
     ceiling, note = ((constant, "log(2B-1), the NT-Xent risk of a constant encoder: the trivial encoder's") if constant is not None
                      else (high, "L_max = log(1 + (2B-2) e^(2/tau)), the largest NT-Xent of normalised embeddings"))
-    return make_check("certificate.pac_bayes_contrastive", CONTRASTIVE_STATEMENT, bound, measured_loss, "reconstructed", inputs=inputs,
+    return make_check(theorem, CONTRASTIVE_STATEMENT, bound, measured_loss, "reconstructed", inputs=inputs,
                       ceiling=ceiling, ceiling_note=note, **details)
 
 

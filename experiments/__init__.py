@@ -10,7 +10,7 @@ Layers, lowest first; a module imports its own layer and those below, never one 
 | ``models/`` | encoders, foreign checkpoint layouts, checkpoint files |
 | ``training/`` | a run's networks and data (``runs.open_run``), the loop, the methods, augmentation, optimisers, SAM, DDP |
 | ``measurement/`` | the measure context, one module per term group, their torch-free registry, probes, certificates, AutoAttack |
-| ``pipeline/`` | grid steps, executors, bound evaluation of stored terms, verify, reproduce |
+| ``pipeline/`` | grid steps, executors, bound evaluation of stored terms, verify, reproduce, the training-sample certificate (it retrains) |
 | ``cli``, ``commands``, ``api``, ``import_checkpoint`` | the entry points |
 
 Studies that are scripts (the estimators' convergence study, the methods table) live in

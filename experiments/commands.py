@@ -18,7 +18,7 @@ from .data_option import data_overrides
 from .errors import CheckpointError
 from .measurement.registry import GROUP_NAMES, check_groups
 from .names import csv_cell, slug
-from .store.db import CHECK_COLUMNS, MEASUREMENT_COLUMNS, Store
+from .store.db import CHECK_COLUMNS, MEASUREMENT_COLUMNS, RunRecord, Store
 
 
 def _print_rows(rows: list[tuple[str, float, str]]) -> None:
@@ -190,6 +190,33 @@ def cmd_import(args: argparse.Namespace, store: Store) -> None:
         print(f"  not used: {len(dropped)} tensors ({', '.join(dropped[:4])}{'…' if len(dropped) > 4 else ''})")
 
 
+def _print_train_sample(record: RunRecord, store: Store, args: argparse.Namespace, header: str) -> None:
+    from .pipeline.certify_train_sample import certify_train_sample
+
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        if not lines:
+            print(header, file=sys.stderr)
+        lines.append(line)
+        print(line, file=sys.stderr)
+
+    r = certify_train_sample(record, store, prior_fraction=args.prior_fraction, steps=args.steps, delta=args.delta, delta_mc=args.delta / 5, log=log)
+    verdict = "vacuous" if r["bound"] >= r["trivial_error"] else "non-vacuous"
+    print(f"certified downstream error from the training sample (Gibbs classifier: backbone and probe ~ posterior) <= {r['bound']:.4f} "
+          f"with probability >= {1 - args.delta:g}   [trivial predictor {r['trivial_error']:.3f}; {verdict}]")
+    print(f"  measured on the test split: certified Gibbs classifier {r['gibbs_error_t']:.4f} (bound / error = {r['bound'] / max(r['gibbs_error_t'], 1e-12):.2f}), "
+          f"the run's encoder + probe {r['run_error']:.4f}")
+    print(f"  prior: the run's training on {r['n_prior']} training images ({r['prior_epochs']} epochs); bound on the other n={r['n']}; "
+          f"KL={r['kl']:.1f}, prior sigma encoder={r['prior_sigma_encoder']:g}, probe={r['prior_sigma']:g}; "
+          f"the posterior's backbone mean moved {r['encoder_mean_movement']:.3f} (relative); wall {r['seconds']:.0f} s")
+    if "contrastive" in r:
+        c = r["contrastive"]
+        print(f"  NT-Xent risk of the Gibbs prior encoder (batch {c['batch']}, {c['units']} units of the bound part) <= {c['bound']:.4f}"
+              f"   [a constant encoder's risk {c['constant']:.3f}; {'vacuous' if c['bound'] >= c['constant'] else 'non-vacuous'}]; measured on T {c['measured']:.4f}")
+    print(f"  protocol: {r['protocol']}")
+
+
 def cmd_certify(args: argparse.Namespace, store: Store) -> None:
     from .measurement.certify import certify
 
@@ -197,16 +224,22 @@ def cmd_certify(args: argparse.Namespace, store: Store) -> None:
     if record.status != "done":
         raise ConfigError(f"run {record.id} is {record.status}, not done; finish it with `clbounds train` first")
     if args.steps is None:
-        args.steps = 100 if args.encoder else 500
+        args.steps = 100 if args.encoder else 200 if args.train_sample else 500
     for name, value, low, high in (("--n", args.n, 100, 10_000_000), ("--draws", args.draws, 10, 1_000_000), ("--steps", args.steps, 0, 1_000_000),
                                    ("--units", args.units, 2, 1_000_000)):
         if not low <= value <= high:
             raise ConfigError(f"{name}={value} is out of range: must be >= {low} and <= {high}")
     if not 0 < args.delta < 0.5:
         raise ConfigError(f"--delta={args.delta} is out of range: must be > 0 and < 0.5")
-    if args.contrastive and args.encoder:
-        raise ConfigError("--encoder and --contrastive are two different certificates; choose one")
-    print(f"run {record.id} ({record.method}, {record.dataset}, {record.encoder}): certifying ...", file=sys.stderr)
+    if sum((args.contrastive, args.encoder, args.train_sample)) > 1:
+        raise ConfigError("--encoder, --contrastive and --train-sample are different certificates; choose one")
+    if not 0.1 <= args.prior_fraction <= 0.9:
+        raise ConfigError(f"--prior-fraction={args.prior_fraction} is out of range: must be >= 0.1 and <= 0.9")
+    header = f"run {record.id} ({record.method}, {record.dataset}, {record.encoder}): certifying ..."
+    if args.train_sample:  # its usage errors come after the run's data is read: the header waits for the first progress line
+        _print_train_sample(record, store, args, header)
+        return
+    print(header, file=sys.stderr)
     if args.contrastive:
         from .measurement.certify_contrastive import certify_contrastive
 

@@ -76,7 +76,7 @@ def test_the_gibbs_encoder_probe_is_the_deterministic_classifier_at_zero_varianc
     import numpy as np
     import torch
 
-    from clbounds.experiments.measurement.certify import _GibbsEncoderProbe, _sample_errors, _with_bias
+    from clbounds.experiments.measurement.certify import GibbsEncoderProbe, _sample_errors, with_bias
     from clbounds.experiments.config import config_from_dict
     from clbounds.experiments.training.runs import load_encoder
     from clbounds.experiments.measurement.probes import extract_features
@@ -85,7 +85,7 @@ def test_the_gibbs_encoder_probe_is_the_deterministic_classifier_at_zero_varianc
     (run,) = Store(tiny_store).runs()
     data = load_run_data(config_from_dict(run.config))
     model = load_encoder(run, data.image_shape).eval()
-    gibbs = _GibbsEncoderProbe(model, data.num_classes)
+    gibbs = GibbsEncoderProbe(model, data.num_classes)
     x, y = data.x_test[:96], data.y_test[:96]
     plain = extract_features(model, x).double()
     per_example = gibbs.features(gibbs.flat.theta.expand(96, -1), x)  # vmapped, one θ per example
@@ -93,7 +93,7 @@ def test_the_gibbs_encoder_probe_is_the_deterministic_classifier_at_zero_varianc
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(data.num_classes * (plain.shape[1] + 1), generator=g, dtype=torch.float64)
     zero = torch.zeros_like(gibbs.flat.theta)
-    fixed = (_with_bias(plain) @ mu.view(data.num_classes, -1).T).argmax(1).ne(y).double().numpy()
+    fixed = (with_bias(plain) @ mu.view(data.num_classes, -1).T).argmax(1).ne(y).double().numpy()
     assert np.array_equal(gibbs.per_example_errors(x, y, zero, mu, torch.zeros_like(mu), g), fixed)
     # probe noise only: one draw per example estimates the same Gibbs error as whole probes scored on every example
     sigma = torch.full_like(mu, 0.5)
@@ -143,7 +143,7 @@ def test_the_probe_certificate_covers_the_true_gibbs_risk_in_at_least_95_percent
     import torch
 
     from clbounds.bounds import certificates as cert
-    from clbounds.experiments.measurement.certify import _probe_posterior, _with_bias
+    from clbounds.experiments.measurement.certify import _probe_posterior, with_bias
 
     def draw(n, g):
         y = torch.randint(0, 2, (n,), generator=g)
@@ -155,7 +155,7 @@ def test_the_probe_certificate_covers_the_true_gibbs_risk_in_at_least_95_percent
     for rep in range(reps):
         g = torch.Generator().manual_seed(rep)
         x_train, y_train = draw(200, g)
-        w = torch.linalg.lstsq(_with_bias(x_train), torch.nn.functional.one_hot(y_train, 2).double()).solution.T  # prior mean: least squares on the training sample
+        w = torch.linalg.lstsq(with_bias(x_train), torch.nn.functional.one_hot(y_train, 2).double()).solution.T  # prior mean: least squares on the training sample
         x_s, y_s = draw(300, g)
         x_t, y_t = draw(10_000, g)
         post = _probe_posterior(x_s, y_s, x_t, y_t, w.flatten(), priors, 100, delta_pb, delta_mc, 20, g, "simulation", None)

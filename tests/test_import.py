@@ -162,6 +162,11 @@ def test_import_each_format_then_eval_measure_bounds(tmp_path, fmt, capsys):
     names = {r["name"] for r in store.measurements(record.id)}
     assert {"knn_accuracy", "center_max_inner", "info_nce", "random_init/center_max_inner"} <= names
     assert any(c["theorem"] == "huang2023.theorem2" and c["holds"] is not None for c in store.bound_checks(record.id))
+    if fmt == "torchvision":  # an import has no training to repeat: the training-sample certificate says so in one line
+        capsys.readouterr()
+        assert main(["--store", str(tmp_path / "s"), "certify", record.id, "--train-sample"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "imported encoder" in err
     if fmt == "torchvision":  # and the report, as for any run
         assert main(["--store", str(tmp_path / "s"), "report", record.id]) == 0
         text = (tmp_path / "s" / "report" / "report.md").read_text()

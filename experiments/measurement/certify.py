@@ -75,6 +75,7 @@ N_BOUND = 5000  # fresh examples in S for generated data
 #: each pair is one member of the union bound.
 ENCODER_PRIORS = tuple(product((0.001, 0.003, 0.01), (0.01, 0.03)))
 ENCODER_BATCH = 256  # minibatch of S per surrogate step when the encoder is in the posterior
+ENCODER_MEAN_LR = 1e-3  # Adam's step on the backbone's posterior mean where it moves (weights are ~1e-2: 0.01 would leave the prior at once)
 
 
 class FlatParams:
@@ -109,7 +110,7 @@ def _samples(cfg: Any, data: Any, n_bound: int) -> tuple[torch.Tensor, torch.Ten
     return data.x_test[s], data.y_test[s], data.x_test[t], data.y_test[t], how
 
 
-def _with_bias(x: torch.Tensor) -> torch.Tensor:
+def with_bias(x: torch.Tensor) -> torch.Tensor:
     """[x | 1]: the probe's bias as the weight of a last input of 1."""
     return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], 1)
 
@@ -125,7 +126,7 @@ def _sample_errors(x: torch.Tensor, y: torch.Tensor, mu: torch.Tensor, sigma: to
     d = x.shape[1]
     classes = mu.numel() // (d + 1)
     errors = []
-    x1 = _with_bias(x)
+    x1 = with_bias(x)
     for start in range(0, draws, chunk):
         m = min(chunk, draws - start)
         w = mu + sigma * torch.randn(m, mu.numel(), generator=g, dtype=mu.dtype)
@@ -142,7 +143,7 @@ def _optimise_posterior(x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sig
     """μ and σ of the posterior, by Adam on the McAllester surrogate (one sampled probe per step)."""
     n, d = x.shape
     classes = mu0.numel() // (d + 1)
-    x1 = _with_bias(x)
+    x1 = with_bias(x)
     mu = mu0.clone().requires_grad_(True)
     rho = torch.full_like(mu0, math.log(sigma_p)).requires_grad_(True)  # σ = e^ρ, started at the prior's σ
     opt = torch.optim.Adam([mu, rho], lr=0.01)
@@ -158,12 +159,20 @@ def _optimise_posterior(x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sig
     return mu.detach(), rho.detach().exp()
 
 
+def probe_mean(features: torch.Tensor, labels: torch.Tensor, k: int, cfg: Any) -> torch.Tensor:
+    """The flattened [W | b] (float64) of the run's linear probe fitted on (features, labels),
+    its standardisation folded into the weights: logits = [W/std | b − W·mean/std] · [h | 1]."""
+    probe = fit_linear_probe(features, labels, k, cfg.eval.linear_steps, cfg.eval.linear_weight_decay)
+    w0 = probe.head.weight / probe.std
+    return torch.cat([w0, (probe.head.bias - w0 @ probe.mean)[:, None]], 1).flatten().double()
+
+
 def _as_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images to [0, 1] floats, as extract_features reads them."""
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()
 
 
-class _GibbsEncoderProbe:
+class GibbsEncoderProbe:
     """The classifier x ↦ argmax [h_θ'(x) | 1]·W'ᵀ with θ' ~ N(θ, diag σ_enc²) over the
     backbone's weights and W' ~ N(μ, diag σ²) over the probe's (encoder=True)."""
 
@@ -181,9 +190,10 @@ class _GibbsEncoderProbe:
         return vmap(one)(self.flat.params(theta), _as_float(x)).double().cpu()
 
     def per_example_errors(self, x: torch.Tensor, y: torch.Tensor, sigma_enc: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
-                           g: torch.Generator) -> np.ndarray:
-        """0/1 error of a fresh classifier drawn from the posterior for each example of (x, y)."""
-        theta = self.flat.theta
+                           g: torch.Generator, theta: torch.Tensor | None = None) -> np.ndarray:
+        """0/1 error of a fresh classifier drawn from the posterior for each example of (x, y);
+        ``theta`` is the backbone's posterior mean (default: the model's weights)."""
+        theta = self.flat.theta if theta is None else theta
         chunk = max(1, min(100, 20_000_000 // theta.numel()))  # ≤ 2·10⁷ sampled weights (160 MB in float64) at a time
         errors = []
         with torch.no_grad():
@@ -192,31 +202,36 @@ class _GibbsEncoderProbe:
                 m = xb.shape[0]
                 h = self.features(theta + sigma_enc * torch.randn(m, theta.numel(), generator=g, dtype=theta.dtype), xb)
                 w = (mu + sigma * torch.randn(m, mu.numel(), generator=g, dtype=mu.dtype)).view(m, self.classes, -1)
-                logits = torch.einsum("nd,nkd->nk", _with_bias(h), w)
+                logits = torch.einsum("nd,nkd->nk", with_bias(h), w)
                 errors.append((logits.argmax(1) != yb.cpu()).numpy())
         return np.concatenate(errors).astype(float)
 
     def optimise(self, x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sigma_e: float, sigma_p: float, delta_pb: float, steps: int,
-                 g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """σ_enc, μ and σ of the posterior by Adam on the McAllester surrogate, one draw per minibatch of S."""
+                 g: torch.Generator, n_bound: int | None = None, move_encoder: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The backbone's mean and σ_enc, the probe's μ and σ, by Adam on the McAllester surrogate
+        with one draw per minibatch of (x, y). The surrogate's n is ``n_bound``, the size of the
+        sample the certificate is computed on (default: x's). Without ``move_encoder`` the
+        backbone's mean stays at the model's weights (the prior's mean)."""
         n = x.shape[0]
-        theta = self.flat.theta
-        rho_enc = torch.full_like(theta, math.log(sigma_e)).requires_grad_(True)
+        theta0 = self.flat.theta
+        theta = theta0.clone().requires_grad_(move_encoder)
+        rho_enc = torch.full_like(theta0, math.log(sigma_e)).requires_grad_(True)
         mu = mu0.clone().requires_grad_(True)
         rho = torch.full_like(mu0, math.log(sigma_p)).requires_grad_(True)
-        opt = torch.optim.Adam([rho_enc, mu, rho], lr=0.01)
-        constant = math.log(2 * math.sqrt(n) / delta_pb)
+        groups = [{"params": [rho_enc, mu, rho], "lr": 0.01}] + ([{"params": [theta], "lr": ENCODER_MEAN_LR}] if move_encoder else [])
+        opt = torch.optim.Adam(groups)
+        constant = math.log(2 * math.sqrt(n_bound or n) / delta_pb)
         y_cpu = y.cpu()
         for _ in range(steps):
             idx = torch.randint(n, (min(ENCODER_BATCH, n),), generator=g)
             h = self.features(theta + rho_enc.exp() * torch.randn(theta.shape, generator=g, dtype=theta.dtype), x[idx.to(x.device)])
             w = mu + rho.exp() * torch.randn(mu.shape, generator=g, dtype=mu.dtype)
-            kl = kl_to_prior(theta, rho_enc, theta, sigma_e) + kl_to_prior(mu, rho, mu0, sigma_p)
-            loss = _bounded_ce(_with_bias(h) @ w.view(self.classes, -1).T, y_cpu[idx]) + torch.sqrt((kl + constant) / (2 * n))
+            kl = kl_to_prior(theta, rho_enc, theta0, sigma_e) + kl_to_prior(mu, rho, mu0, sigma_p)
+            loss = _bounded_ce(with_bias(h) @ w.view(self.classes, -1).T, y_cpu[idx]) + torch.sqrt((kl + constant) / (2 * (n_bound or n)))
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return rho_enc.detach().exp(), mu.detach(), rho.detach().exp()
+        return theta.detach(), rho_enc.detach().exp(), mu.detach(), rho.detach().exp()
 
 
 class _Posterior(NamedTuple):
@@ -267,10 +282,10 @@ def _encoder_probe_posterior(model: nn.Module, k: int, x_s: torch.Tensor, y_s: t
                              how: str, log: Callable[[str], None] | None) -> _Posterior:
     """The posterior over backbone and probe: the best (sigma_e, sigma_p) of ``encoder_priors`` (union bound)."""
     n = x_s.shape[0]
-    gibbs = _GibbsEncoderProbe(model, k)
+    gibbs = GibbsEncoderProbe(model, k)
     candidates = []
     for sigma_e, sigma_p in encoder_priors:
-        sigma_enc, mu, sigma = gibbs.optimise(x_s, y_s, mu0, sigma_e, sigma_p, delta_pb, steps, g)
+        _, sigma_enc, mu, sigma = gibbs.optimise(x_s, y_s, mu0, sigma_e, sigma_p, delta_pb, steps, g)
         errors = gibbs.per_example_errors(x_s, y_s, sigma_enc, mu, sigma, g)
         theta = gibbs.flat.theta.numpy()
         kl = cert.gaussian_kl(theta, sigma_enc.numpy(), theta, sigma_e) + cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p)
@@ -311,10 +326,7 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     # Features once: the encoder is fixed, so every sampled probe reuses them (float64 on the CPU).
     f_train, f_s, f_t = (extract_features(model, x).double().cpu() for x in (data.x_train, x_s, x_t))
     y_train, y_s, y_t = data.y_train.cpu(), y_s.cpu(), y_t.cpu()
-    probe = fit_linear_probe(f_train, y_train, k, cfg.eval.linear_steps, cfg.eval.linear_weight_decay)
-    # Fold the standardisation into the weights: logits = [W/std | b − W·mean/std] · [h | 1].
-    w0 = probe.head.weight / probe.std
-    mu0 = torch.cat([w0, (probe.head.bias - w0 @ probe.mean)[:, None]], 1).flatten().double()
+    mu0 = probe_mean(f_train, y_train, k, cfg)
     n = f_s.shape[0]
     priors = len(encoder_priors) if encoder else len(prior_sigmas)
     delta_pb = (delta - delta_mc) / priors
@@ -325,7 +337,7 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
         post = _probe_posterior(f_s, y_s, f_t, y_t, mu0, prior_sigmas, draws, delta_pb, delta_mc, steps, g, how, log)
     mu, kl, mc_terms, mean_error, gibbs_t, chosen, theorem, posterior, what = post
     bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(mean_error, mc_terms, delta_mc), kl, n, delta_pb)
-    mean_errors = int((_with_bias(f_t) @ mu.view(k, -1).T).argmax(1).ne(y_t).sum())  # the posterior mean, a fixed classifier
+    mean_errors = int((with_bias(f_t) @ mu.view(k, -1).T).argmax(1).ne(y_t).sum())  # the posterior mean, a fixed classifier
     n_t = f_t.shape[0]
     # The references a reader needs beside the certificate (issue 28): the trivial predictor's
     # error, and a plain Clopper-Pearson bound of the prior-mean probe (fitted on the training
@@ -334,7 +346,7 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     f_held, y_held = torch.cat([f_s, f_t]), torch.cat([y_s, y_t])
     majority = int(torch.bincount(y_train, minlength=k).argmax())
     trivial = float((y_held != majority).double().mean())
-    prior_errors = int((_with_bias(f_held) @ mu0.view(k, -1).T).argmax(1).ne(y_held).sum())
+    prior_errors = int((with_bias(f_held) @ mu0.view(k, -1).T).argmax(1).ne(y_held).sum())
     seconds = time.perf_counter() - t0
     protocol = f"{how}; {posterior}; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)"
     suffix = "_encoder_probe" if encoder else ""

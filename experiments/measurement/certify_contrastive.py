@@ -61,28 +61,49 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     BatchNorm runs on its stored statistics (eval mode), a fixed part of the prior. S: ``units`` batches of fresh
     generator draws (synthetic data only: the certificate needs more inputs than a test
     split holds); T: the test split's batches, for the measured Gibbs risk."""
-    from clbounds.theory.losses import info_nce
-    from clbounds.theory.shift import infonce_range
-
     from ..config import ConfigError
-    from ..training.augment import Augment
 
     t0 = time.perf_counter()
     cfg = config_from_dict(record.config)
-    if cfg.method.name not in (nt_xent := [name for name in METHODS if get_method(name).nt_xent]):
-        raise ConfigError(f"the contrastive certificate bounds the NT-Xent risk; run {record.id} was trained with {cfg.method.name} (choose a run of {', '.join(nt_xent)})")
+    require_nt_xent(cfg, record.id)
     device = resolve_device(cfg.device)
     data = load_run_data(cfg).to(device)
     if data.generator is None:
         raise ConfigError(f"the contrastive certificate needs fresh draws of a generator ({units} batches of {batch}); {cfg.data.name} has none")
     model = load_encoder(record, data.image_shape).to(device).eval()
-    tau = cfg.method.temperature
-    low, high = infonce_range(2 * batch - 2, tau)
-    augment = Augment(cfg.augment, image_size=data.image_shape[-1], color_strength=cfg.color_strength)
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 55_555)
     fresh = data.generator.sample(data.generator.balanced_labels(units * batch, g), g).x.to(device)
-    s_units, t_units = _unit_views(augment, fresh, batch, g), _unit_views(augment, data.x_test, batch, g)
+    how = f"S: {units} batches of {batch} fresh generator draws with two views each ({cfg.augment}); T: the test split's batches"
+    result = contrastive_certificate(model, cfg, fresh, data.x_test, batch, delta, delta_mc, prior_sigmas, steps, g, how, t0, log)
+    if store is not None:
+        store_contrastive(store, record.id, result, "certificate_contrastive")
+    return result
 
+
+def require_nt_xent(cfg: Any, run_id: str) -> None:
+    """A config error unless the run was trained with an NT-Xent method."""
+    from ..config import ConfigError
+
+    if cfg.method.name not in (nt_xent := [name for name in METHODS if get_method(name).nt_xent]):
+        raise ConfigError(f"the contrastive certificate bounds the NT-Xent risk; run {run_id} was trained with {cfg.method.name} (choose a run of {', '.join(nt_xent)})")
+
+
+def contrastive_certificate(model: torch.nn.Module, cfg: Any, x_s: torch.Tensor, x_t: torch.Tensor, batch: int, delta: float, delta_mc: float,
+                            prior_sigmas: Sequence[float], steps: int, g: torch.Generator, how: str, t0: float,
+                            log: Callable[[str], None] | None = None, theorem: str = "certificate.pac_bayes_contrastive") -> dict[str, Any]:
+    """The certificate of the Gibbs encoder N(model's weights, diag σ²) against the prior
+    N(model's weights, σ_p² I) on the units of ``x_s`` (disjoint batches of ``batch``, two
+    views each), its Gibbs risk measured on the batches of ``x_t``. The model's weights must
+    be independent of ``x_s``: they are the prior's mean."""
+    from clbounds.theory.losses import info_nce
+    from clbounds.theory.shift import infonce_range
+
+    from ..training.augment import Augment
+
+    tau = cfg.method.temperature
+    low, high = infonce_range(2 * batch - 2, tau)
+    augment = Augment(cfg.augment, image_size=x_s.shape[-1], color_strength=cfg.color_strength)
+    s_units, t_units = _unit_views(augment, x_s, batch, g), _unit_views(augment, x_t, batch, g)
     flat = FlatParams(model)  # the backbone and the projection head
     mu0 = flat.theta
 
@@ -100,7 +121,7 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     delta_pb = (delta - delta_mc) / len(prior_sigmas)
     candidates = []
     for sigma_p in prior_sigmas:
-        mu = mu0  # the mean stays at the trained weights: moving 10^5 weights costs KL faster than it lowers the loss
+        mu = mu0  # the mean stays at the prior's: moving 10^5 weights costs KL faster than it lowers the loss
         sigma = _optimise_encoder_sigma(loss, mu0, sigma_p, s_units, low, high, delta_pb, steps, g)
         values = gibbs_losses(mu, sigma, s_units)
         kl = cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p)
@@ -113,19 +134,21 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     measured = float(gibbs_losses(mu, sigma, t_units).mean())
     deterministic = float(np.mean([float(loss(mu0, x1, x2).detach()) for x1, x2 in t_units]))
     seconds = time.perf_counter() - t0
-    how = f"S: {u} batches of {batch} fresh generator draws with two views each ({cfg.augment}); T: {len(t_units)} batches of the test split"
-    protocol = (f"NT-Xent tau={tau:g} at batch {batch}, range [{low:.3f}, {high:.3f}]; {how}; prior N(trained weights, sigma_p^2 I) over the {mu.numel()} "
+    how = f"{how} ({u} units in S, {len(t_units)} batches in T)"
+    protocol = (f"NT-Xent tau={tau:g} at batch {batch}, range [{low:.3f}, {high:.3f}]; {how}; prior N(prior weights, sigma_p^2 I) over the {mu.numel()} "
                 f"encoder and head weights, BN statistics fixed; sigma_p from {{{', '.join(f'{s:g}' for s in prior_sigmas)}}} (union bound); posterior "
-                f"N(trained weights, diag sigma^2), sigma by Adam, {steps} steps; one posterior draw per unit; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)")
+                f"N(prior weights, diag sigma^2), sigma by Adam, {steps} steps; one posterior draw per unit; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)")
     check = cert.contrastive_certificate_check(mean_loss, u, kl, low, high, measured, priors=len(prior_sigmas), delta=delta, delta_mc=delta_mc,
-                                               constant=math.log(2 * batch - 1), protocol=protocol, prior_sigma=sigma_p, seconds=seconds)
-    result = {"bound": check.bound, "measured": measured, "deterministic": deterministic, "kl": kl, "units": u, "low": low, "high": high,
-              "constant": math.log(2 * batch - 1),
-              "prior_sigma": sigma_p, "seconds": seconds, "protocol": protocol, "checks": [check]}
-    if store is not None:
-        store.add_measurements(record.id, [
-            ("certificate_contrastive_risk", check.bound, f"PAC-Bayes-kl certificate on the Gibbs encoder's NT-Xent risk, {protocol}"),
-            ("certificate_contrastive_gibbs_loss", measured, f"Gibbs encoder (weights ~ posterior per batch), NT-Xent tau={tau:g} batch {batch} on T; {how}"),
-        ])
-        store.add_bound_checks(record.id, [check.to_row()])
-    return result
+                                               constant=math.log(2 * batch - 1), protocol=protocol, prior_sigma=sigma_p, seconds=seconds, theorem=theorem)
+    return {"bound": check.bound, "measured": measured, "deterministic": deterministic, "kl": kl, "units": u, "low": low, "high": high,
+            "constant": math.log(2 * batch - 1), "tau": tau, "batch": batch, "how": how,
+            "prior_sigma": sigma_p, "seconds": seconds, "protocol": protocol, "checks": [check]}
+
+
+def store_contrastive(store: Store, run_id: str, result: dict[str, Any], prefix: str) -> None:
+    """The certificate's two rows (``prefix``_risk, ``prefix``_gibbs_loss) and its check."""
+    store.add_measurements(run_id, [
+        (f"{prefix}_risk", result["bound"], f"PAC-Bayes-kl certificate on the Gibbs encoder's NT-Xent risk, {result['protocol']}"),
+        (f"{prefix}_gibbs_loss", result["measured"], f"Gibbs encoder (weights ~ posterior per batch), NT-Xent tau={result['tau']:g} batch {result['batch']} on T; {result['how']}"),
+    ])
+    store.add_bound_checks(run_id, [c.to_row() for c in result["checks"]])

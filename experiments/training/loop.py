@@ -56,7 +56,7 @@ from .resources import check_fits
 from .runs import build_networks, load_run_data, resolve_device
 from .sam import SAM, sam_update
 
-__all__ = ["DivergenceError", "build_run_optimizer", "epoch_generator", "log_epoch", "mark_orphaned_runs", "train"]
+__all__ = ["DivergenceError", "build_run_optimizer", "epoch_generator", "log_epoch", "mark_orphaned_runs", "train", "train_in_memory"]
 
 
 class DivergenceError(RuntimeError):
@@ -235,15 +235,16 @@ class _Run:
         return self.data.x_train.shape[0]
 
 
-def _setup(cfg: Config, state_path: Path) -> _Run:
+def _setup(cfg: Config, state_path: Path | None, data: ImageDataset | None = None) -> _Run:
     """Device, data, networks, optimizer (+ SAM), views and loss of the method, and the resumed
-    state; in this order, since the seed fixes the initial weights."""
+    state; in this order, since the seed fixes the initial weights. ``data`` replaces the run's
+    own (a part of its training split, for the training-sample certificate's prior)."""
     ctx, device = distributed.init_from_env(resolve_device(cfg.device))  # rank 0 of 1 without torchrun
     check_fits(cfg, device)  # a config error now, not an allocation failure minutes in
     o, m, method = cfg.optim, cfg.method, get_method(cfg.method.name)
     torch.manual_seed(cfg.seed)  # fixes the initial weights
 
-    data = load_run_data(cfg).to(device)  # uint8 images stay on the device
+    data = (load_run_data(cfg) if data is None else data).to(device)  # uint8 images stay on the device
     nets = build_networks(cfg, data.image_shape).to(device)
     if ctx.world > 1:  # BatchNorm over the global batch, before the optimizer sees the parameters
         distributed.globalise_batchnorm(nets)
@@ -270,7 +271,7 @@ def _setup(cfg: Config, state_path: Path) -> _Run:
     run = _Run(ctx, device, data, nets, optimizer, sam, augment, loss_fn, views_per_image(cfg), uses_fourier(cfg), method.adversarial,
                log_dynamics, initial, batch_size, steps_per_epoch=n // batch_size)  # drop the last partial batch: every step sees B negatives
 
-    if state_path.is_file():
+    if state_path is not None and state_path.is_file():
         run.info = load_training_state(nets, optimizer, state_path)
         run.start_epoch, run.train_seconds = run.info["epoch"], run.info.get("seconds", 0.0)
     if len(set(distributed.every_rank(run.start_epoch))) > 1:  # each rank read the state: a rank that saw another would train other steps
@@ -402,6 +403,19 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
         save_weights(run.model, weights_path, {"run": run_id, "epoch": str(o.epochs)})
     _finish(cfg, store, run_id, run, mean_loss, views_per_s)
     return _record(store, run_id)
+
+
+def train_in_memory(cfg: Config, data: ImageDataset) -> nn.Module:
+    """The run's training flow on ``data`` (same seed, initial weights, augmentations and
+    schedule), held in memory: no store, no checkpoint, no rows. The training-sample
+    certificate trains its prior encoder this way on the prior part of the split. Returns the
+    encoder in eval mode; a non-finite loss is a DivergenceError."""
+    run = _setup(cfg, None, data)
+    for epoch in range(cfg.optim.epochs):
+        _, first_bad_step, _ = _epoch(cfg, run, epoch)
+        if int(first_bad_step) >= 0:
+            raise DivergenceError(f"training on {run.n} images: the loss became non-finite at step {int(first_bad_step)}")
+    return run.model.eval()
 
 
 def _finish(cfg: Config, store: Store, run_id: str, run: _Run, mean_loss: float, views_per_s: float) -> None:
