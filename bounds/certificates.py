@@ -76,7 +76,8 @@ from scipy import stats
 from .common import BoundCheck, make_check
 
 __all__ = ["DELTA", "DELTA_MC", "certificate_check", "contrastive_certificate_check", "gaussian_kl", "kl_bernoulli", "kl_inverse_upper", "mc_error_upper",
-           "pac_bayes_kl_bound", "binomial_tail_bound", "holdout_check"]
+           "pac_bayes_kl_bound", "binomial_tail_bound", "holdout_check", "transfer_check",
+           "transfer_lower_limit"]
 
 DELTA = 0.05  # the total failure probability of a certificate
 DELTA_MC = 0.01  # the part spent on the Monte-Carlo estimate of the posterior's empirical error
@@ -255,6 +256,58 @@ def contrastive_certificate_check(unit_mean_loss: float, units: int, kl: float, 
                      else (high, "L_max = log(1 + (2B-2) e^(2/tau)), the largest NT-Xent of normalised embeddings"))
     return make_check(theorem, CONTRASTIVE_STATEMENT, bound, measured_loss, "reconstructed", inputs=inputs,
                       ceiling=ceiling, ceiling_note=note, **details)
+
+
+_L, _sig, _tau, _M, _K = sp.symbols(r"L_{cont} \sigma \tau M K", positive=True)
+_DELTA_BAO = sp.log(_K / _M * sp.cosh(1 / _tau) ** 2)
+TRANSFER_STATEMENT = sp.Le(sp.Symbol(r"L_{CE}"), sp.Min(_L + _sig / _tau + _DELTA_BAO,
+                                                        _tau * _L + _sig + sp.Min(sp.log(sp.cosh(1) ** 2), _tau * _DELTA_BAO) + sp.log(_K)))
+
+
+def transfer_lower_limit(contrastive_bound: float, tau: float, negatives: int, num_classes: int) -> float:
+    r"""The smallest value van Elst & Ghoshdastidar's transfer bound can take on a certified
+    contrastive risk: their Theorem 3 with the feature spread σ = 0.
+
+    Their code (``transfer_bound.py``, the notebook's step 7) bounds the cross-entropy of the
+    downstream linear classifier by the smaller of Bao et al.'s form and their own,
+
+        L_CE ≤ min(L + σ/τ + Δ,  τL + σ + min(log cosh²(1), τΔ) + log K),   Δ = log(K/M · cosh²(1/τ)),
+
+    with L the contrastive risk, σ ≥ 0 the mean distance of the normalised embeddings to their
+    class means, M the negatives and K the classes. Both forms increase in σ, so σ = 0 gives a
+    value no σ can go below: where it is already at or above log K (the cross-entropy of equal
+    logits) the transfer is vacuous whatever σ is. For a Gibbs encoder Q the bound's right side
+    is a minimum of two functions affine in (L, σ), so E_Q of it is at most its value at E_Q L,
+    which the certificate bounds. [reconstructed: the statement is taken from
+    their code; PAPERS.md gives none, and their loss has M = B − 1 negatives where NT-Xent has
+    2B − 2, so the caller passes NT-Xent's, the value that makes the limit lowest.]
+
+    Examples:
+        >>> round(transfer_lower_limit(5.0, 0.5, 126, 10), 4)  # τL + τΔ + log K
+        4.8607
+    """
+    if not (tau > 0 and negatives >= 1 and num_classes >= 2):
+        raise ValueError(f"need tau > 0, negatives >= 1 and num_classes >= 2, got {tau}, {negatives}, {num_classes}")
+    delta = math.log(num_classes / negatives * math.cosh(1 / tau) ** 2)
+    bao = contrastive_bound + delta
+    theirs = tau * contrastive_bound + min(math.log(math.cosh(1.0) ** 2), tau * delta) + math.log(num_classes)
+    return min(bao, theirs)
+
+
+def transfer_check(contrastive_bound: float, tau: float, negatives: int, num_classes: int, theorem: str = "certificate.transfer_van_elst",
+                   **details: Any) -> BoundCheck:
+    """van Elst & Ghoshdastidar's transfer (``transfer_lower_limit``) from a certified contrastive
+    risk to the downstream cross-entropy, judged against log K. Where the limit at σ = 0 is at or
+    above log K the bound is reported as that limit and is vacuous; below it the check needs σ
+    and is not evaluated (the reason says so)."""
+    limit = transfer_lower_limit(contrastive_bound, tau, negatives, num_classes)
+    ceiling = math.log(num_classes)
+    decided = limit >= ceiling
+    extra = {} if decided else {"reason": f"the transfer at sigma = 0 is {limit:.4g}, below log K = {ceiling:.4g}: it needs the measured feature spread sigma"}
+    return make_check(theorem, TRANSFER_STATEMENT, limit if decided else None, None, "reconstructed",
+                      inputs={"contrastive_bound": contrastive_bound, "tau": tau, "negatives": negatives, "num_classes": num_classes, "sigma": 0.0},
+                      ceiling=ceiling, ceiling_note="log K, the cross-entropy of equal logits (the constant classifier's)", lower_limit=True,
+                      **extra, **details)
 
 
 def holdout_check(errors: int, n: int, num_classes: int, measured_error: float | None, delta: float = DELTA, theorem: str = "certificate.test_set",

@@ -190,6 +190,13 @@ def cmd_import(args: argparse.Namespace, store: Store) -> None:
         print(f"  not used: {len(dropped)} tensors ({', '.join(dropped[:4])}{'…' if len(dropped) > 4 else ''})")
 
 
+def _transfer_line(r: dict[str, Any]) -> str:
+    """van Elst & Ghoshdastidar's transfer of an NT-Xent certificate to the downstream cross-entropy."""
+    if r["transfer"] is None:
+        return "downstream cross-entropy by van Elst & Ghoshdastidar's transfer: below log K at sigma = 0, so it needs the feature spread sigma (not measured)"
+    return f"downstream cross-entropy by van Elst & Ghoshdastidar's transfer >= {r['transfer']:.4f} whatever sigma is: vacuous (log K is the constant classifier's)"
+
+
 def _print_train_sample(record: RunRecord, store: Store, args: argparse.Namespace, header: str) -> None:
     from .pipeline.certify_train_sample import certify_train_sample
 
@@ -214,6 +221,7 @@ def _print_train_sample(record: RunRecord, store: Store, args: argparse.Namespac
         c = r["contrastive"]
         print(f"  NT-Xent risk of the Gibbs prior encoder (batch {c['batch']}, {c['units']} units of the bound part) <= {c['bound']:.4f}"
               f"   [a constant encoder's risk {c['constant']:.3f}; {'vacuous' if c['bound'] >= c['constant'] else 'non-vacuous'}]; measured on T {c['measured']:.4f}")
+        print(f"  {_transfer_line(c)}")
     print(f"  protocol: {r['protocol']}")
 
 
@@ -248,6 +256,7 @@ def cmd_certify(args: argparse.Namespace, store: Store) -> None:
         print(f"certified NT-Xent risk of the Gibbs encoder <= {r['bound']:.4f} with probability >= {1 - args.delta:g}"
               f"   [range {r['low']:.3f} to {r['high']:.3f}; a constant encoder's risk {r['constant']:.3f}; {'vacuous' if r['bound'] >= r['constant'] else 'non-vacuous'}]")
         print(f"  measured on T: Gibbs encoder {r['measured']:.4f}, trained encoder {r['deterministic']:.4f}")
+        print(f"  {_transfer_line(r)}")
         print(f"  units={r['units']}, KL={r['kl']:.1f}, prior sigma={r['prior_sigma']:g}, wall {r['seconds']:.0f} s")
         print(f"  protocol: {r['protocol']}")
         return

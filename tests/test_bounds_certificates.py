@@ -133,3 +133,28 @@ def test_every_delta_and_constant_is_reported_with_the_number():
     assert inputs["kl"] == 50.0 and inputs["n"] == 5000 and inputs["mc_draws"] == 1000 and check.label == "reconstructed"
     assert check.details["ceiling"]["value"] == pytest.approx(0.9) and check.vacuous is False and check.holds
     assert cert.holdout_check(0, 10, 10, 0.0).vacuous is False and cert.holdout_check(9, 10, 10, 0.9).vacuous is True
+
+
+def test_the_transfer_lower_limit_is_van_elst_and_ghoshdastidars_bound_at_sigma_zero_and_below_it_for_any_sigma():
+    """Their code's arithmetic (transfer_bound.Bound, indices 1 and 2, Theorem 3 = the smaller),
+    written out independently, at sigma = 0 equals transfer_lower_limit; at any sigma > 0 it is
+    larger; the check is vacuous exactly where the limit reaches log K."""
+    from clbounds.bounds.certificates import transfer_check, transfer_lower_limit
+
+    def theirs(loss, sigma, tau, m, k):
+        d1 = math.log(k / m * math.cosh(1 / tau) ** 2)
+        d2 = min(math.log(math.cosh(1) ** 2), tau * math.log(k / m * math.cosh(1 / tau) ** 2)) + math.log(k)
+        return min(loss + sigma / tau + d1, tau * loss + sigma + d2)
+
+    for loss, tau, m, k in [(5.55, 0.5, 126, 10), (8.68, 0.5, 126, 10), (1.0, 0.1, 255, 10), (3.0, 1.0, 63, 100), (0.2, 0.2, 8, 2)]:
+        limit = transfer_lower_limit(loss, tau, m, k)
+        assert limit == pytest.approx(theirs(loss, 0.0, tau, m, k), rel=1e-12)
+        assert all(theirs(loss, s, tau, m, k) >= limit for s in (1e-3, 0.1, 1.0, 2.0))
+        check = transfer_check(loss, tau, m, k)
+        assert check.details["ceiling"]["value"] == pytest.approx(math.log(k))
+        if limit >= math.log(k):
+            assert check.bound == pytest.approx(limit) and check.vacuous and check.details["lower_limit"]
+        else:
+            assert check.bound is None and "needs the measured feature spread" in check.details["reason"]
+    with pytest.raises(ValueError):
+        transfer_lower_limit(1.0, 0.0, 10, 10)

@@ -123,6 +123,8 @@ def test_the_contrastive_certificate_bounds_the_nt_xent_risk_of_the_gibbs_encode
     assert check["details"]["ceiling"]["value"] == pytest.approx(math.log(2 * 64 - 1)) and check["vacuous"] == (check["bound"] >= math.log(127))
     assert ("non-vacuous" in out) == (not check["vacuous"])
     assert check["details"]["label"] == "reconstructed"
+    transfer = {c["theorem"]: c for c in Store(tiny_store).bound_checks(run.id)}["certificate.transfer_van_elst"]
+    assert transfer["details"]["inputs"]["contrastive_bound"] == pytest.approx(check["bound"]) and "van Elst & Ghoshdastidar's transfer" in out
 
 
 def test_the_contrastive_certificate_refuses_runs_it_does_not_apply_to(tmp_path, capsys):

@@ -104,6 +104,10 @@ def test_certify_from_the_training_sample_end_to_end(tiny_store, capsys):
     assert contrastive["details"]["inputs"]["units"] == 256 // 64
     assert contrastive["details"]["ceiling"]["value"] == pytest.approx(math.log(127)) and contrastive["vacuous"]
     assert "NT-Xent risk of the Gibbs prior encoder (batch 64, 4 units of the bound part)" in out and "vacuous" in out
+    # and its transfer to the downstream cross-entropy (van Elst & Ghoshdastidar), vacuous whatever sigma is
+    transfer = checks["certificate.transfer_van_elst_train_sample"]
+    assert transfer["vacuous"] and transfer["bound"] >= math.log(4) and transfer["details"]["inputs"]["negatives"] == 126
+    assert "whatever sigma is: vacuous" in out
 
 
 @pytest.mark.parametrize("argv, message", [(["--train-sample", "--prior-fraction", "0.95"], "out of range"),

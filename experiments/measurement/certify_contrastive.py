@@ -74,7 +74,7 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 55_555)
     fresh = data.generator.sample(data.generator.balanced_labels(units * batch, g), g).x.to(device)
     how = f"S: {units} batches of {batch} fresh generator draws with two views each ({cfg.augment}); T: the test split's batches"
-    result = contrastive_certificate(model, cfg, fresh, data.x_test, batch, delta, delta_mc, prior_sigmas, steps, g, how, t0, log)
+    result = contrastive_certificate(model, cfg, fresh, data.x_test, batch, delta, delta_mc, prior_sigmas, steps, g, how, t0, data.num_classes, log)
     if store is not None:
         store_contrastive(store, record.id, result, "certificate_contrastive")
     return result
@@ -89,11 +89,13 @@ def require_nt_xent(cfg: Any, run_id: str) -> None:
 
 
 def contrastive_certificate(model: torch.nn.Module, cfg: Any, x_s: torch.Tensor, x_t: torch.Tensor, batch: int, delta: float, delta_mc: float,
-                            prior_sigmas: Sequence[float], steps: int, g: torch.Generator, how: str, t0: float,
+                            prior_sigmas: Sequence[float], steps: int, g: torch.Generator, how: str, t0: float, num_classes: int,
                             log: Callable[[str], None] | None = None, theorem: str = "certificate.pac_bayes_contrastive") -> dict[str, Any]:
     """The certificate of the Gibbs encoder N(model's weights, diag σ²) against the prior
     N(model's weights, σ_p² I) on the units of ``x_s`` (disjoint batches of ``batch``, two
-    views each), its Gibbs risk measured on the batches of ``x_t``. The model's weights must
+    views each), its Gibbs risk measured on the batches of ``x_t``; then van Elst &
+    Ghoshdastidar's transfer of it to the downstream cross-entropy over ``num_classes``
+    (bounds.certificates.transfer_check, at its lower limit σ = 0). The model's weights must
     be independent of ``x_s``: they are the prior's mean."""
     from clbounds.theory.losses import info_nce
     from clbounds.theory.shift import infonce_range
@@ -140,9 +142,11 @@ def contrastive_certificate(model: torch.nn.Module, cfg: Any, x_s: torch.Tensor,
                 f"N(prior weights, diag sigma^2), sigma by Adam, {steps} steps; one posterior draw per unit; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)")
     check = cert.contrastive_certificate_check(mean_loss, u, kl, low, high, measured, priors=len(prior_sigmas), delta=delta, delta_mc=delta_mc,
                                                constant=math.log(2 * batch - 1), protocol=protocol, prior_sigma=sigma_p, seconds=seconds, theorem=theorem)
-    return {"bound": check.bound, "measured": measured, "deterministic": deterministic, "kl": kl, "units": u, "low": low, "high": high,
+    transfer = cert.transfer_check(check.bound, tau, 2 * batch - 2, num_classes, theorem=theorem.replace("pac_bayes_contrastive", "transfer_van_elst"),
+                                   protocol=f"van Elst & Ghoshdastidar's transfer at sigma = 0 of the NT-Xent certificate ({theorem}), M = {2 * batch - 2} negatives, K = {num_classes}")
+    return {"bound": check.bound, "measured": measured, "transfer": transfer.bound, "deterministic": deterministic, "kl": kl, "units": u, "low": low, "high": high,
             "constant": math.log(2 * batch - 1), "tau": tau, "batch": batch, "how": how,
-            "prior_sigma": sigma_p, "seconds": seconds, "protocol": protocol, "checks": [check]}
+            "prior_sigma": sigma_p, "seconds": seconds, "protocol": protocol, "checks": [check, transfer]}
 
 
 def store_contrastive(store: Store, run_id: str, result: dict[str, Any], prefix: str) -> None:

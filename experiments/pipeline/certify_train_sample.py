@@ -42,6 +42,9 @@ prior is θ_P with its projection head, which never saw them; the posterior N(θ
 The arithmetic is bounds.certificates.contrastive_certificate_check (reconstructed: their
 code has no Monte-Carlo δ and no union bound over the prior grid). With n/B units it is
 vacuous at the sizes of the quick configs (1,000 images give 15 units of 64), and it says so.
+Its transfer to the downstream cross-entropy (their Theorem 3, the smaller of Bao et al.'s form
+and theirs; bounds.certificates.transfer_check) is reported at σ = 0, the lowest value it can
+take: vacuous against log K whatever the feature spread σ is, wherever that limit reaches log K.
 """
 
 from __future__ import annotations
@@ -218,7 +221,7 @@ def certify_train_sample(record: RunRecord, store: Store | None = None, prior_fr
         say(f"  NT-Xent on the bound part, units of {batch} images ...")
         how_c = f"S: the bound part's {n} training images in batches of {batch}, two views each ({cfg.augment}); T: the test split's batches"
         result["contrastive"] = contrastive_certificate(prior_model, cfg, x_s, data.x_test, batch, delta, delta_mc, CONTRASTIVE_PRIOR_SIGMAS,
-                                                        steps, g, how_c, time.perf_counter(), log, theorem="certificate.pac_bayes_contrastive_train_sample")
+                                                        steps, g, how_c, time.perf_counter(), k, log, theorem="certificate.pac_bayes_contrastive_train_sample")
         if store is not None:
             store_contrastive(store, record.id, result["contrastive"], "certificate_train_sample_contrastive")
     return result
