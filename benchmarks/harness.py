@@ -72,10 +72,18 @@ class Result:
     detail: str
     size: str
     note: str = ""
+    ratio_low: float | None = None  # the smallest and largest ratio of one interleaved round
+    ratio_high: float | None = None
 
     @property
     def meets_target(self) -> bool:
         return self.agree and self.ratio <= self.target
+
+    @property
+    def spread_crosses_target(self) -> bool:
+        """Whether some rounds are on the other side of the target than the median: the verdict
+        on the target then depends on the machine's load, not only on the code."""
+        return self.ratio_low is not None and self.ratio_high is not None and self.ratio_low <= self.target < self.ratio_high
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,8 +110,9 @@ def measure(case: Case, repeats: int = 5) -> Result:
         for fn, number, times in pair if r % 2 == 0 else pair[::-1]:
             times.append(_timed(fn, number))
     ours_s, peer_s = statistics.median(ours_times), statistics.median(peer_times)
+    rounds = [o / p for o, p in zip(ours_times, peer_times)]  # each round's two timings ran back to back, under the same load
     note = "; ".join(n for n in (case.note, case.note_fn() if case.note_fn else "") if n)
-    return Result(case.name, ours_s, case.peer, peer_s, ours_s / peer_s, ok, case.target, detail, case.size, note)
+    return Result(case.name, ours_s, case.peer, peer_s, ours_s / peer_s, ok, case.target, detail, case.size, note, min(rounds), max(rounds))
 
 
 def _cpu_model() -> str:
@@ -156,16 +165,20 @@ def markdown_table(results: list[Result], host: dict[str, Any]) -> str:
         f"Measured {host['date']} on {host['cpu']} ({host['cores']} cores, {host['torch_threads']} torch threads), "
         f"GPU: {host['gpu']}; Python {host['python']}, torch {host['torch']}; {peers}.",
         "Each row runs ours and the peer in one process on the same inputs, checks that the answers agree, "
-        "then times them interleaved (median of the repeats, after a warm-up). Ratio = ours / peer; lower is faster.",
+        "then times them interleaved (median of the repeats, after a warm-up). Ratio = ours / peer; lower is faster; "
+        "in brackets the smallest and largest ratio of one round (ours and the peer back to back). "
+        "\"within spread\": some rounds fall on the other side of the target, so the verdict depends on the load.",
         "",
         "| ours | peer | size | ours | peer | ratio | target | agree | meets target |",
         "|---|---|---|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         agree = ("yes" if r.agree else "**NO**") + f" ({_cell(r.detail)})"
+        spread = f" ({r.ratio_low:.2f}–{r.ratio_high:.2f})" if r.ratio_low is not None and r.ratio_high is not None else ""
+        meets = ("yes" if r.meets_target else "**no**") + (", within spread" if r.agree and r.spread_crosses_target else "")
         lines.append(
-            f"| {_cell(r.name)} | {_cell(r.peer)} | {_cell(r.size)} | {_seconds(r.ours_s)} | {_seconds(r.peer_s)} | {r.ratio:.2f} | "
-            f"≤ {r.target:g} | {agree} | {'yes' if r.meets_target else '**no**'} |"
+            f"| {_cell(r.name)} | {_cell(r.peer)} | {_cell(r.size)} | {_seconds(r.ours_s)} | {_seconds(r.peer_s)} | {r.ratio:.2f}{spread} | "
+            f"≤ {r.target:g} | {agree} | {meets} |"
         )
     notes = [f"- {r.name}: {r.note}" for r in results if r.note]
     if notes:

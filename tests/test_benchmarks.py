@@ -77,6 +77,7 @@ def test_measure_interleaves_ours_and_peer_in_alternating_order():
     assert result.agree and result.detail == "equal"
     assert set(result.to_dict()) >= {"name", "ours_s", "peer", "peer_s", "ratio", "agree"}
     assert result.ratio == pytest.approx(result.ours_s / result.peer_s)
+    assert result.ratio_low <= result.ratio_high and set(result.to_dict()) >= {"ratio_low", "ratio_high"}
 
 
 def test_markdown_table_lists_every_row_with_the_machine():
@@ -94,6 +95,10 @@ def test_markdown_table_lists_every_row_with_the_machine():
     assert "| 1.50 | ≤ 1 | yes (\\|Δ\\| = 0) | **no** |" in table
     assert "**NO** (differs)" in table
     assert "- slow op: limited by memory bandwidth" in table
+    spread = markdown_table([Result("noisy op", 1.0, "lib D", 1.0, 0.98, True, 1.0, "same", "n=4", "", 0.93, 1.04),
+                             Result("steady op", 0.5, "lib E", 1.0, 0.5, True, 1.0, "same", "n=5", "", 0.49, 0.52)], host)
+    assert "| 0.98 (0.93–1.04) | ≤ 1 | yes (same) | yes, within spread |" in spread
+    assert "| 0.50 (0.49–0.52) | ≤ 1 | yes (same) | yes |" in spread
 
 
 @pytest.mark.parametrize("part", ["augment", "model"])

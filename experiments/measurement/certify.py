@@ -75,7 +75,7 @@ N_BOUND = 5000  # fresh examples in S for generated data
 #: each pair is one member of the union bound.
 ENCODER_PRIORS = tuple(product((0.001, 0.003, 0.01), (0.01, 0.03)))
 ENCODER_BATCH = 256  # minibatch of S per surrogate step when the encoder is in the posterior
-ENCODER_MEAN_LR = 1e-3  # Adam's step on the backbone's posterior mean where it moves (weights are ~1e-2: 0.01 would leave the prior at once)
+ENCODER_MEAN_LR = 1e-3  # Adam's step on the backbone's posterior mean where it moves: the prior σ_e is 1e-3 to 1e-2, so 0.01 a step would leave it at once
 
 
 class FlatParams:
