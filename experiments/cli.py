@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=int, default=256, help="--contrastive: batches of 64 fresh inputs in S")
     p.add_argument("--train-sample", action="store_true",
                    help="certify from the training sample instead: prior trained on part of the training split, bound on the rest (and NT-Xent for simclr/ssa_clr runs)")
-    p.add_argument("--prior-fraction", type=float, default=0.5, help="--train-sample: the part of the training split the prior is trained on")
+    p.add_argument("--prior-fraction", type=float, default=None, help="--train-sample: the part of the training split the prior is trained on (default 0.5)")
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("measure", help="compute the empirical terms of the theorems", epilog=_measure_keys())

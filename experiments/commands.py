@@ -198,7 +198,7 @@ def _transfer_line(r: dict[str, Any]) -> str:
 
 
 def _print_train_sample(record: RunRecord, store: Store, args: argparse.Namespace, header: str) -> None:
-    from .pipeline.certify_train_sample import certify_train_sample
+    from .pipeline.certify_train_sample import PRIOR_FRACTION, certify_train_sample
 
     lines: list[str] = []
 
@@ -208,7 +208,7 @@ def _print_train_sample(record: RunRecord, store: Store, args: argparse.Namespac
         lines.append(line)
         print(line, file=sys.stderr)
 
-    r = certify_train_sample(record, store, prior_fraction=args.prior_fraction, steps=args.steps, delta=args.delta, delta_mc=args.delta / 5, log=log)
+    r = certify_train_sample(record, store, prior_fraction=args.prior_fraction or PRIOR_FRACTION, steps=args.steps, delta=args.delta, delta_mc=args.delta / 5, log=log)
     verdict = "vacuous" if r["bound"] >= r["trivial_error"] else "non-vacuous"
     print(f"certified downstream error from the training sample (Gibbs classifier: backbone and probe ~ posterior) <= {r['bound']:.4f} "
           f"with probability >= {1 - args.delta:g}   [trivial predictor {r['trivial_error']:.3f}; {verdict}]")
@@ -241,7 +241,9 @@ def cmd_certify(args: argparse.Namespace, store: Store) -> None:
         raise ConfigError(f"--delta={args.delta} is out of range: must be > 0 and < 0.5")
     if sum((args.contrastive, args.encoder, args.train_sample)) > 1:
         raise ConfigError("--encoder, --contrastive and --train-sample are different certificates; choose one")
-    if not 0.1 <= args.prior_fraction <= 0.9:
+    if args.prior_fraction is not None and not args.train_sample:
+        raise ConfigError("--prior-fraction is an option of --train-sample (the held-out certificates have no prior part)")
+    if args.prior_fraction is not None and not 0.1 <= args.prior_fraction <= 0.9:
         raise ConfigError(f"--prior-fraction={args.prior_fraction} is out of range: must be >= 0.1 and <= 0.9")
     header = f"run {record.id} ({record.method}, {record.dataset}, {record.encoder}): certifying ..."
     if args.train_sample:  # its usage errors come after the run's data is read: the header waits for the first progress line

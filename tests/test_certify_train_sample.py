@@ -113,7 +113,8 @@ def test_certify_from_the_training_sample_end_to_end(tiny_store, capsys):
 @pytest.mark.parametrize("argv, message", [(["--train-sample", "--prior-fraction", "0.95"], "out of range"),
                                            (["--train-sample", "--encoder"], "choose one"),
                                            (["--train-sample", "--contrastive"], "choose one"),
-                                           (["--train-sample", "--prior-fraction", "0.9"], "needs at least 100")])  # 51 of 512 left for S
+                                           (["--train-sample", "--prior-fraction", "0.9"], "needs at least 100"),  # 51 of 512 left for S
+                                           (["--prior-fraction", "0.6"], "an option of --train-sample")])
 def test_train_sample_usage_errors(tiny_store, capsys, argv, message):
     (run, *_) = Store(tiny_store).runs()
     assert main(["--store", str(tiny_store), "certify", run.id, *argv]) == 2
@@ -182,3 +183,27 @@ def test_the_tightness_table_shows_every_certificate_against_its_ceiling(tiny_st
     assert f"{pac['bound']:.3g} / {pac['details']['ceiling']['value']:.3g}" in row and ("(vacuous)" in row) == pac["vacuous"]
     assert "(vacuous)" in rows["Training-sample NT-Xent certificate (van Elst & Ghoshdastidar setting)"]
     assert rows["Huang et al. 2023, Theorem 1 (features)"].endswith("|  |")  # not measured: an empty cell, not a number
+
+
+def test_the_prior_takes_as_many_steps_as_the_run_full_batch_or_not(monkeypatch):
+    """Minibatch runs: the prior's epochs scale with the smaller part (warm-up too); a full-batch
+    run (two_network, one step per epoch) keeps its epochs; the prior is never compiled."""
+    from clbounds.experiments.config import config_from_dict
+    from clbounds.experiments.training.runs import load_run_data
+
+    from conftest import tiny_raw
+
+    seen = []
+    monkeypatch.setattr(ts, "train_in_memory", lambda cfg, data: seen.append((cfg, data.x_train.shape[0])) or None)
+    raw = tiny_raw()
+    raw["optim"].update({"epochs": 4, "batch_size": 32, "warmup_epochs": 2})
+    raw["compile"] = True
+    cfg = config_from_dict(raw)
+    data = load_run_data(cfg)  # 128 training images: 4 steps an epoch, 16 in all
+    _, epochs = ts.train_prior_encoder(cfg, data, torch.arange(64))  # 2 steps an epoch
+    assert epochs == 8 and seen[-1][0].optim.warmup_epochs == 4 and not seen[-1][0].compile and seen[-1][1] == 64
+    full = tiny_raw(method={"name": "two_network", "full_batch": True})
+    full["optim"].update({"epochs": 4})
+    cfg = config_from_dict(full)
+    _, epochs = ts.train_prior_encoder(cfg, load_run_data(cfg), torch.arange(64))
+    assert epochs == 4

@@ -102,6 +102,7 @@ def contrastive_certificate(model: torch.nn.Module, cfg: Any, x_s: torch.Tensor,
 
     from ..training.augment import Augment
 
+    model.eval()  # BatchNorm on its stored statistics, a fixed part of the prior: S never updates them
     tau = cfg.method.temperature
     low, high = infonce_range(2 * batch - 2, tau)
     augment = Augment(cfg.augment, image_size=x_s.shape[-1], color_strength=cfg.color_strength)

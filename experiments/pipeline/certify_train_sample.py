@@ -16,7 +16,10 @@ networks") and pacbb's protocol (prior on part of the training data, bound on th
    images of the prior part only gives the prior encoder θ_P; a linear probe fitted on its
    features of the prior part and their labels gives μ_P. Prior N(θ_P, σ_e² I) × N(μ_P, σ_p² I)
    over the backbone's and the probe's weights; BatchNorm runs on θ_P's statistics, a fixed
-   part of the prior. Nothing in the prior saw S (tests/test_certify_train_sample.py).
+   part of the prior. No weight, statistic or probe of the prior saw S
+   (tests/test_certify_train_sample.py). The encoder's input normalisation is the dataset's
+   fixed per-channel constants (data/, measured once on the dataset's whole training split),
+   the same for every run: a negligible, data-independent-in-practice exception, named here.
 3. **Posterior.** N(θ_Q, diag σ_enc²) × N(μ_Q, diag σ²), started at the prior and trained by
    Adam on the McAllester surrogate (bounded cross-entropy + sqrt((KL + ln(2√n/δ_P)) / 2n),
    n = |S|) on minibatches of the **whole** training split with its labels: a PAC-Bayes bound
@@ -32,7 +35,7 @@ which started at the prior encoder (self-supervised on the prior part, same step
 and moved by supervised fine-tuning on the whole training split, with a probe drawn around
 μ_Q. It is *not* the run's encoder, which saw every training image and so cannot be the
 prior's mean. The result gives both errors on the test split T, the certified classifier's
-(Gibbs, one draw per image) and the run's (its encoder with a probe fitted on the whole
+(Gibbs, ``MC_REPEATS`` draws per image) and the run's (its encoder with a probe fitted on the whole
 training split), so a reader sees how far the certified classifier is from the run.
 
 **The NT-Xent risk in van Elst & Ghoshdastidar's setting** (arXiv 2412.03486, their i.i.d.
@@ -42,6 +45,8 @@ prior is θ_P with its projection head, which never saw them; the posterior N(θ
 The arithmetic is bounds.certificates.contrastive_certificate_check (reconstructed: their
 code has no Monte-Carlo δ and no union bound over the prior grid). With n/B units it is
 vacuous at the sizes of the quick configs (1,000 images give 15 units of 64), and it says so.
+The downstream and the NT-Xent certificates share S and each holds with probability ≥ 1 − δ;
+they are not one joint statement at 1 − δ (that would need δ/2 each).
 Its transfer to the downstream cross-entropy (their Theorem 3, the smaller of Bao et al.'s form
 and theirs; bounds.certificates.transfer_check) is reported at σ = 0, the lowest value it can
 take: vacuous against log K whatever the feature spread σ is, wherever that limit reaches log K.
@@ -63,6 +68,8 @@ from ..config import ConfigError, config_from_dict
 from ..data import ImageDataset
 from ..store.db import RunRecord, Store
 from ..training.loop import train_in_memory
+from ..training.methods import get_method
+from ..training.resources import check_fits
 from ..training.runs import load_encoder, load_run_data, resolve_device
 from ..measurement.certify import P_MIN, GibbsEncoderProbe, with_bias, probe_mean
 from ..measurement.certify_contrastive import CONTRASTIVE_PRIOR_SIGMAS, contrastive_certificate, require_nt_xent, store_contrastive
@@ -85,16 +92,24 @@ def split_training(n: int, prior_fraction: float, seed: int) -> tuple[torch.Tens
     return order[:cut], order[cut:]
 
 
+def _steps_per_epoch(cfg: Any, n: int) -> int:
+    """Optimizer steps in one epoch over n images, as the training loop takes them."""
+    if get_method(cfg.method.name).full_batch(cfg.method):
+        return 1
+    return max(1, n // min(cfg.optim.batch_size, n))
+
+
 def train_prior_encoder(cfg: Any, data: ImageDataset, prior_idx: torch.Tensor) -> tuple[torch.nn.Module, int]:
-    """The run's training flow on the prior part only; its epochs scaled so that it takes as
-    many optimizer steps as the run (at least as many epochs). Returns (encoder, epochs)."""
+    """The run's training flow on the prior part only; its epochs (and warm-up epochs) scaled so
+    that it takes as many optimizer steps as the run (at least as many epochs), uncompiled (the
+    certificate runs it under vmap). Returns (encoder, epochs)."""
     part = dataclasses.replace(data, x_train=data.x_train[prior_idx.to(data.x_train.device)], y_train=data.y_train[prior_idx.to(data.y_train.device)],
                                train_main=None)
     o = cfg.optim
-    steps_run = o.epochs * (data.x_train.shape[0] // min(o.batch_size, data.x_train.shape[0]))
-    steps_epoch = max(1, part.x_train.shape[0] // min(o.batch_size, part.x_train.shape[0]))
-    epochs = max(o.epochs, math.ceil(steps_run / steps_epoch))
-    prior_cfg = dataclasses.replace(cfg, optim=dataclasses.replace(o, epochs=epochs))
+    steps_run = o.epochs * _steps_per_epoch(cfg, data.x_train.shape[0])
+    epochs = max(o.epochs, math.ceil(steps_run / _steps_per_epoch(cfg, part.x_train.shape[0])))
+    warmup = round(o.warmup_epochs * epochs / o.epochs)
+    prior_cfg = dataclasses.replace(cfg, compile=False, optim=dataclasses.replace(o, epochs=epochs, warmup_epochs=warmup))
     return train_in_memory(prior_cfg, part), epochs
 
 
@@ -169,7 +184,9 @@ def certify_train_sample(record: RunRecord, store: Store | None = None, prior_fr
     if cfg.encoder.arch == "external":
         raise ConfigError(f"run {record.id} is an imported encoder: the training-sample certificate retrains the run's own training on part of "
                           "its training split, and an import has none to repeat (use the held-out certificates: certify, --encoder)")
-    data = load_run_data(cfg).to(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    check_fits(cfg, device)  # the prior's training: a usage error now, not after the first progress line
+    data = load_run_data(cfg).to(device)
     k, n_train = data.num_classes, data.x_train.shape[0]
     prior_idx, bound_idx = split_training(n_train, prior_fraction, cfg.seed)
     if bound_idx.numel() < MIN_BOUND:
@@ -187,27 +204,25 @@ def certify_train_sample(record: RunRecord, store: Store | None = None, prior_fr
     n = x_s.shape[0]
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 4_242)
     post = train_sample_posterior(gibbs, data.x_train, data.y_train, x_s, y_s, mu0, priors, steps, delta, delta_mc, g, say)
-    theta, sigma_enc, mu, sigma, kl, mean_error, mc_terms = post.theta, post.sigma_enc, post.mu, post.sigma, post.kl, post.mean_error, post.mc_terms
-    sigma_e, sigma_p, delta_pb = post.sigma_e, post.sigma_p, post.delta_pb
-    gibbs_t = float(sum(gibbs.per_example_errors(data.x_test, data.y_test, sigma_enc, mu, sigma, g, theta=theta).mean() for _ in range(MC_REPEATS)) / MC_REPEATS)
+    gibbs_t = float(sum(gibbs.per_example_errors(data.x_test, data.y_test, post.sigma_enc, post.mu, post.sigma, g, theta=post.theta).mean() for _ in range(MC_REPEATS)) / MC_REPEATS)
     run_error = _run_error(record, data, cfg)
     majority = int(torch.bincount(data.y_train.cpu(), minlength=k).argmax())
     trivial = float((data.y_test.cpu() != majority).double().mean())
-    movement = float((theta - gibbs.flat.theta).norm() / gibbs.flat.theta.norm())
+    movement = float((post.theta - gibbs.flat.theta).norm() / gibbs.flat.theta.norm())
     how = (f"prior part: {prior_idx.numel()} of the {n_train} training images (seeded permutation, fraction {prior_fraction:g}); "
            f"S: the other {n} training images; T: the test split (n={data.x_test.shape[0]})")
     protocol = (f"{how}; prior N(theta_P, sigma_e^2 I) x N(mu_P, sigma_p^2 I): theta_P the run's training flow on the prior part "
                 f"({prior_epochs} epochs, as many steps as the run), mu_P a linear probe fitted on its prior-part features, BN statistics theta_P's; "
-                f"{gibbs.flat.theta.numel()} backbone and {mu.numel()} probe weights; (sigma_e, sigma_p) from "
+                f"{gibbs.flat.theta.numel()} backbone and {post.mu.numel()} probe weights; (sigma_e, sigma_p) from "
                 f"{{{', '.join(f'({a:g}, {b:g})' for a, b in priors)}}} (union bound); posterior N(theta_Q, diag sigma_enc^2) x N(mu_Q, diag sigma^2) "
                 f"from the prior by Adam, {steps} steps on minibatches of the whole training split with labels, bounded CE p_min={P_MIN:g}; "
-                f"{MC_REPEATS} posterior draws per example of S ({mc_terms} Monte-Carlo terms); delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)")
+                f"{MC_REPEATS} posterior draws per example of S ({post.mc_terms} Monte-Carlo terms); delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {post.delta_pb:.4g} per prior)")
     seconds = time.perf_counter() - t0
-    check = cert.certificate_check(mean_error, mc_terms, kl, n, k, gibbs_t, priors=len(priors), delta=delta, delta_mc=delta_mc, protocol=protocol,
-                                   seconds=seconds, theorem="certificate.pac_bayes_train_sample", trivial_error=trivial, prior_sigma=sigma_p,
-                                   prior_sigma_encoder=sigma_e, run_error=run_error, encoder_mean_movement=movement)
-    result = {"bound": check.bound, "kl": kl, "n": n, "mc_terms": mc_terms, "n_prior": prior_idx.numel(), "gibbs_error_s": mean_error, "gibbs_error_t": gibbs_t,
-              "run_error": run_error, "trivial_error": trivial, "prior_sigma": sigma_p, "prior_sigma_encoder": sigma_e, "prior_epochs": prior_epochs,
+    check = cert.certificate_check(post.mean_error, post.mc_terms, post.kl, n, k, gibbs_t, priors=len(priors), delta=delta, delta_mc=delta_mc, protocol=protocol,
+                                   seconds=seconds, theorem="certificate.pac_bayes_train_sample", trivial_error=trivial, prior_sigma=post.sigma_p,
+                                   prior_sigma_encoder=post.sigma_e, run_error=run_error, encoder_mean_movement=movement)
+    result = {"bound": check.bound, "kl": post.kl, "n": n, "mc_terms": post.mc_terms, "n_prior": prior_idx.numel(), "gibbs_error_s": post.mean_error, "gibbs_error_t": gibbs_t,
+              "run_error": run_error, "trivial_error": trivial, "prior_sigma": post.sigma_p, "prior_sigma_encoder": post.sigma_e, "prior_epochs": prior_epochs,
               "encoder_mean_movement": movement, "protocol": protocol, "checks": [check], "seconds": seconds,
               "split": (prior_idx, bound_idx)}
     if store is not None:

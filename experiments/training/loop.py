@@ -413,8 +413,8 @@ def train_in_memory(cfg: Config, data: ImageDataset) -> nn.Module:
     run = _setup(cfg, None, data)
     for epoch in range(cfg.optim.epochs):
         _, first_bad_step, _ = _epoch(cfg, run, epoch)
-        if int(first_bad_step) >= 0:
-            raise DivergenceError(f"training on {run.n} images: the loss became non-finite at step {int(first_bad_step)}")
+        if int(first_bad_step) >= 0 or not all(bool(torch.isfinite(p).all()) for p in run.nets.parameters()):
+            raise DivergenceError(f"training on {run.n} images: the loss or the weights became non-finite in epoch {epoch + 1}")
     return run.model.eval()
 
 
