@@ -577,21 +577,24 @@ def sign_agreement(df: pd.DataFrame, term: str, target: str, axes: Sequence[str]
     out: dict[str, Any] = {}
     sub = df.dropna(subset=[term, target]).reset_index(drop=True)
     key = [*axes, "config.seed"] if "config.seed" in sub else list(axes)
+    # All pairs at once: each column's values as integer codes (a missing value is a code of its
+    # own, as groupby(dropna=False) groups them), then pairwise comparisons as n × n masks.
+    codes = {k: pd.factorize(sub[k], use_na_sentinel=False)[0] for k in key}
+    missing = {k: sub[k].isna().to_numpy() for k in key}
+    dt = np.sign(np.subtract.outer(sub[term].to_numpy(float), sub[term].to_numpy(float)))
+    de = np.sign(np.subtract.outer(sub[target].to_numpy(float), sub[target].to_numpy(float)))
+    upper = np.triu(np.ones((len(sub), len(sub)), dtype=bool), k=1)
+    moved = upper & (dt != 0) & (de != 0)
     for axis in axes:
-        others = [k for k in key if k != axis]
-        agree, total = 0, 0
-        groups = sub.groupby(others, dropna=False) if others else [(None, sub)]
-        for _, g in groups:
-            rows = g.to_dict("records")
-            for i in range(len(rows)):
-                for j in range(i + 1, len(rows)):
-                    if rows[i][axis] == rows[j][axis]:
-                        continue
-                    dt, de = rows[i][term] - rows[j][term], rows[i][target] - rows[j][target]
-                    if dt == 0 or de == 0:
-                        continue
-                    total += 1
-                    agree += int((dt > 0) == (de > 0))
+        same_others = np.ones_like(upper)
+        for k in key:
+            if k != axis:
+                same_others &= codes[k][:, None] == codes[k][None, :]
+        # the axis differs; two missing values count as different (NaN != NaN), as before
+        differs = (codes[axis][:, None] != codes[axis][None, :]) | (missing[axis][:, None] & missing[axis][None, :])
+        pairs = moved & same_others & differs
+        total = int(pairs.sum())
+        agree = int((pairs & (dt == de)).sum())
         out[f"agreement[{axis}]"] = agree / total if total else math.nan
         out[f"pairs[{axis}]"] = total
     defined = {a: out[f"agreement[{a}]"] for a in axes if np.isfinite(out[f"agreement[{a}]"])}

@@ -304,6 +304,47 @@ def test_sign_agreement_takes_the_worst_environment():
     assert r["agreement[a]"] == pytest.approx(2 / 3) and r["agreement[b]"] == 1.0 and r["worst"] == pytest.approx(2 / 3) and r["worst_axis"] == "a"
 
 
+def _sign_agreement_loops(df, term, target, axes):
+    """The pairwise loops sign_agreement was first written as: the reference for its masks."""
+    out = {}
+    sub = df.dropna(subset=[term, target]).reset_index(drop=True)
+    key = [*axes, "config.seed"] if "config.seed" in sub else list(axes)
+    for axis in axes:
+        others = [k for k in key if k != axis]
+        agree, total = 0, 0
+        for _, g in sub.groupby(others, dropna=False) if others else [(None, sub)]:
+            rows = g.to_dict("records")
+            for i in range(len(rows)):
+                for j in range(i + 1, len(rows)):
+                    if rows[i][axis] == rows[j][axis]:
+                        continue
+                    dt, de = rows[i][term] - rows[j][term], rows[i][target] - rows[j][target]
+                    if dt == 0 or de == 0:
+                        continue
+                    total += 1
+                    agree += int((dt > 0) == (de > 0))
+        out[f"agreement[{axis}]"] = agree / total if total else math.nan
+        out[f"pairs[{axis}]"] = total
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sign_agreement_counts_the_pairs_the_loops_count(seed):
+    """The vectorised masks against the pairwise loops on random grids: ties in the term and the
+    error, missing axis values (a config key some runs lack), strings, seeds shared or not."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 30))
+    df = pd.DataFrame({
+        "a": rng.choice([0.1, 0.2, np.nan], n), "b": rng.choice(["x", "y", "z"], n), "c": rng.integers(0, 3, n),
+        "t": rng.integers(0, 5, n).astype(float), "e": rng.choice([0.0, 1.0, 2.0, np.nan], n),
+    })
+    if seed % 2:
+        df["config.seed"] = rng.integers(0, 2, n)
+    mine, ref = st.sign_agreement(df, "t", "e", ["a", "b", "c"]), _sign_agreement_loops(df, "t", "e", ["a", "b", "c"])
+    for k, v in ref.items():
+        assert (math.isnan(v) and math.isnan(mine[k])) or mine[k] == v, (k, mine[k], v)
+
+
 def test_the_vectorised_tau_b_of_the_bootstrap_matches_scipy_with_ties():
     rng = np.random.default_rng(6)
     a, b = rng.integers(0, 4, size=12).astype(float), rng.normal(size=12)
