@@ -151,7 +151,8 @@ def contrastive_certificate(model: torch.nn.Module, cfg: Any, x_s: torch.Tensor,
 
 
 def store_contrastive(store: Store, run_id: str, result: dict[str, Any], prefix: str) -> None:
-    """The certificate's two rows (``prefix``_risk, ``prefix``_gibbs_loss) and its check."""
+    """The certificate's two rows (``prefix``_risk, ``prefix``_gibbs_loss) and its checks (the
+    certificate and its transfer to the downstream cross-entropy)."""
     store.add_measurements(run_id, [
         (f"{prefix}_risk", result["bound"], f"PAC-Bayes-kl certificate on the Gibbs encoder's NT-Xent risk, {result['protocol']}"),
         (f"{prefix}_gibbs_loss", result["measured"], f"Gibbs encoder (weights ~ posterior per batch), NT-Xent tau={result['tau']:g} batch {result['batch']} on T; {result['how']}"),
