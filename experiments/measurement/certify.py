@@ -167,6 +167,11 @@ def probe_mean(features: torch.Tensor, labels: torch.Tensor, k: int, cfg: Any) -
     return torch.cat([w0, (probe.head.bias - w0 @ probe.mean)[:, None]], 1).flatten().double()
 
 
+def probe_errors(features: torch.Tensor, labels: torch.Tensor, mu: torch.Tensor) -> int:
+    """How many of (features, labels) the linear probe with flattened [W | b] ``mu`` gets wrong."""
+    return int((with_bias(features) @ mu.view(-1, features.shape[1] + 1).T).argmax(1).ne(labels).sum())
+
+
 def _as_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images to [0, 1] floats, as extract_features reads them."""
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()
@@ -205,6 +210,11 @@ class GibbsEncoderProbe:
                 logits = torch.einsum("nd,nkd->nk", with_bias(h), w)
                 errors.append((logits.argmax(1) != yb.cpu()).numpy())
         return np.concatenate(errors).astype(float)
+
+    def gibbs_error(self, x: torch.Tensor, y: torch.Tensor, sigma_enc: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, g: torch.Generator,
+                    theta: torch.Tensor | None = None, repeats: int = 1) -> float:
+        """The mean 0/1 error on (x, y) of ``repeats`` fresh posterior classifiers per example."""
+        return float(sum(self.per_example_errors(x, y, sigma_enc, mu, sigma, g, theta=theta).sum() for _ in range(repeats)) / (x.shape[0] * repeats))
 
     def optimise(self, x: torch.Tensor, y: torch.Tensor, mu0: torch.Tensor, sigma_e: float, sigma_p: float, delta_pb: float, steps: int,
                  g: torch.Generator, n_bound: int | None = None, move_encoder: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -277,36 +287,65 @@ def _probe_posterior(f_s: torch.Tensor, y_s: torch.Tensor, f_t: torch.Tensor, y_
     return _Posterior(mu, kl, mc_terms, mean_error, gibbs_t, chosen, theorem, posterior, what)
 
 
+class EncoderProbePosterior(NamedTuple):
+    """The chosen posterior over backbone and probe, and its Monte-Carlo estimate on S."""
+
+    theta: torch.Tensor  # the backbone's posterior mean
+    sigma_enc: torch.Tensor
+    mu: torch.Tensor  # the probe's posterior mean, flattened [K, d + 1]
+    sigma: torch.Tensor
+    kl: float
+    mean_error: float  # the mean of the mc_terms Monte-Carlo errors on S, fresh draws
+    mc_terms: int
+    sigma_e: float  # the chosen prior pair
+    sigma_p: float
+    delta_pb: float  # the PAC-Bayes δ of each prior: with the fields above, all the certificate needs
+
+
+def choose_encoder_probe_posterior(gibbs: GibbsEncoderProbe, x_fit: torch.Tensor, y_fit: torch.Tensor, x_s: torch.Tensor, y_s: torch.Tensor,
+                                   mu0: torch.Tensor, priors: Sequence[tuple[float, float]], steps: int, delta_pb: float, delta_mc: float,
+                                   g: torch.Generator, log: Callable[[str], None] | None, move_encoder: bool = False,
+                                   repeats: int = 1) -> EncoderProbePosterior:
+    """For each (σ_e, σ_p) of ``priors`` (the union bound's members) the posterior fitted by the
+    surrogate on (x_fit, y_fit) with n = |S| (the backbone's mean moving with ``move_encoder``),
+    scored on S with one draw per example; the pair with the lowest certificate, then fresh
+    draws for its reported estimate, ``repeats`` per example of S (δ' is paid once; m = n·r terms,
+    see bounds/certificates.py). The certificate is
+    ``pac_bayes_kl_bound(mc_error_upper(mean_error, mc_terms, delta_mc), kl, n, delta_pb)``."""
+    n = x_s.shape[0]
+    candidates = []
+    for sigma_e, sigma_p in priors:
+        theta, sigma_enc, mu, sigma = gibbs.optimise(x_fit, y_fit, mu0, sigma_e, sigma_p, delta_pb, steps, g, n_bound=n, move_encoder=move_encoder)
+        error = gibbs.gibbs_error(x_s, y_s, sigma_enc, mu, sigma, g, theta=theta)
+        kl = (cert.gaussian_kl(theta.numpy(), sigma_enc.numpy(), gibbs.flat.theta.numpy(), sigma_e)
+              + cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p))
+        bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(error, n, delta_mc), kl, n, delta_pb)
+        candidates.append((bound, (sigma_e, sigma_p), (theta, sigma_enc, mu, sigma), kl))
+        if log:
+            log(f"  prior sigma encoder {sigma_e:g}, probe {sigma_p:g}: KL {kl:.1f}, Gibbs error on S {error:.4f}, bound {bound:.4f}")
+    _, (sigma_e, sigma_p), (theta, sigma_enc, mu, sigma), kl = min(candidates, key=lambda c: c[0])
+    mean_error = gibbs.gibbs_error(x_s, y_s, sigma_enc, mu, sigma, g, theta=theta, repeats=repeats)
+    return EncoderProbePosterior(theta, sigma_enc, mu, sigma, kl, mean_error, n * repeats, sigma_e, sigma_p, delta_pb)
+
+
 def _encoder_probe_posterior(model: nn.Module, k: int, x_s: torch.Tensor, y_s: torch.Tensor, x_t: torch.Tensor, y_t: torch.Tensor, mu0: torch.Tensor,
                              encoder_priors: Sequence[tuple[float, float]], delta_pb: float, delta_mc: float, steps: int, g: torch.Generator,
                              how: str, log: Callable[[str], None] | None) -> _Posterior:
-    """The posterior over backbone and probe: the best (sigma_e, sigma_p) of ``encoder_priors`` (union bound)."""
-    n = x_s.shape[0]
+    """The posterior over backbone and probe: the best (sigma_e, sigma_p) of ``encoder_priors``
+    (union bound), fitted on S itself with the backbone's mean kept at the trained weights."""
     gibbs = GibbsEncoderProbe(model, k)
-    candidates = []
-    for sigma_e, sigma_p in encoder_priors:
-        _, sigma_enc, mu, sigma = gibbs.optimise(x_s, y_s, mu0, sigma_e, sigma_p, delta_pb, steps, g)
-        errors = gibbs.per_example_errors(x_s, y_s, sigma_enc, mu, sigma, g)
-        theta = gibbs.flat.theta.numpy()
-        kl = cert.gaussian_kl(theta, sigma_enc.numpy(), theta, sigma_e) + cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p)
-        bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(float(errors.mean()), n, delta_mc), kl, n, delta_pb)
-        candidates.append((bound, (sigma_e, sigma_p), (sigma_enc, mu, sigma), kl))
-        if log:
-            log(f"  prior sigma encoder {sigma_e:g}, probe {sigma_p:g}: KL {kl:.1f}, Gibbs error on S {errors.mean():.4f}, bound {bound:.4f}")
-    _, (sigma_e, sigma_p), (sigma_enc, mu, sigma), kl = min(candidates, key=lambda c: c[0])
-    mc_terms = n
-    mean_error = float(gibbs.per_example_errors(x_s, y_s, sigma_enc, mu, sigma, g).mean())  # fresh draws: δ' is paid once
-    gibbs_t = float(gibbs.per_example_errors(x_t, y_t, sigma_enc, mu, sigma, g).mean())
-    chosen = {"prior_sigma": sigma_p, "prior_sigma_encoder": sigma_e,
-              "posterior_sigma_encoder_median": float(sigma_enc.median()), "weights": gibbs.flat.theta.numel() + mu.numel()}
+    post = choose_encoder_probe_posterior(gibbs, x_s, y_s, x_s, y_s, mu0, encoder_priors, steps, delta_pb, delta_mc, g, log)
+    gibbs_t = gibbs.gibbs_error(x_t, y_t, post.sigma_enc, post.mu, post.sigma, g)
+    chosen = {"prior_sigma": post.sigma_p, "prior_sigma_encoder": post.sigma_e,
+              "posterior_sigma_encoder_median": float(post.sigma_enc.median()), "weights": gibbs.flat.theta.numel() + post.mu.numel()}
     theorem = "certificate.pac_bayes_encoder_probe"
     posterior = (f"prior N(trained backbone, sigma_e^2 I) x N(probe fitted on the train split, sigma_p^2 I) over the {gibbs.flat.theta.numel()} "
-                 f"backbone and {mu.numel()} probe weights, BN statistics fixed; (sigma_e, sigma_p) from "
+                 f"backbone and {post.mu.numel()} probe weights, BN statistics fixed; (sigma_e, sigma_p) from "
                  f"{{{', '.join(f'({a:g}, {b:g})' for a, b in encoder_priors)}}} (union bound); posterior N(trained backbone, diag sigma_enc^2) "
                  f"x N(mu, diag sigma^2) by Adam, {steps} steps on minibatches of {ENCODER_BATCH}, bounded CE p_min={P_MIN:g}; "
-                 f"one posterior draw per example of S ({n} Monte-Carlo terms)")
+                 f"one posterior draw per example of S ({post.mc_terms} Monte-Carlo terms)")
     what = f"Gibbs classifier (backbone and probe ~ posterior per prediction), error on T, one draw per example; {how}"
-    return _Posterior(mu, kl, mc_terms, mean_error, gibbs_t, chosen, theorem, posterior, what)
+    return _Posterior(post.mu, post.kl, post.mc_terms, post.mean_error, gibbs_t, chosen, theorem, posterior, what)
 
 
 def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUND, draws: int = 1000, delta: float = cert.DELTA,
@@ -337,7 +376,7 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
         post = _probe_posterior(f_s, y_s, f_t, y_t, mu0, prior_sigmas, draws, delta_pb, delta_mc, steps, g, how, log)
     mu, kl, mc_terms, mean_error, gibbs_t, chosen, theorem, posterior, what = post
     bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(mean_error, mc_terms, delta_mc), kl, n, delta_pb)
-    mean_errors = int((with_bias(f_t) @ mu.view(k, -1).T).argmax(1).ne(y_t).sum())  # the posterior mean, a fixed classifier
+    mean_errors = probe_errors(f_t, y_t, mu)  # the posterior mean, a fixed classifier
     n_t = f_t.shape[0]
     # The references a reader needs beside the certificate (issue 28): the trivial predictor's
     # error, and a plain Clopper-Pearson bound of the prior-mean probe (fitted on the training
@@ -346,7 +385,7 @@ def certify(record: RunRecord, store: Store | None = None, n_bound: int = N_BOUN
     f_held, y_held = torch.cat([f_s, f_t]), torch.cat([y_s, y_t])
     majority = int(torch.bincount(y_train, minlength=k).argmax())
     trivial = float((y_held != majority).double().mean())
-    prior_errors = int((with_bias(f_held) @ mu0.view(k, -1).T).argmax(1).ne(y_held).sum())
+    prior_errors = probe_errors(f_held, y_held, mu0)
     seconds = time.perf_counter() - t0
     protocol = f"{how}; {posterior}; delta={delta:g} (Monte Carlo {delta_mc:g}, PAC-Bayes {delta_pb:.4g} per prior)"
     suffix = "_encoder_probe" if encoder else ""

@@ -80,12 +80,22 @@ def certify_contrastive(record: RunRecord, store: Store | None = None, units: in
     return result
 
 
+def _nt_xent_methods() -> list[str]:
+    return [name for name in METHODS if get_method(name).nt_xent]
+
+
+def is_nt_xent(cfg: Any) -> bool:
+    """Whether the run was trained with an NT-Xent method (simclr, ssa_clr, ...)."""
+    return cfg.method.name in _nt_xent_methods()
+
+
 def require_nt_xent(cfg: Any, run_id: str) -> None:
     """A config error unless the run was trained with an NT-Xent method."""
     from ..config import ConfigError
 
-    if cfg.method.name not in (nt_xent := [name for name in METHODS if get_method(name).nt_xent]):
-        raise ConfigError(f"the contrastive certificate bounds the NT-Xent risk; run {run_id} was trained with {cfg.method.name} (choose a run of {', '.join(nt_xent)})")
+    if not is_nt_xent(cfg):
+        raise ConfigError(f"the contrastive certificate bounds the NT-Xent risk; run {run_id} was trained with {cfg.method.name} "
+                          f"(choose a run of {', '.join(_nt_xent_methods())})")
 
 
 def contrastive_certificate(model: torch.nn.Module, cfg: Any, x_s: torch.Tensor, x_t: torch.Tensor, batch: int, delta: float, delta_mc: float,

@@ -58,7 +58,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -68,11 +68,10 @@ from ..config import ConfigError, config_from_dict
 from ..data import ImageDataset
 from ..store.db import RunRecord, Store
 from ..training.loop import train_in_memory
-from ..training.methods import get_method
 from ..training.resources import check_fits
-from ..training.runs import load_encoder, load_run_data, resolve_device
-from ..measurement.certify import P_MIN, GibbsEncoderProbe, with_bias, probe_mean
-from ..measurement.certify_contrastive import CONTRASTIVE_PRIOR_SIGMAS, contrastive_certificate, require_nt_xent, store_contrastive
+from ..training.runs import batch_size_of, load_encoder, load_run_data, resolve_device
+from ..measurement.certify import P_MIN, EncoderProbePosterior, GibbsEncoderProbe, choose_encoder_probe_posterior, probe_errors, probe_mean
+from ..measurement.certify_contrastive import CONTRASTIVE_PRIOR_SIGMAS, contrastive_certificate, is_nt_xent, store_contrastive
 from ..measurement.probes import extract_features
 
 PRIOR_FRACTION = 0.5  # of the training split, for the prior (pacbb: 50-70%); the rest is the bound sample
@@ -92,13 +91,6 @@ def split_training(n: int, prior_fraction: float, seed: int) -> tuple[torch.Tens
     return order[:cut], order[cut:]
 
 
-def _steps_per_epoch(cfg: Any, n: int) -> int:
-    """Optimizer steps in one epoch over n images, as the training loop takes them."""
-    if get_method(cfg.method.name).full_batch(cfg.method):
-        return 1
-    return max(1, n // min(cfg.optim.batch_size, n))
-
-
 def train_prior_encoder(cfg: Any, data: ImageDataset, prior_idx: torch.Tensor) -> tuple[torch.nn.Module, int]:
     """The run's training flow on the prior part only; its epochs (and warm-up epochs) scaled so
     that it takes as many optimizer steps as the run (at least as many epochs), uncompiled (the
@@ -106,8 +98,9 @@ def train_prior_encoder(cfg: Any, data: ImageDataset, prior_idx: torch.Tensor) -
     part = dataclasses.replace(data, x_train=data.x_train[prior_idx.to(data.x_train.device)], y_train=data.y_train[prior_idx.to(data.y_train.device)],
                                train_main=None)
     o = cfg.optim
-    steps_run = o.epochs * _steps_per_epoch(cfg, data.x_train.shape[0])
-    epochs = max(o.epochs, math.ceil(steps_run / _steps_per_epoch(cfg, part.x_train.shape[0])))
+    n, n_part = data.x_train.shape[0], part.x_train.shape[0]
+    steps_run = o.epochs * (n // batch_size_of(cfg, n))
+    epochs = max(o.epochs, math.ceil(steps_run / (n_part // batch_size_of(cfg, n_part))))
     warmup = round(o.warmup_epochs * epochs / o.epochs)
     prior_cfg = dataclasses.replace(cfg, compile=False, optim=dataclasses.replace(o, epochs=epochs, warmup_epochs=warmup))
     return train_in_memory(prior_cfg, part), epochs
@@ -123,52 +116,18 @@ def _run_error(record: RunRecord, data: ImageDataset, cfg: Any) -> float:
     model = load_encoder(record, data.image_shape).to(data.x_train.device).eval()
     k = data.num_classes
     mu = _probe_mean(model, data.x_train, data.y_train, k, cfg)
-    f_t = extract_features(model, data.x_test).double().cpu()
-    return float((with_bias(f_t) @ mu.view(k, -1).T).argmax(1).ne(data.y_test.cpu()).double().mean())
-
-
-class TrainSamplePosterior(NamedTuple):
-    """The chosen posterior of a training-sample certificate and its Monte-Carlo estimate on S."""
-
-    theta: torch.Tensor  # the backbone's posterior mean
-    sigma_enc: torch.Tensor
-    mu: torch.Tensor  # the probe's posterior mean, flattened [K, d + 1]
-    sigma: torch.Tensor
-    kl: float
-    mean_error: float  # the mean of the mc_terms Monte-Carlo errors on S, fresh draws
-    mc_terms: int
-    sigma_e: float  # the chosen prior pair
-    sigma_p: float
-    delta_pb: float  # PAC-Bayes δ per prior
+    return probe_errors(extract_features(model, data.x_test).double().cpu(), data.y_test.cpu(), mu) / data.x_test.shape[0]
 
 
 def train_sample_posterior(gibbs: GibbsEncoderProbe, x_all: torch.Tensor, y_all: torch.Tensor, x_s: torch.Tensor, y_s: torch.Tensor,
                            mu0: torch.Tensor, priors: Sequence[tuple[float, float]], steps: int, delta: float, delta_mc: float,
-                           g: torch.Generator, say: Callable[[str], None]) -> TrainSamplePosterior:
-    """Steps 3 and 4 of the module's recipe: for each prior pair, the posterior trained from the
-    prior (``gibbs``'s model, and ``mu0``) on all of (x_all, y_all) with the surrogate's n = |S|;
-    the pair whose certificate on S is lowest (one draw per example), then fresh draws for the
-    reported estimate: ``MC_REPEATS`` per example of S. The certificate is
-    ``pac_bayes_kl_bound(mc_error_upper(mean_error, mc_terms, delta_mc), kl, n, delta_pb)``."""
-    n = x_s.shape[0]
-    delta_pb = (delta - delta_mc) / len(priors)
-    candidates = []
-    for sigma_e, sigma_p in priors:
-        post = gibbs.optimise(x_all, y_all, mu0, sigma_e, sigma_p, delta_pb, steps, g, n_bound=n, move_encoder=True)
-        theta, sigma_enc, mu, sigma = post
-        errors = gibbs.per_example_errors(x_s, y_s, sigma_enc, mu, sigma, g, theta=theta)
-        kl = (cert.gaussian_kl(theta.numpy(), sigma_enc.numpy(), gibbs.flat.theta.numpy(), sigma_e)
-              + cert.gaussian_kl(mu.numpy(), sigma.numpy(), mu0.numpy(), sigma_p))
-        bound = cert.pac_bayes_kl_bound(cert.mc_error_upper(float(errors.mean()), n, delta_mc), kl, n, delta_pb)
-        candidates.append((bound, (sigma_e, sigma_p), post, kl))
-        say(f"  prior sigma encoder {sigma_e:g}, probe {sigma_p:g}: KL {kl:.1f}, Gibbs error on S {errors.mean():.4f}, bound {bound:.4f}")
-    _, (sigma_e, sigma_p), (theta, sigma_enc, mu, sigma), kl = min(candidates, key=lambda c: c[0])
-    # Fresh draws for the certificate (δ' is paid once), MC_REPEATS per example: the n·r errors are
-    # independent given S and their probabilities average to ê_S(Q), so the binomial kl bound
-    # holds with m = n·r (AM-GM, bounds/certificates.py), and the Monte-Carlo slack shrinks r-fold.
-    mc_terms = n * MC_REPEATS
-    mean_error = float(sum(gibbs.per_example_errors(x_s, y_s, sigma_enc, mu, sigma, g, theta=theta).sum() for _ in range(MC_REPEATS)) / mc_terms)
-    return TrainSamplePosterior(theta, sigma_enc, mu, sigma, kl, mean_error, mc_terms, sigma_e, sigma_p, delta_pb)
+                           g: torch.Generator, say: Callable[[str], None]) -> EncoderProbePosterior:
+    """Steps 3 and 4 of the module's recipe: the posterior trained from the prior (``gibbs``'s
+    model, and ``mu0``) on all of (x_all, y_all), its backbone's mean moving, the best pair of
+    ``priors`` on S, then ``MC_REPEATS`` fresh draws per example of S
+    (measurement/certify.choose_encoder_probe_posterior, which the held-out certificate uses too)."""
+    return choose_encoder_probe_posterior(gibbs, x_all, y_all, x_s, y_s, mu0, priors, steps, (delta - delta_mc) / len(priors), delta_mc, g, say,
+                                          move_encoder=True, repeats=MC_REPEATS)
 
 
 def certify_train_sample(record: RunRecord, store: Store | None = None, prior_fraction: float = PRIOR_FRACTION, steps: int = 200,
@@ -204,7 +163,7 @@ def certify_train_sample(record: RunRecord, store: Store | None = None, prior_fr
     n = x_s.shape[0]
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 4_242)
     post = train_sample_posterior(gibbs, data.x_train, data.y_train, x_s, y_s, mu0, priors, steps, delta, delta_mc, g, say)
-    gibbs_t = float(sum(gibbs.per_example_errors(data.x_test, data.y_test, post.sigma_enc, post.mu, post.sigma, g, theta=post.theta).mean() for _ in range(MC_REPEATS)) / MC_REPEATS)
+    gibbs_t = gibbs.gibbs_error(data.x_test, data.y_test, post.sigma_enc, post.mu, post.sigma, g, theta=post.theta, repeats=MC_REPEATS)
     run_error = _run_error(record, data, cfg)
     majority = int(torch.bincount(data.y_train.cpu(), minlength=k).argmax())
     trivial = float((data.y_test.cpu() != majority).double().mean())
@@ -232,7 +191,7 @@ def certify_train_sample(record: RunRecord, store: Store | None = None, prior_fr
             ("certificate_train_sample_run_error", run_error, f"the run's encoder with a linear probe fitted on the whole training split, error on T; {how}"),
         ])
         store.add_bound_checks(record.id, [check.to_row()])
-    if contrastive and _is_nt_xent(cfg, record.id) and n // batch >= 2:  # fewer than two units: no certificate to speak of
+    if contrastive and is_nt_xent(cfg) and n // batch >= 2:  # fewer than two units: no certificate to speak of
         say(f"  NT-Xent on the bound part, units of {batch} images ...")
         how_c = f"S: the bound part's {n} training images in batches of {batch}, two views each ({cfg.augment}); T: the test split's batches"
         result["contrastive"] = contrastive_certificate(prior_model, cfg, x_s, data.x_test, batch, delta, delta_mc, CONTRASTIVE_PRIOR_SIGMAS,
@@ -240,11 +199,3 @@ def certify_train_sample(record: RunRecord, store: Store | None = None, prior_fr
         if store is not None:
             store_contrastive(store, record.id, result["contrastive"], "certificate_train_sample_contrastive")
     return result
-
-
-def _is_nt_xent(cfg: Any, run_id: str) -> bool:
-    try:
-        require_nt_xent(cfg, run_id)
-    except ConfigError:
-        return False
-    return True

@@ -53,7 +53,7 @@ from .augment import Augment, fourier_amplitude_mix
 from .methods import adversarial_view, discriminator_step_loss, get_method, method_losses, ssl_loss, uses_fourier, uses_sam, views_per_image
 from .optim import build_optimizer, cosine_lr
 from .resources import check_fits
-from .runs import build_networks, load_run_data, resolve_device
+from .runs import batch_size_of, build_networks, load_run_data, resolve_device
 from .sam import SAM, sam_update
 
 __all__ = ["DivergenceError", "build_run_optimizer", "epoch_generator", "log_epoch", "mark_orphaned_runs", "train", "train_in_memory"]
@@ -265,7 +265,7 @@ def _setup(cfg: Config, state_path: Path | None, data: ImageDataset | None = Non
     initial = {k: p.detach().clone() for k, p in nets.named_parameters()} if log_dynamics else {}
 
     n = data.x_train.shape[0]
-    batch_size = n if method.full_batch(m) else min(o.batch_size, n)
+    batch_size = batch_size_of(cfg, n)
     if ctx.world > 1:
         distributed.check_supported(cfg, batch_size, ctx.world)
     run = _Run(ctx, device, data, nets, optimizer, sam, augment, loss_fn, views_per_image(cfg), uses_fourier(cfg), method.adversarial,
@@ -337,14 +337,18 @@ def _epoch(cfg: Config, run: _Run, epoch: int) -> tuple[torch.Tensor, torch.Tens
     return loss_sum, first_bad_step, dynamics
 
 
-def _check_finite(store: Store, run_id: str, run: _Run, epoch: int, first_bad_step: torch.Tensor) -> None:
-    """Raises :class:`DivergenceError` (the run marked failed, the last checkpoint kept) when the
-    epoch's loss or, after its last update, the weights became non-finite."""
+def _nonfinite(run: _Run, epoch: int, first_bad_step: torch.Tensor) -> str | None:
+    """What became non-finite in the epoch: its loss at a step or, after its last update, the weights; None if nothing."""
     if int(first_bad_step) >= 0:
-        problem = f"loss became non-finite at step {int(first_bad_step)} (epoch {epoch + 1})"
-    elif not bool(torch.stack([torch.isfinite(p).all() for p in run.nets.parameters()]).all()):  # an overflow in the epoch's last update
-        problem = f"the weights became non-finite in epoch {epoch + 1} while the loss stayed finite"
-    else:
+        return f"loss became non-finite at step {int(first_bad_step)} (epoch {epoch + 1})"
+    if not bool(torch.stack([torch.isfinite(p).all() for p in run.nets.parameters()]).all()):  # an overflow in the epoch's last update
+        return f"the weights became non-finite in epoch {epoch + 1} while the loss stayed finite"
+    return None
+
+
+def _check_finite(store: Store, run_id: str, run: _Run, epoch: int, first_bad_step: torch.Tensor) -> None:
+    """Raises :class:`DivergenceError` (the run marked failed, the last checkpoint kept) when :func:`_nonfinite` finds something."""
+    if (problem := _nonfinite(run, epoch, first_bad_step)) is None:
         return
     kept = f"the checkpoint after epoch {epoch} was kept" if epoch > 0 else "no checkpoint had been written yet"
     message = f"{problem}; {kept}"
@@ -406,15 +410,14 @@ def _train(cfg: Config, store: Store, run_id: str, run_dir: Path, weights_path: 
 
 
 def train_in_memory(cfg: Config, data: ImageDataset) -> nn.Module:
-    """The run's training flow on ``data`` (same seed, initial weights, augmentations and
-    schedule), held in memory: no store, no checkpoint, no rows. The training-sample
-    certificate trains its prior encoder this way on the prior part of the split. Returns the
-    encoder in eval mode; a non-finite loss is a DivergenceError."""
+    """The run's training flow on ``data`` (same seed, initial weights, augmentations and schedule), held in memory:
+    no store, checkpoint or rows (the training-sample certificate's prior encoder, on part of the split). Returns the
+    encoder in eval mode; a non-finite loss or weights raise :class:`DivergenceError`."""
     run = _setup(cfg, None, data)
     for epoch in range(cfg.optim.epochs):
         _, first_bad_step, _ = _epoch(cfg, run, epoch)
-        if int(first_bad_step) >= 0 or not all(bool(torch.isfinite(p).all()) for p in run.nets.parameters()):
-            raise DivergenceError(f"training on {run.n} images: the loss or the weights became non-finite in epoch {epoch + 1}")
+        if (problem := _nonfinite(run, epoch, first_bad_step)) is not None:
+            raise DivergenceError(f"training on {run.n} images: {problem}")
     return run.model.eval()
 
 

@@ -21,7 +21,7 @@ from ..store.db import RunRecord
 from ..data.subsets import imbalanced_indices
 from .methods import get_method
 
-__all__ = ["OpenRun", "build_encoder", "build_networks", "load_encoder", "load_run_data", "open_run", "resolve_device"]
+__all__ = ["OpenRun", "batch_size_of", "build_encoder", "build_networks", "load_encoder", "load_run_data", "open_run", "resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -52,6 +52,12 @@ def load_run_data(cfg: Config) -> ImageDataset:
         if data.train_main is not None:
             data.train_main = data.train_main[keep]
     return data
+
+
+def batch_size_of(cfg: Config, n: int) -> int:
+    """The batch a run trains with on n images: all n for a full-batch method, else
+    ``optim.batch_size`` (at most n). An epoch is n // that many steps."""
+    return n if get_method(cfg.method.name).full_batch(cfg.method) else min(cfg.optim.batch_size, n)
 
 
 def build_encoder(cfg: Config, image_shape: tuple[int, int, int]) -> Encoder:
