@@ -298,7 +298,10 @@ def decide(check: BoundCheck, evaluate: Callable[[Mapping[str, float]], BoundChe
     squares, so it holds whatever the correlation of terms measured on one sample). The
     margin is z = :data:`DECISION_Z` of it, never below :data:`FLOAT_FLOOR` of the larger
     side; a term whose ± move leaves the bound undefined makes the margin infinite. A check
-    without standard errors is decided beyond the float floor only, and says so.
+    without standard errors is decided beyond the float floor only, and says so. A check whose
+    bound is only a lower limit (``details["lower_limit"]``, a skipped estimate) keeps a verdict
+    only where that limit clears the measured side beyond the margin; otherwise it has none
+    (bound None, the reason in ``details``), since the full bound could decide it either way.
 
     Examples:
         >>> x = sp.Symbol("x")
@@ -332,6 +335,13 @@ def decide(check: BoundCheck, evaluate: Callable[[Mapping[str, float]], BoundChe
                          "contributions": contributions, "decided_by": "standard errors" if DECISION_Z * stderr >= floor else "float resolution only"}
     if not contributions:
         details["margin"]["note"] = "no standard error stored for the terms this check reads: decided beyond float resolution only"
+    if details.get("lower_limit") and not d > margin:
+        # A lower limit of the bound (a skipped estimate) is below the full bound, so it decides
+        # a check only where it already clears the measured side beyond the margin; inside the
+        # margin the full bound could be resolved, and below it could still hold.
+        details["reason"] = (f"no verdict from the bound's lower limit: it exceeds the measured side by {d:.4g}, not beyond the margin {margin:.4g}; "
+                             "the full value would decide it")
+        return check.replace(bound=None, holds=None, tightness=None, vacuous=None, details=details)
     return check.replace(details=details, resolved=bool(abs(d) > margin))
 
 

@@ -310,8 +310,8 @@ def assembled(terms: Mapping[str, float]) -> BoundCheck:
     extra = {}
     if _ascent_skipped(terms, 1.0) and bound is not None:
         # L̂ stands for L̂_ρ: the bound is a lower limit, which decides only a vacuous check that
-        # holds (decide() then sets its margin; the full bound, larger, is decided with it).
-        if ceiling is not None and bound > ceiling and bound > measured:
+        # holds; whether it holds beyond its margin is decide()'s rule for every lower limit.
+        if ceiling is not None and bound > ceiling:
             extra["lower_limit"] = _LOWER_LIMIT
         else:
             bound, reason = None, "not resolved without the rho-ball ascent (measure.sequential stopped it for pieces 3, whose verdicts it decided); measure with measure.sequential=false"

@@ -140,6 +140,8 @@ def _stopped(terms: dict[str, float], factors=(0.5, 1.0, 2.0)) -> dict[str, floa
 @settings(max_examples=200, deadline=None)
 # one radius stopped, the other two ascended (a fresh-clone run found the helper overwriting the ascended rows)
 @example(loss=1.0, heldout=1.0, se=0.0, w=0.0078125, n=45, extra=0.0, extra2=2.0, mc=1.0, mc_se=0.0, col=0.0)
+# the assembled lower limit above the measured side but inside its margin (the full bound resolved): no verdict, not "not resolved"
+@example(loss=4.0, heldout=1.0, se=0.0, w=0.0, n=88, extra=1.0, extra2=0.0, mc=4.0, mc_se=0.25, col=0.0)
 @given(loss=st.floats(0.5, 6), heldout=st.floats(0.5, 8), se=st.floats(0, 0.3), w=st.floats(0, 50), n=st.integers(2, 256),
        extra=st.floats(0, 3), extra2=st.floats(0, 3), mc=st.floats(0.5, 6), mc_se=st.floats(0, 0.3), col=st.floats(0, 0.95))
 def test_a_stopped_ascent_gives_the_verdicts_of_the_full_one(loss, heldout, se, w, n, extra, extra2, mc, mc_se, col):
