@@ -69,3 +69,17 @@ def test_unknown_dataset_and_bad_generator_arguments():
         load_dataset("mnist")
     with pytest.raises(ValueError, match="main_fraction"):
         SyntheticGenerator(main_fraction=0.0)
+
+
+def test_a_fixed_main_part_keeps_the_draws_and_checks_its_shape():
+    """``main`` fixes membership without moving the random stream: with the drawn membership
+    passed back, the images are identical; a wrong shape or dtype is refused."""
+    gen = SyntheticGenerator(num_classes=4, image_size=8, main_fraction=0.6, seed=0)
+    y = torch.arange(40) % 4
+    drawn = gen.sample(y, torch.Generator().manual_seed(3))
+    again = gen.sample(y, torch.Generator().manual_seed(3), main=drawn.main.clone())
+    assert torch.equal(drawn.x, again.x) and torch.equal(drawn.main, again.main)
+    forced = gen.sample(y, torch.Generator().manual_seed(3), main=torch.ones(40, dtype=torch.bool))
+    assert forced.main.all() and (forced.contrast - 1).abs().max() <= gen.contrast + 1e-6
+    with pytest.raises(ValueError, match="main must be a bool tensor"):
+        gen.sample(y, torch.Generator().manual_seed(3), main=torch.ones(39, dtype=torch.bool))

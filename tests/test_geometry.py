@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from clbounds.theory.geometry import (
+    _aligned_box,
     _conv_circulant_bound,
     _conv_operator_norm,
     _greedy_clique,
     _max_clique_exact,
+    aligned_crop_distance,
     alignment,
     augmented_distance,
     center_separation,
@@ -247,6 +249,80 @@ def test_augmented_distance_brute_force():
     )
     for chunk in (1, 4, 1024):
         torch.testing.assert_close(augmented_distance(views, chunk_size=chunk), expected, atol=1e-12, rtol=0)
+
+
+def _aligned_brute_force(images: torch.Tensor, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """Every pair of equal-size boxes B, B + Δ inside the image (any size and position) whose area
+    and ratio are in range, cropped and resized by kornia (the augmentation's own CPU operator)."""
+    from kornia.geometry.transform import crop_by_indices
+
+    n, _, h, w = images.shape
+    best = torch.full((n, n), float("inf"), dtype=images.dtype)
+    for bh, bw in itertools.product(range(1, h + 1), range(1, w + 1)):
+        if not (scale[0] * h * w <= bh * bw <= scale[1] * h * w and ratio[0] <= bw / bh <= ratio[1]):
+            continue
+        for r0, c0, r1, c1 in itertools.product(range(h - bh + 1), range(w - bw + 1), range(h - bh + 1), range(w - bw + 1)):
+            box = lambda r, c: torch.tensor([[[c, r], [c + bw - 1, r], [c + bw - 1, r + bh - 1], [c, r + bh - 1]]], dtype=images.dtype).expand(n, 4, 2)
+            a = crop_by_indices(images, box(r0, c0), size=(h, w), align_corners=True).flatten(1)
+            b = crop_by_indices(images, box(r1, c1), size=(h, w), align_corners=True).flatten(1)
+            best = torch.minimum(best, torch.cdist(a, b))
+    return best
+
+
+def test_aligned_crop_distance_undoes_a_circular_shift_and_stays_above_every_crop_pair():
+    """Closed form: two copies of one image, circularly shifted by (2, 3), are at distance 0 (the
+    crops that show the same content), while the raw distance is large. Against kornia's own
+    crop operator over *every* pair of equal-size boxes in range (a superset of the aligned
+    ones): the estimate is never below that minimum and never above the raw distance."""
+    x = torch.rand(3, 3, 8, 8, generator=gen(0), dtype=F64)
+    images = torch.cat([x, x.roll((2, 3), dims=(-2, -1))])
+    d = aligned_crop_distance(images)
+    assert torch.diagonal(d[:3, 3:]).abs().max() < 1e-6
+    raw = torch.cdist(images.flatten(1), images.flatten(1))
+    assert (raw.diagonal(3) > 1).all()
+    assert (d <= raw + 1e-9).all() and torch.equal(d, d.T) and (d.diagonal() == 0).all()
+    brute = _aligned_brute_force(images)
+    brute.fill_diagonal_(0)
+    assert (d >= brute - 1e-9).all()
+    grouped = aligned_crop_distance(images, groups=torch.tensor([0, 1, 0, 0, 1, 0]))
+    same = torch.tensor([0, 1, 0, 0, 1, 0])
+    mask = same[:, None] == same[None]
+    torch.testing.assert_close(grouped[mask], d[mask], atol=1e-6, rtol=0)  # sqrt of rounding at the zero pairs
+    assert torch.isinf(grouped[~mask]).all()
+
+
+def test_aligned_crop_distance_matches_kornia_on_its_own_boxes():
+    """The same minimum as the brute-force loop restricted to the boxes the estimate uses."""
+    from kornia.geometry.transform import crop_by_indices
+
+    images = torch.rand(4, 3, 9, 9, generator=gen(1), dtype=F64)
+    n, _, h, w = images.shape
+    expected = torch.full((n, n), float("inf"), dtype=F64)
+    for dy, dx in itertools.product(range(-h + 1, h), range(-w + 1, w)):
+        box = _aligned_box(h, w, dy, dx, (0.2, 1.0), (3 / 4, 4 / 3))
+        if box is None:
+            continue
+        (r0, c0), (bh, bw) = box
+        corners = lambda r, c: torch.tensor([[[c, r], [c + bw - 1, r], [c + bw - 1, r + bh - 1], [c, r + bh - 1]]], dtype=F64).expand(n, 4, 2)
+        a = crop_by_indices(images, corners(r0, c0), size=(h, w), align_corners=True).flatten(1)
+        b = crop_by_indices(images, corners(r0 + dy, c0 + dx), size=(h, w), align_corners=True).flatten(1)
+        expected = torch.minimum(expected, torch.cdist(a, b))
+    expected = torch.minimum(expected, expected.T)
+    expected.fill_diagonal_(0)
+    torch.testing.assert_close(aligned_crop_distance(images), expected, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("side", [8, 16, 32, 96])
+def test_aligned_boxes_are_in_the_support_of_the_crop(side):
+    for dy, dx in itertools.product(range(-side + 1, side), repeat=2):
+        box = _aligned_box(side, side, dy, dx, (0.2, 1.0), (3 / 4, 4 / 3))
+        if box is None:
+            continue
+        (r0, c0), (bh, bw) = box
+        assert 0.2 * side * side <= bh * bw <= side * side and 3 / 4 <= bw / bh <= 4 / 3
+        for r, c in ((r0, c0), (r0 + dy, c0 + dx)):
+            assert 0 <= r and r + bh <= side and 0 <= c and c + bw <= side
+    assert _aligned_box(side, side, 0, 0, (0.2, 1.0), (3 / 4, 4 / 3)) == ((0, 0), (side, side))  # the identity
 
 
 @pytest.mark.parametrize("seed", range(4))

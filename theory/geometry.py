@@ -10,6 +10,7 @@ statement assumes unit vectors (then r = 1).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -308,6 +309,144 @@ def augmented_distance(views: Tensor, chunk_size: int = 1024) -> Tensor:
     out = torch.minimum(out, out.T)  # exact symmetry despite rounding in the two orders
     out.fill_diagonal_(0)
     return out
+
+
+def aligned_crop_distance(
+    images: Tensor,
+    crop_scale: tuple[float, float] = (0.2, 1.0),
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    offsets_per_axis: int = 41,
+    groups: Tensor | None = None,
+) -> Tensor:
+    r"""Augmented distance over *aligned* crop pairs: an upper estimate of d_A (Huang et al.
+    2023, PAPERS.md §5) for a random-resized-crop augmentation, which can undo a translation.
+
+        d_A(x_i, x_j) ≤ min over Δ = (Δy, Δx) of ‖R(x_i[B]) − R(x_j[B + Δ])‖
+
+    B is an h × w box, B + Δ the same box moved by Δ, both inside the image; R resizes a crop
+    to the image's side (bilinear, corner-aligned: kornia's ``RandomResizedCrop`` on the CPU).
+    Each box has an area fraction within ``crop_scale`` and an aspect ratio w/h within
+    ``crop_ratio``, so it is in the support of that crop, and each term is the distance of two
+    augmentations of x_i and x_j: the minimum is ≥ d_A. Δ = 0 with the whole image is the
+    identity, so the result is ≤ ‖x_i − x_j‖.
+
+    Two inputs that differ by a translation (or a circular shift) Δ show the same content in B
+    and B + Δ, so this estimate is ~0 for them, where M independently sampled views (see
+    :func:`augmented_distance`) meet such a pair with probability zero and stay at the typical
+    distance of two random crops. Per offset the box is the largest that fits both positions
+    (shrunk on its long side to the ratio), centred in its room; offsets cover every Δ whose box
+    meets ``crop_scale`` and ``crop_ratio``, on a grid of at most about ``offsets_per_axis``
+    values per axis (every pixel up to 32-px images at the default scale).
+
+    Args:
+        images: [N, C, H, W] float images.
+        crop_scale: area range of the crop, as a fraction of H·W.
+        crop_ratio: aspect-ratio (w/h) range of the crop.
+        offsets_per_axis: the most offsets tried per axis (cost is their square times N²·C·H·W).
+        groups: optional [N] integer labels; only distances within a group are computed (σ(δ)
+            reads no others), the rest are +inf. The crops are made once for all inputs.
+
+    Returns:
+        [N, N] symmetric matrix with zero diagonal.
+
+    Examples:
+        >>> x = torch.rand(1, 3, 16, 16)
+        >>> pair = torch.cat([x, x.roll(3, dims=-1)])  # the same image, shifted by 3 columns
+        >>> d = aligned_crop_distance(pair)
+        >>> round(float(d[0, 1]), 2), bool((pair[0] - pair[1]).norm() > 5)
+        (0.0, True)
+    """
+    if images.ndim != 4 or images.shape[0] < 1 or not images.is_floating_point():
+        raise ValueError(f"expected float images of shape [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    if not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0 or not 0.0 < crop_ratio[0] <= crop_ratio[1]:
+        raise ValueError(f"expected 0 < crop_scale[0] <= crop_scale[1] <= 1 and 0 < crop_ratio[0] <= crop_ratio[1], got {crop_scale}, {crop_ratio}")
+    if offsets_per_axis < 1:
+        raise ValueError(f"offsets_per_axis must be >= 1, got {offsets_per_axis}")
+    n, _, h, w = images.shape
+    if groups is not None and (groups.ndim != 1 or groups.shape[0] != n):
+        raise ValueError(f"expected groups of shape [{n}], got {tuple(groups.shape)}")
+    blocks = [torch.arange(n, device=images.device)] if groups is None else [torch.nonzero(groups == g).flatten() for g in torch.unique(groups)]
+    sizes = {idx.numel() for idx in blocks}
+    if len(sizes) == 1:  # equal groups (balanced classes): one batched product per offset
+        blocks = [torch.stack(blocks)]
+    best = [torch.full((*idx.shape, idx.shape[-1]), float("inf"), dtype=images.dtype, device=images.device) for idx in blocks]
+    # The largest offset along each axis that still leaves a box of the allowed area and ratio.
+    reach_y = max(d for d in range(h) if _aligned_box(h, w, d, 0, crop_scale, crop_ratio) is not None) if _aligned_box(h, w, 0, 0, crop_scale, crop_ratio) else -1
+    reach_x = max(d for d in range(w) if _aligned_box(h, w, 0, d, crop_scale, crop_ratio) is not None) if reach_y >= 0 else -1
+    for dy in _offset_grid(reach_y, offsets_per_axis):
+        for dx in _offset_grid(reach_x, offsets_per_axis):
+            box = _aligned_box(h, w, dy, dx, crop_scale, crop_ratio)
+            if box is None:
+                continue
+            (r0, c0), (bh, bw) = box
+            a = _resized_crop(images, r0, c0, bh, bw).reshape(n, -1)
+            b = _resized_crop(images, r0 + dy, c0 + dx, bh, bw).reshape(n, -1)
+            centre = (a.mean(0) + b.mean(0)) / 2  # smaller norms, less cancellation (see augmented_distance)
+            a, b = a - centre, b - centre
+            for idx, block in zip(blocks, best):
+                ai, bi = a[idx], b[idx]  # [n, D], or [G, n, D] for equal groups
+                d = torch.baddbmm(bi.pow(2).sum(-1).unsqueeze(-2), ai if ai.ndim == 3 else ai[None], (bi if bi.ndim == 3 else bi[None]).transpose(-1, -2), alpha=-2)
+                d = d.reshape(block.shape).add_(ai.pow(2).sum(-1).unsqueeze(-1)).clamp_min_(0)
+                torch.minimum(block, d, out=block)
+    out = torch.full((n, n), float("inf"), dtype=images.dtype, device=images.device)
+    for idx, block in zip(blocks, best):
+        for i, b in zip(idx.reshape(-1, idx.shape[-1]), block.reshape(-1, *block.shape[-2:])):
+            out[i[:, None], i[None]] = b.sqrt()
+    out = torch.minimum(out, out.T)  # (B, B + Δ) for (i, j) is (B + Δ, B) for (j, i): both are valid pairs
+    out.fill_diagonal_(0)
+    return out
+
+
+def _offset_grid(reach: int, count: int) -> list[int]:
+    """Offsets −reach … reach on a grid of at most about ``count`` values, always with 0; none if reach < 0."""
+    if reach < 0:
+        return []
+    step = max(1, -(-(2 * reach + 1) // count))
+    return sorted({*range(0, reach + 1, step), *range(0, -reach - 1, -step)})
+
+
+def _aligned_box(h: int, w: int, dy: int, dx: int, scale: tuple[float, float], ratio: tuple[float, float]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Top-left corner and size of the largest box B with B and B + (dy, dx) inside an h × w
+    image, area fraction in ``scale`` and w/h in ``ratio``, centred in its room; None if none."""
+    bh, bw = h - abs(dy), w - abs(dx)
+    if bh < 1 or bw < 1:
+        return None
+    if bw > ratio[1] * bh:
+        bw = math.floor(ratio[1] * bh)
+    elif bw < ratio[0] * bh:
+        bh = math.floor(bw / ratio[0])
+    if bh * bw > scale[1] * h * w:  # too large: shrink both sides
+        f = math.sqrt(scale[1] * h * w / (bh * bw))
+        bh, bw = max(1, math.floor(bh * f)), max(1, math.floor(bw * f))
+    if bh < 1 or bw < 1 or bh * bw < scale[0] * h * w or not ratio[0] <= bw / bh <= ratio[1]:
+        return None
+    lo_r, hi_r = max(0, -dy), min(h, h - dy) - bh
+    lo_c, hi_c = max(0, -dx), min(w, w - dx) - bw
+    return ((lo_r + hi_r) // 2, (lo_c + hi_c) // 2), (bh, bw)
+
+
+def _resized_crop(images: Tensor, r0: int, c0: int, bh: int, bw: int) -> Tensor:
+    """The crop resized to the image's side, bilinear with corners aligned, as two matrix
+    products (F.interpolate's CPU kernel was 8 ms a call here, 25 of 32 s)."""
+    crop = images[..., r0 : r0 + bh, c0 : c0 + bw]
+    h, w = images.shape[-2:]
+    if (bh, bw) == (h, w):
+        return crop
+    return _bilinear_matrix(h, bh, images.dtype, images.device) @ crop @ _bilinear_matrix(w, bw, images.dtype, images.device).T
+
+
+@functools.lru_cache(maxsize=256)
+def _bilinear_matrix(out: int, inp: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """[out, inp] weights of 1-D linear interpolation with corners aligned (output o reads input
+    o·(inp − 1)/(out − 1)), as ``F.interpolate(..., align_corners=True)``."""
+    pos = torch.arange(out, dtype=torch.float64) * ((inp - 1) / (out - 1) if out > 1 else 0.0)
+    lo = pos.floor().long().clamp(max=inp - 1)
+    hi = (lo + 1).clamp(max=inp - 1)
+    frac = pos - lo
+    m = torch.zeros(out, inp, dtype=torch.float64)
+    m[torch.arange(out), lo] += 1 - frac
+    m[torch.arange(out), hi] += frac
+    return m.to(dtype=dtype, device=device)
 
 
 def _greedy_clique(adj: Tensor) -> list[int]:

@@ -8,7 +8,16 @@ Because the generator knows every sample's class and nuisance, it can
   which real data cannot;
 - mark each sample as belonging to the class's *main part* C_k⁰ (Huang et al. 2023) or not:
   a fraction ``main_fraction`` of samples get the nominal nuisance, the rest an
-  ``outlier_scale`` times larger one. So σ ≈ main_fraction by construction.
+  ``outlier_scale`` times larger one.
+
+Whether the main parts are the (σ, δ)-augmentation's main parts depends on the augmentation.
+Crops undo the main part's circular shifts (two crops of one size, moved by the shift, show
+the same content) but not the outliers' larger contrast and noise, so at the generator's δ
+(the largest augmented distance inside a main part) σ(δ) is ``main_fraction``: σ̂ recovers it
+within 0.05 under crop + flip and under abcde, at 16 and 32 px (``tests/test_verdicts.py``,
+``docs/estimators.md``; d̂_A from
+:func:`clbounds.experiments.measurement.context.augmented_distances`). At 2δ outliers come
+within reach of the whole main part and σ̂ exceeds ``main_fraction``.
 
 Everything is a deterministic function of ``seed``.
 """
@@ -88,11 +97,19 @@ class SyntheticGenerator:
         field = (field - field.mean(dim=(1, 2, 3), keepdim=True)) / field.std(dim=(1, 2, 3), keepdim=True)
         self.templates = (0.5 + 0.18 * field).clamp(0.0, 1.0)  # float [K, 3, S, S]
 
-    def sample(self, y: torch.Tensor, generator: torch.Generator) -> SyntheticSample:
-        """Draws one independent sample for each label in ``y``."""
+    def sample(self, y: torch.Tensor, generator: torch.Generator, main: torch.Tensor | None = None) -> SyntheticSample:
+        """Draws one independent sample for each label in ``y``.
+
+        ``main`` ([N] bool) fixes which samples lie in the main part instead of drawing it with
+        probability ``main_fraction``: a test of σ̂ then knows each class's exact main fraction,
+        free of the binomial scatter of 40 draws (the data sets themselves draw it).
+        """
         y = y.to(torch.int64)
         n, s = y.shape[0], self.image_size
-        main = torch.rand(n, generator=generator) < self.main_fraction
+        drawn = torch.rand(n, generator=generator) < self.main_fraction  # drawn either way: the stream does not depend on `main`
+        if main is not None and (main.shape != (n,) or main.dtype != torch.bool):
+            raise ValueError(f"main must be a bool tensor of shape ({n},), got {main.dtype} {tuple(main.shape)}")
+        main = drawn if main is None else main
         scale = torch.where(main, 1.0, self.outlier_scale)
         max_shift = (self.shift * scale).round().to(torch.int64)
         shift = (torch.rand(n, 2, generator=generator) * (2 * max_shift[:, None] + 1)).floor().to(torch.int64) - max_shift[:, None]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -209,6 +211,46 @@ def recalibrated_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 
     return model.eval()
 
 
+def augmented_distances(x: torch.Tensor, y: torch.Tensor, views: torch.Tensor, augment: Augment) -> torch.Tensor:
+    """d̂_A, an upper estimate of Huang et al.'s augmented distance, for σ(δ) and its δ.
+
+    Between inputs of one class it is the smaller of two estimates, each a minimum over pairs of
+    augmentations and so ≥ d_A: (a) the M sampled views with the input itself added (the
+    identity is in every augmentation's support: each transform can be off and the crop can take
+    the whole image), and (b) where the augmentation crops, aligned crop pairs
+    (:func:`clbounds.theory.geometry.aligned_crop_distance`), which undo a translation or a
+    circular shift between two inputs that sampled views almost never undo. Between classes
+    (unused by σ(δ)) it is (a).
+
+    Args:
+        x: [N, C, H, W] inputs, uint8 or float in [0, 1].
+        y: [N] class labels.
+        views: [M, N, C, H, W] float views of x.
+        augment: the augmentation that made the views.
+    """
+    xf = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    crops = "a" in augment.spec
+    identity = not crops or augment.crop_scale[1] >= 1.0
+    d_a = geometry.augmented_distance(torch.cat([xf[None].to(views.dtype), views]) if identity else views)
+    if crops:  # only within a class: +inf elsewhere leaves (a)
+        d_a = torch.minimum(d_a, _aligned(x, y, augment.crop_scale).to(d_a.device, d_a.dtype))
+    return d_a
+
+
+_ALIGNED_CACHE: dict[str, torch.Tensor] = {}  # the runs of a grid share inputs and labels: aligned crops once per process
+
+
+def _aligned(x: torch.Tensor, y: torch.Tensor, crop_scale: tuple[float, float]) -> torch.Tensor:
+    """Aligned crop distances within classes (they depend on the inputs, labels and crop scale only)."""
+    key = hashlib.sha1(x.cpu().contiguous().numpy().tobytes() + y.cpu().contiguous().numpy().tobytes() + repr((x.dtype, tuple(x.shape), crop_scale)).encode()).hexdigest()
+    if key not in _ALIGNED_CACHE:
+        if len(_ALIGNED_CACHE) >= 16:
+            _ALIGNED_CACHE.pop(next(iter(_ALIGNED_CACHE)))
+        xf = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        _ALIGNED_CACHE[key] = geometry.aligned_crop_distance(xf, crop_scale=crop_scale, groups=y).cpu()
+    return _ALIGNED_CACHE[key]
+
+
 def to_uint8(v: torch.Tensor) -> torch.Tensor:
     return (v * 255).round().to(torch.uint8)
 
@@ -234,8 +276,11 @@ def reference_delta(cfg: Config, data: ImageDataset, device: torch.device, augme
     run on one dataset is compared at one δ:
 
     - synthetic: the generator's own δ, the largest d_A between two main-part members of one
-      class (so its main parts are (σ,δ)-cliques by construction, and σ(δ) should recover
-      ``main_fraction``), on a fresh sample of 40 per class;
+      class, on a fresh sample of main-part members only (40 per class, more when there are
+      fewer than 10 classes, so about 8,000 pairs whatever K and ``main_fraction``). The noise
+      is Gaussian, so a main part has no finite diameter: δ is a sample maximum, and a measured
+      sample's P main pairs hold one above it with probability about P/(P + 8,000); each such
+      pair costs σ̂ one input of its class;
     - other data: the median same-class d_A of the first 40 training inputs per class.
 
     Both under the reference augmentation ``abcde`` at colour strength 0.5 and a fixed seed
@@ -256,16 +301,17 @@ def _reference_delta(m, data: ImageDataset, device: torch.device, augment_spec: 
     augment = Augment(augment_spec, image_size=data.image_shape[-1], color_strength=REFERENCE_COLOR)
     ref = f"reference augmentation {augment_spec} colour {REFERENCE_COLOR:g}, M={m.views} views, seed {REFERENCE_SEED}"
     if data.generator is not None:
-        sample = data.generator.sample(torch.arange(REFERENCE_PER_CLASS * k) % k, g)
+        n = k * math.ceil(REFERENCE_PER_CLASS * math.sqrt(max(1.0, 10 / k)))
+        sample = data.generator.sample(torch.arange(n) % k, g, main=torch.ones(n, dtype=torch.bool))
         x, y, main = sample.x.to(device), sample.y.to(device), sample.main.to(device)
     else:
         idx = torch.cat([torch.nonzero(data.y_train == c).flatten()[:REFERENCE_PER_CLASS] for c in range(k)])
         x, y, main = data.x_train[idx], data.y_train[idx], None
-    d_a = geometry.augmented_distance(torch.stack([augment(x, g) for _ in range(m.views)]))
+    d_a = augmented_distances(x, y, torch.stack([augment(x, g) for _ in range(m.views)]), augment)
     same = (y[:, None] == y[None]) & ~torch.eye(y.numel(), dtype=torch.bool, device=y.device)
     if main is not None:
         pairs = same & main[:, None] & main[None]
-        return scalar(d_a[pairs].max()), f"synthetic generator's delta: max d_A over main-part pairs of one class, {REFERENCE_PER_CLASS} per class, {ref}"
+        return scalar(d_a[pairs].max()), f"synthetic generator's delta: max d_A over main-part pairs of one class, {n // k} main-part members per class, {ref}"
     return scalar(d_a[same].median()), f"median same-class d_A of the first {REFERENCE_PER_CLASS} train inputs per class, {ref}"
 
 

@@ -16,7 +16,7 @@ from ..config import Config, ConfigError
 #: `cpu` preset uses them and measure's protocols name a budget below them.
 #: R_ε's M is the largest settled one over the ε where it is neither saturated nor unsettled
 #: (ε = 0.75 on that run; at ε = 1 it still rises at 32 views, so a bound built on it is optimistic).
-SETTLED = {"sigma_per_class": 8, "views": 24, "trace_samples": 16, "hessian_iters": 4, "sharpness_batches": 4, "mi_samples": 128}
+SETTLED = {"sigma_per_class": 30, "views": 24, "trace_samples": 16, "hessian_iters": 4, "sharpness_batches": 4, "mi_samples": 128}
 
 
 def below_settled(key: str, value: int) -> str:
@@ -24,7 +24,7 @@ def below_settled(key: str, value: int) -> str:
 
     Example:
         >>> below_settled("views", 4)
-        ' (below the settled budget 16 of docs/estimators.md)'
+        ' (below the settled budget 24 of docs/estimators.md)'
     """
     settled = SETTLED.get(key)
     return f" (below the settled budget {settled} of docs/estimators.md)" if settled is not None and value < settled else ""

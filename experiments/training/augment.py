@@ -52,6 +52,7 @@ class Augment(nn.Module):
         if color_strength < 0:
             raise ValueError(f"color_strength must be >= 0, got {color_strength}")
         self.spec = parse_augment(spec)
+        self.crop_scale = crop_scale
         s = color_strength
         blur_kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)  # about 10% of the side, odd
         make = {

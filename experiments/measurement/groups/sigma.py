@@ -8,7 +8,7 @@ from clbounds.theory import geometry
 from clbounds.theory.uncertainty import binomial_stderr
 
 from ...store.db import Row
-from ..context import Context, scalar
+from ..context import Context, augmented_distances, scalar
 from ..registry import below_settled
 
 
@@ -24,14 +24,23 @@ def sigma_terms(ctx: Context) -> list[Row]:
     the runs it compares; σ is also given on the grid ``DELTA_GRID`` × δ (rows
     ``sigma@delta_factor=<factor>``). σ depends on the data, the augmentation and the labels, not on the
     encoder.
+
+    d_A is estimated from above (:func:`..context.augmented_distances`: M sampled views, the
+    input itself and aligned crop pairs), so with an exact clique σ̂ is a lower estimate of
+    σ(δ) at these inputs. The minimum over classes of per-class fractions of
+    ``sigma_per_class`` inputs is also biased low by sampling; ``sigma_stderr`` is a binomial
+    standard error over all the inputs, not that bias.
     """
     m, k = ctx.cfg.measure, ctx.data.num_classes
     idx = torch.cat([torch.nonzero(ctx.y == c).flatten()[: m.sigma_per_class] for c in range(k)])
-    views = ctx.views[:, idx]
-    d_a = geometry.augmented_distance(views)
+    d_a = augmented_distances(ctx.x[idx], ctx.y[idx], ctx.views[:, idx], ctx.augment)
     result = geometry.sigma_delta(d_a, ctx.y[idx], ctx.delta, num_classes=k)
     methods = sorted(set(result["method"]))
-    base = f"pixel-L2 d_A over M={m.views} views ({ctx.cfg.augment}), {m.sigma_per_class} test inputs per class{below_settled('sigma_per_class', m.sigma_per_class)}"
+    # The inputs a class really had: the measured test sample can hold fewer than sigma_per_class.
+    lo, hi = int(result["class_size"].min()), int(result["class_size"].max())
+    per_class = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    base = (f"pixel-L2 d_A: min over M={m.views} views ({ctx.cfg.augment}) and the input itself{', and aligned crop pairs' if 'a' in ctx.augment.spec else ''}, "
+            f"{per_class} test inputs per class{below_settled('sigma_per_class', lo)}")
     proto = f"{base}, delta={ctx.delta:.4g} ({ctx.delta_note}), solver={'+'.join(methods)}"
     # σ̂ is the fraction of the sampled inputs in the largest cliques: its standard error is
     # taken as a binomial one over those inputs (the clique search adds no randomness).
