@@ -93,6 +93,9 @@ def _ordering_verdict(df: pd.DataFrame, x: str, order: Sequence, what: str) -> t
                 interval = f" [{lo:+.2f}, {hi:+.2f}]"
             detail = (f"mean tau(error, 1-sigma) = {r['tau']:+.2f}{interval} over {seeds}, Kendall S = {r['S']:+d} summed over seeds, "
                       f"one-sided p = {min(r['p_greater'], r['p_less']):.3g} ({r['method']}), Holm-adjusted {min(greater, less):.3g}")
+        constant = sum(np.unique(b).size < 2 for _, b in strata)
+        if constant:  # σ depends on the data and the augmentation only: it can tie across every setting
+            detail += f"; 1-sigma is the same at every setting in {constant} of {len(strata)} seeds, which gives nothing to order"
         words.append(word)
         parts.append(f"{method}: {detail}, {word}")
     seeds = len(df[seed_col].unique()) if seed_col else 1
@@ -132,7 +135,7 @@ def huang_table1(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     protocol = f"{frames.protocol_of(store_root, 'knn_accuracy', runs)}; sigma: {frames.protocol_of(store_root, 'sigma', runs)}"
     figures = [
         ordered_series(g, "augment", {"knn_error": "kNN error", "one_minus_sigma": "1 - sigma"}, out_dir, f"huang-table1-{method}",
-                       f"{method}: kNN error and 1-sigma over augmentation subsets (a crop, b blur, c grayscale, d colour, e flip); {len(g)} runs, seeds {sorted(g['config.seed'].unique())}. {protocol}.",
+                       f"{method}: kNN error and 1-sigma over augmentation subsets (a crop, b blur, c grayscale, d colour, e flip); {len(g)} runs, seeds {sorted(int(s) for s in g['config.seed'].unique())}. {protocol}.",
                        "augmentation subset (a crop, b blur, c grayscale, d colour, e flip)", "kNN error; 1 - sigma(delta)", order=order,
                        title=f"Huang et al. Table 1, {method.replace('_', ' ')}: does 1 - sigma order the subsets as the error does?")
         for method, g in df.groupby("config.method.name")
@@ -148,7 +151,7 @@ def huang_color(store_root, runs, labels, out_dir: Path, command: str) -> Path:
     order = sorted(df["config.color_strength"].unique(), reverse=True)
     protocol = f"{frames.protocol_of(store_root, 'knn_accuracy', runs)}; sigma: {frames.protocol_of(store_root, 'sigma', runs)}"
     fig = ordered_series(df, "config.color_strength", {"knn_error": "kNN error", "one_minus_sigma": "1 - sigma"}, out_dir, "huang-color",
-                         f"SimCLR: kNN error and 1-sigma against colour strength; {len(df)} runs, seeds {sorted(df['config.seed'].unique())}. {protocol}.",
+                         f"SimCLR: kNN error and 1-sigma against colour strength; {len(df)} runs, seeds {sorted(int(s) for s in df['config.seed'].unique())}. {protocol}.",
                          "colour strength", "kNN error; 1 - sigma(delta)", order=order, title="Huang et al.: SimCLR colour strength against kNN error and 1 - sigma")
     verdict, _ = _ordering_verdict(df, "config.color_strength", order, "colour strengths 1, 1/2, 1/4, 1/8")
     g = df.groupby("config.color_strength")[["knn_error", "knn_accuracy"]].mean().reindex(order)

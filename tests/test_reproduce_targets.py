@@ -338,6 +338,9 @@ def test_huang_ordering_verdict_is_decided_by_a_test_not_by_the_sign_of_tau():
     verdict, (tau,) = _ordering_verdict(frame(up, [0.2, 0.1, 0.3, 0.5, 0.4]), "augment", order, "subsets")
     assert tau > 0 and verdict.startswith("Not resolved at 5 settings")  # a positive tau is not a verdict
     assert "not testable" in _ordering_verdict(frame(up, [0.1] * 5), "augment", order, "subsets")[0]
+    # σ depends on the data and the augmentation only: where it ties across the settings the verdict says so
+    tied = pd.concat([frame(up, [0.1] * 5 if seed else up).assign(**{"config.seed": seed}) for seed in range(5)])
+    assert "1-sigma is the same at every setting in 4 of 5 seeds" in _ordering_verdict(tied, "augment", order, "subsets")[0]
 
 
 def test_huang_ordering_pools_seeds_so_agreement_on_every_seed_is_reproduced():
