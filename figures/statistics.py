@@ -271,10 +271,16 @@ def three_way(p_claimed: float | None, p_opposite: float | None, n: int, alpha: 
         ('reproduced', 'not resolved at 5 seeds')
         >>> three_way(0.03125, 1.0, 5, p_floor=0.03125, tests=4)
         'not resolvable at 5 seeds (smallest attainable p 0.0312 x 4 tests > 0.05; 7 seeds needed)'
+        >>> three_way(1.0, 1.0, 9, p_floor=2 ** -6, tests=18)  # three seeds gave equal values: their differences carry no sign
+        'not resolvable at 9 seeds (3 of the 9 paired differences are 0 and carry no sign; smallest attainable p 0.0156 x 18 tests > 0.05; 9 non-zero differences needed)'
     """
     if p_floor is not None and p_floor * tests > alpha:
-        return (f"not resolvable at {n} seed{'s' if n != 1 else ''} (smallest attainable p {p_floor:.3g} x {tests} test{'s' if tests != 1 else ''} > {alpha:g}; "
-                f"{seeds_needed(alpha / tests)} seeds needed)")
+        # The exact sign-flip test's floor is 2^-k for k non-zero differences: zeros (ties) drop out.
+        k = round(math.log2(1 / p_floor)) if p_floor > 0 else n
+        ties = 0 < n - k < n and math.isclose(p_floor, 2.0**-k, rel_tol=1e-9)
+        why = f"{n - k} of the {n} paired differences are 0 and carry no sign; " if ties else ""
+        return (f"not resolvable at {n} seed{'s' if n != 1 else ''} ({why}smallest attainable p {p_floor:.3g} x {tests} test{'s' if tests != 1 else ''} > {alpha:g}; "
+                f"{seeds_needed(alpha / tests)} {'non-zero differences' if ties else 'seeds'} needed)")
     if p_claimed is not None and p_claimed < alpha:
         return "reproduced"
     if p_opposite is not None and p_opposite < alpha:
