@@ -131,62 +131,13 @@ class Context:
         return torch.cat(feats), torch.cat(projs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.raw_features(x), dim=1)
-
-    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features h(x) in eval mode; for the test inputs and their views, read from
-        the pass cache (:meth:`_embedded`)."""
-        cached = self._embedded(x)
-        return cached[0].float() if cached is not None else extract_features(self.model, x)
+        return F.normalize(extract_features(self.model, x), dim=1)
 
     @torch.no_grad()
     def projections(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        cached = self._embedded(x, projections=True)
-        if cached is not None:
-            return cached[1]
         self.model.eval()
         x = x.float() / 255 if x.dtype == torch.uint8 else x
         return torch.cat([self.model.projector(self.model(x[i : i + batch_size])) for i in range(0, x.shape[0], batch_size)])
-
-    @torch.no_grad()
-    def _embedded(self, x: torch.Tensor, projections: bool = False) -> list | None:
-        """[h, z] of the test inputs ``self.x`` or one of ``self.views``, one backbone pass per
-        tensor for every group (issue 31: the groups embedded the same inputs and views up to
-        seven times), None for any other tensor. An entry holds for this model object at these
-        weights: it is keyed by the parameters' in-place version counters, so a group that
-        perturbs the weights (an ascent, a probe) never reads embeddings of other weights. z is
-        computed from the cached h on first request (the same batches as :meth:`projections`)."""
-        which = self._which(x)
-        if which is None:
-            return None
-        versions = tuple(p._version for p in self.model.parameters())
-        store = self.cache.setdefault("embedded", {})
-        entry = store.get((id(self.model), which))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            if entry is None or entry[0] is not self.model or entry[1] != versions:
-                dtype = next(self.model.parameters()).dtype
-                xs = x.float() / 255 if x.dtype == torch.uint8 else x
-                h = torch.cat([self.model(xs[i : i + 512].to(dtype)) for i in range(0, xs.shape[0], 512)])  # the model's own dtype
-                entry = [self.model, versions, h, None]
-                store[(id(self.model), which)] = entry
-            if projections and entry[3] is None:
-                entry[3] = torch.cat([self.model.projector(entry[2][i : i + 512]) for i in range(0, entry[2].shape[0], 512)])
-        finally:
-            self.model.train(was_training)
-        return entry[2:]
-
-    def _which(self, x: torch.Tensor) -> str | int | None:
-        """"x" if x is the test inputs, i if it is the i-th view (the same storage), else None."""
-        if x is self.x or (x.shape == self.x.shape and x.dtype == self.x.dtype and x.data_ptr() == self.x.data_ptr() and x.stride() == self.x.stride()):
-            return "x"
-        if x.dim() == self.views.dim() - 1 and x.shape == self.views.shape[1:] and x.dtype == self.views.dtype and x.stride() == self.views.stride()[1:]:
-            offset = x.data_ptr() - self.views.data_ptr()
-            step = self.views.stride(0) * self.views.element_size()
-            if offset >= 0 and offset % step == 0 and offset // step < self.views.shape[0]:
-                return offset // step
-        return None
 
     def normalized_projections(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projections(x), dim=1)
