@@ -171,13 +171,13 @@ def test_shift_terms_are_positive_when_the_generator_makes_the_laws_differ():
 @pytest.mark.parametrize("main_fraction", [0.5, 0.7, 0.9, 1.0])
 def test_sigma_recovers_main_fraction_at_the_generators_delta(main_fraction, image_size):
     """σ̂(δ) at the generator's own δ under the run's augmentation (crop + flip) is within 0.05
-    of ``main_fraction``, with the default outlier scale (3), at 16 and 32 px. Two changes of
-    the estimator made it so (the generator is unchanged): d_A also takes the input itself and
-    aligned crop pairs, which undo the main part's circular shifts (sampled views never do, so
-    the main part's diameter was that of two random crops, and σ̂ read 0.80 at 0.5); and the
-    sample fixes each class's main fraction, so the test sees the estimator's error, not the
-    binomial scatter of 40 draws (the data sets draw it: a minimum over classes of binomial
-    fractions, biased low, which is the safe side for Theorem 1)."""
+    of ``main_fraction``, with the default outlier scale (3), at 16 and 32 px. The estimator
+    changed (the generator did not): d_A also takes the input itself and aligned crop pairs,
+    which undo the main part's circular shifts (sampled views never do, so the main part's
+    diameter was that of two random crops, and σ̂ read 0.80 at 0.5), and δ is taken over
+    main-part members only. The sample fixes each class's main fraction, so the test sees the
+    estimator's error, not the binomial scatter of 40 draws (the data sets draw it: a minimum
+    over classes of binomial fractions, biased low, which is the safe side for Theorem 1)."""
     rows = sigma_recovery(main_fraction, image_size, "ae", num_classes=4)
     assert rows["sigma_generator"] == main_fraction
     assert abs(rows["sigma"] - main_fraction) <= 0.05, rows
