@@ -143,7 +143,8 @@ def sign_flip_test(d: Sequence[float], n_perm: int = 20_000, seed: int = 0) -> d
     Exact at any n and for any distribution of |d|; zero differences carry no sign and drop out.
 
     Returns one-sided ``p_greater`` (mean d > 0) and ``p_less``, two-sided ``p`` and ``p_floor``,
-    the smallest p-value the test can reach with these differences (2^-n when exact).
+    the smallest p-value the test can reach with these differences (2^-n when exact), and
+    ``nonzero``, the n of the differences that are not 0.
 
     Example:
         >>> r = sign_flip_test([0.2, 0.1, 0.3, 0.25, 0.15])   # five of one sign: the smallest p of 5
@@ -155,7 +156,7 @@ def sign_flip_test(d: Sequence[float], n_perm: int = 20_000, seed: int = 0) -> d
     magnitude, sign = np.abs(x), np.sign(x)
     n = magnitude.size
     if n == 0:
-        return {"p_greater": 1.0, "p_less": 1.0, "p": 1.0, "p_floor": 1.0, "method": "sign-flip (no nonzero difference)"}
+        return {"p_greater": 1.0, "p_less": 1.0, "p": 1.0, "p_floor": 1.0, "nonzero": 0, "method": "sign-flip (no nonzero difference)"}
     observed = float((magnitude * sign).sum())
     if n <= EXACT_SIGN_FLIP_N:
         signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
@@ -166,7 +167,7 @@ def sign_flip_test(d: Sequence[float], n_perm: int = 20_000, seed: int = 0) -> d
     tol = 1e-12 * float(magnitude.sum())  # the observed pattern ties with itself despite rounding
     p_greater = (float((null >= observed - tol).sum()) + extra) / (null.size + extra)
     p_less = (float((null <= observed + tol).sum()) + extra) / (null.size + extra)
-    return {"p_greater": p_greater, "p_less": p_less, "p": min(1.0, 2 * min(p_greater, p_less)), "p_floor": floor, "method": method}
+    return {"p_greater": p_greater, "p_less": p_less, "p": min(1.0, 2 * min(p_greater, p_less)), "p_floor": floor, "nonzero": n, "method": method}
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL, seed: int = 0) -> dict[str, Any]:
@@ -196,10 +197,10 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL, se
     out["sd_difference"] = sd
     out.update(d_z=None, t=None, p_t=None, p_greater_t=None, p_less_t=None)
     if d.size < 2:
-        out.update(p=None, p_greater=None, p_less=None, p_floor=None, test="none (fewer than 2 paired seeds)")
+        out.update(p=None, p_greater=None, p_less=None, p_floor=None, nonzero=None, test="none (fewer than 2 paired seeds)")
         return out
     flip = sign_flip_test(d, seed=seed)
-    out.update(p=flip["p"], p_greater=flip["p_greater"], p_less=flip["p_less"], p_floor=flip["p_floor"], test=flip["method"])
+    out.update(p=flip["p"], p_greater=flip["p_greater"], p_less=flip["p_less"], p_floor=flip["p_floor"], nonzero=flip["nonzero"], test=flip["method"])
     if sd > 1e-9 * max(1.0, float(np.abs(d).max())):  # with no spread (up to rounding) t is 0/0 or a rounding artefact
         two_sided = stats.ttest_rel(x[keep], y[keep])
         out.update(d_z=float(d.mean() / sd), t=float(two_sided.statistic), p_t=float(two_sided.pvalue),
@@ -258,27 +259,27 @@ def seeds_needed(level: float) -> int:
     return max(1, math.ceil(math.log2(1 / level) - 1e-12))
 
 
-def three_way(p_claimed: float | None, p_opposite: float | None, n: int, alpha: float = ALPHA, p_floor: float | None = None, tests: int = 1) -> str:
+def three_way(p_claimed: float | None, p_opposite: float | None, n: int, alpha: float = ALPHA, p_floor: float | None = None, tests: int = 1,
+              nonzero: int | None = None) -> str:
     """"reproduced" when the claimed direction is significant at ``alpha`` (after Holm's
     correction over ``tests`` one-sided tests, which the caller applies to the p-values),
     "contradicted" when the opposite one is, else "not resolved at n seeds". When even the
     test's smallest attainable p-value ``p_floor`` cannot pass Holm's first step (p_floor ·
     tests > alpha), no outcome of these seeds could decide: "not resolvable at n seeds", with
-    the number of seeds that could.
+    the number of seeds that could; ``nonzero`` (the differences that are not 0, which alone
+    carry a sign) says how many of the ``n`` dropped out.
 
     Example:
         >>> three_way(0.01, 0.99, 5), three_way(0.2, 0.8, 5)
         ('reproduced', 'not resolved at 5 seeds')
         >>> three_way(0.03125, 1.0, 5, p_floor=0.03125, tests=4)
         'not resolvable at 5 seeds (smallest attainable p 0.0312 x 4 tests > 0.05; 7 seeds needed)'
-        >>> three_way(1.0, 1.0, 9, p_floor=2 ** -6, tests=18)  # three seeds gave equal values: their differences carry no sign
+        >>> three_way(1.0, 1.0, 9, p_floor=2 ** -6, tests=18, nonzero=6)  # three seeds gave equal values: their differences carry no sign
         'not resolvable at 9 seeds (3 of the 9 paired differences are 0 and carry no sign; smallest attainable p 0.0156 x 18 tests > 0.05; 9 non-zero differences needed)'
     """
     if p_floor is not None and p_floor * tests > alpha:
-        # The exact sign-flip test's floor is 2^-k for k non-zero differences: zeros (ties) drop out.
-        k = round(math.log2(1 / p_floor)) if p_floor > 0 else n
-        ties = 0 < n - k < n and math.isclose(p_floor, 2.0**-k, rel_tol=1e-9)
-        why = f"{n - k} of the {n} paired differences are 0 and carry no sign; " if ties else ""
+        ties = nonzero is not None and 0 < nonzero < n
+        why = f"{n - nonzero} of the {n} paired differences are 0 and carry no sign; " if ties else ""
         return (f"not resolvable at {n} seed{'s' if n != 1 else ''} ({why}smallest attainable p {p_floor:.3g} x {tests} test{'s' if tests != 1 else ''} > {alpha:g}; "
                 f"{seeds_needed(alpha / tests)} {'non-zero differences' if ties else 'seeds'} needed)")
     if p_claimed is not None and p_claimed < alpha:
@@ -297,7 +298,7 @@ def compare(a: Sequence[float], b: Sequence[float], claim: str = "greater", alph
     r["claim"] = claim
     r["p_claimed"], r["p_opposite"] = r[claimed], r[opposite]
     r["mdd"] = math.inf if r.get("p_floor") is not None and r["p_floor"] > alpha else minimum_detectable_difference(r["sd_difference"], r["n"], alpha)
-    r["verdict"] = three_way(r["p_claimed"], r["p_opposite"], r["n"], alpha, r.get("p_floor"))
+    r["verdict"] = three_way(r["p_claimed"], r["p_opposite"], r["n"], alpha, r.get("p_floor"), nonzero=r.get("nonzero"))
     return r
 
 
@@ -314,7 +315,7 @@ def adjust(comparisons: Sequence[dict[str, Any]], alpha: float = ALPHA) -> list[
     out = []
     for i, c in enumerate(comparisons):
         c = dict(c, p_claimed_holm=adj[i], p_opposite_holm=adj[m + i], holm_tests=tests)
-        c["verdict"] = three_way(c["p_claimed_holm"], c["p_opposite_holm"], c["n"], alpha, c.get("p_floor"), tests)
+        c["verdict"] = three_way(c["p_claimed_holm"], c["p_opposite_holm"], c["n"], alpha, c.get("p_floor"), tests, c.get("nonzero"))
         if c.get("p_floor") is not None and c["p_floor"] * tests > alpha:
             c["mdd"] = math.inf  # no outcome of these seeds passes the corrected level
         elif tests > 1 and "sd_difference" in c:

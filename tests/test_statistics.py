@@ -365,3 +365,14 @@ def test_a_claim_on_an_unmeasured_column_is_not_testable_and_counted_as_such():
     assert "1 not testable" in text and "Holm over the target's 2 one-sided tests" in text and text.startswith("Reproduced: 1 of 2")
     only = test_claims(df, "v", [Claim("A is sharper", "sharpness", "A", "B")])
     assert summary(only).startswith("Not testable")
+
+
+def test_a_not_resolvable_verdict_counts_the_zero_differences():
+    """Three of nine seeds tie (the same accuracy on both variants): their differences carry no
+    sign, the exact test has 6 left (floor 2^-6), and 18 Holm tests cannot pass with it."""
+    a = [0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98]
+    b = [0.90, 0.91, 0.92, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97]
+    c = st.compare(a, b)
+    assert c["nonzero"] == 6 and c["p_floor"] == 2.0**-6
+    (adjusted,) = st.adjust([c] * 9)[:1]
+    assert "3 of the 9 paired differences are 0 and carry no sign" in adjusted["verdict"] and "9 non-zero differences needed" in adjusted["verdict"]

@@ -41,10 +41,14 @@ __all__ = [
 
 
 def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
-    """[n, m] squared Euclidean distances ‖a_i − b_j‖², via one matmul, clamped at 0."""
+    """[n, m] squared Euclidean distances ‖a_i − b_j‖², via one matmul, clamped at 0; [G, n, m]
+    for batches [G, n, D] and [G, m, D]."""
     # One [n, m] allocation, then in place: at this size the cost is memory, not flops.
-    d = torch.addmm(b.pow(2).sum(1), a, b.T, alpha=-2)
-    return d.add_(a.pow(2).sum(1, keepdim=True)).clamp_min_(0)
+    if a.ndim == 3:
+        d = torch.baddbmm(b.pow(2).sum(-1).unsqueeze(-2), a, b.transpose(-1, -2), alpha=-2)
+    else:
+        d = torch.addmm(b.pow(2).sum(1), a, b.T, alpha=-2)
+    return d.add_(a.pow(2).sum(-1, keepdim=True)).clamp_min_(0)
 
 
 def _check_labels(z: Tensor, y: Tensor, num_classes: int | None) -> int:
@@ -384,10 +388,7 @@ def aligned_crop_distance(
             centre = (a.mean(0) + b.mean(0)) / 2  # smaller norms, less cancellation (see augmented_distance)
             a, b = a - centre, b - centre
             for idx, block in zip(blocks, best):
-                ai, bi = a[idx], b[idx]  # [n, D], or [G, n, D] for equal groups
-                d = torch.baddbmm(bi.pow(2).sum(-1).unsqueeze(-2), ai if ai.ndim == 3 else ai[None], (bi if bi.ndim == 3 else bi[None]).transpose(-1, -2), alpha=-2)
-                d = d.reshape(block.shape).add_(ai.pow(2).sum(-1).unsqueeze(-1)).clamp_min_(0)
-                torch.minimum(block, d, out=block)
+                torch.minimum(block, _sq_dists(a[idx], b[idx]), out=block)  # [n, D], or [G, n, D] for equal groups
     out = torch.full((n, n), float("inf"), dtype=images.dtype, device=images.device)
     for idx, block in zip(blocks, best):
         for i, b in zip(idx.reshape(-1, idx.shape[-1]), block.reshape(-1, *block.shape[-2:])):
