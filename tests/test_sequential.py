@@ -2,13 +2,16 @@
 
 - sequential stopping (measure.sequential, the default) never changes a verdict: both paths
   measured by benchmarks/sequential_stopping.py, every bound check compared;
-- the report's headline and its findings count the same violations (issue 32).
+- the report's headline and its findings count the same violations (issue 32);
+- the pass cache (one backbone pass of the test inputs and views per model) gives the same
+  rows as a pass per group, with fewer backbone images (benchmarks/pass_cache.py).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from benchmarks import pass_cache
 from benchmarks.sequential_stopping import compare
 from clbounds.experiments.cli import main
 
@@ -40,3 +43,13 @@ def test_the_quick_grid_report_counts_its_findings_as_its_headline_does(quick_gr
     counts = headline_counts(text)
     assert counts["informative"] + sum(v for k, v in counts.items() if k not in ("informative", "total")) == counts["total"]  # every check in one class
     assert counts.get("violated", 0) == findings_count(text)
+
+
+@pytest.mark.slow
+def test_the_pass_cache_gives_every_row_of_a_quick_run_with_fewer_backbone_images(quick_grid):
+    result = pass_cache.compare(quick_grid / "s", limit=1)
+    assert result["runs"] == 1 and result["rows"] > 200
+    assert result["differ"] == [], result["differ"]
+    assert result["shared"]["forward_images"] < 0.9 * result["separate"]["forward_images"], result
+    assert result["shared"]["backward_images"] == result["separate"]["backward_images"]  # the cache holds no-grad passes only
+    assert "Rows that differ (rel 1e-5): **0**." in pass_cache.markdown(result, quick_grid / "s")

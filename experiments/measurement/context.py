@@ -35,6 +35,10 @@ from .probes import extract_features
 
 
 
+#: The controls that measure the encoder's own model (Context.control), so read its pass cache.
+SHARES_ENCODER = ("", "shuffled_labels", "random_embedding")
+
+
 @dataclass
 class Context:
     """What every term group needs: the run's config, data, encoder and fixed random views."""
@@ -119,25 +123,96 @@ class Context:
         return self.cache["train_views"]
 
     @torch.no_grad()
-    def embed_both(self, x: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-        """(normalised backbone features, normalised projections) of x, one backbone pass."""
-        self.model.eval()
-        feats, projs = [], []
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i : i + batch_size]
-            h = self.model(xb.float() / 255 if xb.dtype == torch.uint8 else xb.float())
-            feats.append(F.normalize(h.float(), dim=1))
-            projs.append(F.normalize(self.model.projector(h).float(), dim=1))
-        return torch.cat(feats), torch.cat(projs)
+    def train_view_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised backbone features, normalised projections) of :meth:`train_views`,
+        flattened to [V·n, D], one backbone pass. Kept in the pass cache only for the encoder's
+        own model, which the shuffled-labels control measures again: at the paper preset these
+        are 200,000 images, and no other group or control reads them on another model."""
+        entries = self._pass_cache() if self.control_name in SHARES_ENCODER else {}
+        if "train" not in entries:
+            self.model.eval()
+            x, feats, projs = self.train_views().flatten(0, 1), [], []
+            for i in range(0, x.shape[0], 512):
+                h = self.model(x[i : i + 512].float() / 255)
+                feats.append(F.normalize(h.float(), dim=1))
+                projs.append(F.normalize(self.model.projector(h).float(), dim=1))
+            entries["train"] = (torch.cat(feats), torch.cat(projs))
+        return entries["train"]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(extract_features(self.model, x), dim=1)
+        return F.normalize(self.raw_features(x), dim=1)
+
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features h(x) in eval mode; for the test inputs and their views, read from
+        the pass cache (:meth:`_embedded`)."""
+        cached = self._embedded(x)
+        return cached[0].float() if cached is not None else extract_features(self.model, x)
 
     @torch.no_grad()
     def projections(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        cached = self._embedded(x, projections=True)
+        if cached is not None:
+            return cached[1]
         self.model.eval()
         x = x.float() / 255 if x.dtype == torch.uint8 else x
         return torch.cat([self.model.projector(self.model(x[i : i + batch_size])) for i in range(0, x.shape[0], batch_size)])
+
+    @torch.no_grad()
+    def _embedded(self, x: torch.Tensor, projections: bool = False) -> list | None:
+        """[h, z] of the test inputs ``self.x`` or one of ``self.views``, one backbone pass per
+        tensor and per model for every group (issue 31: the groups embedded the same inputs and
+        views up to seven times), None for any other tensor. z is computed from the cached h on
+        first request (the same batches as :meth:`projections`). An entry holds only for the
+        weights and BatchNorm statistics it was computed with (:meth:`_pass_cache`)."""
+        which = self._which(x)
+        if which is None:
+            return None
+        entries = self._pass_cache()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if which not in entries:
+                dtype = next(self.model.parameters()).dtype
+                xs = x.float() / 255 if x.dtype == torch.uint8 else x
+                entries[which] = [torch.cat([self.model(xs[i : i + 512].to(dtype)) for i in range(0, xs.shape[0], 512)]), None]  # the model's own dtype
+            entry = entries[which]
+            if projections and entry[1] is None:
+                entry[1] = torch.cat([self.model.projector(entry[0][i : i + 512]) for i in range(0, entry[0].shape[0], 512)])
+        finally:
+            self.model.train(was_training)
+        return entry
+
+    def _pass_cache(self) -> dict:
+        """The cached embeddings of ``self.model``, emptied when its parameters or buffers differ
+        from the state they were computed at. A group that perturbs the weights (an ascent, a
+        PAC-Bayes draw) or runs BatchNorm in train mode restores them bitwise (``_preserved``
+        of theory/sharpness.py), so the cache survives it: a changed in-place version counter
+        only triggers a comparison with the snapshot, and a real difference empties the cache.
+        The snapshot costs one copy of the weights per model measured (45 MB for a ResNet-18)."""
+        states = self.cache.setdefault("embedded", {})
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        versions = tuple(t._version for t in tensors)
+        state = states.get(id(self.model))
+        if state is not None and state["model"] is self.model and state["versions"] != versions:
+            if len(tensors) == len(state["snapshot"]) and all(torch.equal(t, s) for t, s in zip(tensors, state["snapshot"])):
+                state["versions"] = versions  # restored to the state the entries were computed at
+            else:
+                state = None
+        if state is None or state["model"] is not self.model:
+            state = {"model": self.model, "versions": versions, "snapshot": [t.detach().clone() for t in tensors], "entries": {}}
+            states[id(self.model)] = state
+        return state["entries"]
+
+    def _which(self, x: torch.Tensor) -> str | int | None:
+        """"x" if x is the test inputs, i if it is the i-th view (the same storage), else None."""
+        if x is self.x or (x.shape == self.x.shape and x.dtype == self.x.dtype and x.data_ptr() == self.x.data_ptr() and x.stride() == self.x.stride()):
+            return "x"
+        if x.dim() == self.views.dim() - 1 and x.shape == self.views.shape[1:] and x.dtype == self.views.dtype and x.stride() == self.views.stride()[1:]:
+            offset = x.data_ptr() - self.views.data_ptr()
+            step = self.views.stride(0) * self.views.element_size()
+            if offset >= 0 and offset % step == 0 and offset // step < self.views.shape[0]:
+                return offset // step
+        return None
 
     def normalized_projections(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projections(x), dim=1)

@@ -13,6 +13,13 @@ those of the groups done so far, so the estimate absorbs the machine and the wor
 backbone (augmentation, probes, solvers). Before any group is done it uses one timed forward
 batch.
 
+The test inputs and their M views go through each model's backbone once per measure, whichever
+groups read them (the pass cache of ``Context._embedded``): :data:`SHARED_READS` names what each
+group reads from it (the test inputs, their views and the training set's centre views), and
+:func:`plan_passes` charges those images to the first group of the plan that reads them on that
+model (the shuffled-labels and random-embedding controls share the encoder's model, so its
+passes).
+
 Notation of the formulas (the config's ``measure`` settings and the data's sizes): N =
 min(n_samples, n_test), M = views, B = batch_size, b = min(B, N), S = attack_steps, K =
 sharpness_steps, V = center_views, U = pac_bayes_units, c = ⌈N/256⌉.
@@ -86,49 +93,98 @@ def _bounds(q: _Counts) -> Passes:
     u_train, u_test = min(q.n_train // q.b, q.pac_bayes_units), min(q.n_test // q.b, q.pac_bayes_units)
     t = 2 * q.b * u_train
     k = q.sharpness_steps
-    return ((13 + 2 * q.views) * q.n + 2 * q.b * (u_train + u_test) + 3 * (k + 1) * t + 10 * q.b, 3 * k * t + 7 * q.b, 0)
+    return (2 * q.n + 2 * q.b * (u_train + u_test) + 3 * (k + 1) * t + 10 * q.b, 3 * k * t + 7 * q.b, 0)
 
 
-#: Backbone images of each term group on the encoder itself (every group of the registry has
-#: one: tests/test_measure_cost.py checks it, and the counts against the benchmark's hooks).
+#: Backbone images of each term group on the encoder itself, besides its :data:`SHARED_READS`
+#: (every group of the registry has one: tests/test_measure_cost.py checks it, and the counts
+#: against the benchmark's hooks).
 GROUP_PASSES: dict[str, Callable[[_Counts], Passes]] = {
-    "losses": lambda q: (2 * q.n, 0, 0),
-    "geometry": lambda q: (q.center_views * q.n_train + 2 * q.n * (1 + q.views), 0, 0),
+    "losses": lambda q: (0, 0, 0),
+    "geometry": lambda q: (0, 0, 0),
     "sigma": lambda q: (0, 0, 0),  # pixel space
     "lipschitz": lambda q: (18 * q.n, 10 * q.n, 0),
     "sharpness": _sharpness,
-    "shift": lambda q: (3 * q.n, 0, 0),
+    "shift": lambda q: (q.n, 0, 0),  # the same-class partners' views
     "adversarial": lambda q: (q.n_train + 5 * q.n * (q.attack_steps + 2) + 3 * q.c + 11 * q.b, 5 * q.attack_steps * q.n + 7 * q.b, 0),
     # rough: APGD-CE and APGD-T (9 targets) of about 101 steps on every input, FAB and Square left out
     "autoattack": lambda q: (5 * q.n + 1010 * q.n, q.n + 1010 * q.n, 0),
     "optimization": lambda q: (q.i, q.i, 0),
-    "information": lambda q: (2 * q.n, 0, 0),
-    "cacr_weights": lambda q: (q.views * q.n, 0, 0),
+    "information": lambda q: (0, 0, 0),
+    "cacr_weights": lambda q: (0, 0, 0),
     "bounds": _bounds,
 }
 
 #: Where a control runs less of a group than the encoder's own (bounds/common.CONTROLS).
 CONTROL_PASSES: dict[tuple[str, str], Callable[[_Counts], Passes]] = {
     ("random_init", "sharpness"): lambda q: ((q.sharpness_steps + 10) * q.i, q.sharpness_steps * q.i, 0),  # the ascent and the average only
-    ("random_init_bn", "bounds"): lambda q: ((11 + 2 * q.views) * q.n, 0, 0),  # the Arora and Huang terms
-    ("shuffled_labels", "bounds"): lambda q: (3 * q.n, 0, 0),  # the Arora terms
+    ("random_init_bn", "bounds"): lambda q: (0, 0, 0),  # the Arora and Huang terms: shared reads only
+    ("shuffled_labels", "bounds"): lambda q: (0, 0, 0),  # the Arora terms: shared reads only
 }
 
 
-def group_passes(name: str, cfg: Config, sizes: Sizes, control: str = "") -> Passes:
+def _test_and_views(q: _Counts) -> frozenset:
+    return frozenset({"x", *range(q.views)})
+
+
+#: What each group embeds through the pass cache: the test inputs "x" (N images), views by index
+#: (N each) and "train", the centre views of the training set (V · n_train).
+SHARED_READS: dict[str, Callable[[_Counts], frozenset]] = {
+    "losses": lambda q: frozenset({0, 1}),
+    "geometry": lambda q: _test_and_views(q) | {"train"},
+    "shift": lambda q: frozenset({0, 1}),
+    "information": lambda q: frozenset({0, 1}),
+    "cacr_weights": lambda q: frozenset(range(q.views)),
+    "bounds": _test_and_views,
+}
+CONTROL_READS: dict[tuple[str, str], Callable[[_Counts], frozenset]] = {
+    ("random_init", "sharpness"): lambda q: frozenset(),
+    ("shuffled_labels", "bounds"): lambda q: frozenset({"x", 0, 1}),  # the Arora terms
+}
+
+#: The model each control measures: the shuffled-labels and random-embedding controls keep the
+#: encoder's, so they read its cached passes.
+CONTROL_MODEL = {"": "encoder", "shuffled_labels": "encoder", "random_embedding": "encoder", "random_init": "init", "random_init_bn": "init_bn"}
+
+
+def _reads(name: str, control: str, q: _Counts) -> frozenset:
+    formula = CONTROL_READS.get((control, name)) or SHARED_READS.get(name)
+    return formula(q) if formula else frozenset()
+
+
+def group_passes(name: str, cfg: Config, sizes: Sizes, control: str = "", cached: frozenset = frozenset()) -> Passes:
     """(forward, backward, HVP) images the group ``name`` sends through the backbone, on the
-    encoder itself (``control`` "") or on a control (bounds/common.CONTROLS).
+    encoder itself (``control`` "") or on a control (bounds/common.CONTROLS), when the pass
+    cache already holds ``cached`` of its model's embeddings (:data:`SHARED_READS`: "x", view
+    indices, "train").
 
     Examples:
         >>> from clbounds.experiments.config import config_from_dict
-        >>> cfg = config_from_dict({"measure": {"n_samples": 500, "views": 8}})
-        >>> group_passes("geometry", cfg, Sizes(n_train=1000, n_test=5000))
-        (13000, 0, 0)
+        >>> cfg = config_from_dict({"measure": {"n_samples": 500, "views": 8, "center_views": 4}})
+        >>> group_passes("geometry", cfg, Sizes(n_train=1000, n_test=5000))  # 4 x 1000 + 500 x (1 + 8)
+        (8500, 0, 0)
+        >>> group_passes("geometry", cfg, Sizes(n_train=1000, n_test=5000), cached=frozenset({"x", *range(8), "train"}))
+        (0, 0, 0)
     """
     formula = CONTROL_PASSES.get((control, name)) or GROUP_PASSES.get(name)
     if formula is None:
         raise ValueError(f"no cost model for term group {name!r}")
-    return formula(_counts(cfg, sizes))
+    q = _counts(cfg, sizes)
+    forward, backward, hvp = formula(q)
+    return (forward + sum(q.center_views * q.n_train if key == "train" else q.n for key in _reads(name, control, q) - cached), backward, hvp)
+
+
+def plan_passes(plan: list[tuple[str, str]], cfg: Config, sizes: Sizes) -> dict[tuple[str, str], Passes]:
+    """:func:`group_passes` of each (control, group) of ``plan``, run in that order within one
+    measure: the first group that reads a tensor of the pass cache on a model pays for it."""
+    q = _counts(cfg, sizes)
+    cached: dict[str, frozenset] = {}
+    out = {}
+    for control, name in plan:
+        model = CONTROL_MODEL.get(control, control)
+        out[(control, name)] = group_passes(name, cfg, sizes, control, cached.get(model, frozenset()))
+        cached[model] = cached.get(model, frozenset()) | _reads(name, control, q)
+    return out
 
 
 def units(passes: Passes) -> float:
@@ -163,7 +219,7 @@ class Estimate:
     per unit of the groups done (before any, at ``seconds_per_unit`` from one timed batch)."""
 
     def __init__(self, plan: list[tuple[str, str]], cfg: Config, sizes: Sizes, seconds_per_unit: float) -> None:
-        self.left = {(control, name): units(group_passes(name, cfg, sizes, control)) for control, name in plan}
+        self.left = {key: units(passes) for key, passes in plan_passes(plan, cfg, sizes).items()}
         self.ascent = units(ascent_passes(cfg, sizes))
         self.prior = seconds_per_unit
         self.done_units = 0.0

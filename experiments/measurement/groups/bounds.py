@@ -16,7 +16,6 @@ from clbounds.theory.losses import huang_infonce_split, info_nce
 
 from ...store.db import Row
 from ..context import Context, scalar, to_uint8
-from ..probes import extract_features
 from .adversarial import probe_attack
 
 
@@ -135,7 +134,7 @@ def _huang_terms(ctx: Context, b: int) -> list[Row]:
         dist = (embed(ctx.views[0]) - embed(ctx.views[1])).norm(dim=1)
         rows.append(("misalignment_rate_pairwise" + suffix, scalar((dist > m.eps).double().mean()), f"P[||f(x1)-f(x2)|| > eps], eps={m.eps:g}, views 1 and 2, {ctx.split}"))
     inputs = [ctx.x, *ctx.views]
-    h_norm = min(scalar(extract_features(ctx.model, v).norm(dim=1).min()) for v in inputs)
+    h_norm = min(scalar(ctx.raw_features(v).norm(dim=1).min()) for v in inputs)
     z_norm = min(scalar(ctx.projections(v).norm(dim=1).min()) for v in inputs)
     rows += [
         ("feature_norm_min", h_norm, f"min ||h(x)|| over the {ctx.split} and its {m.views} views, backbone h"),

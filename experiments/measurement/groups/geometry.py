@@ -47,8 +47,7 @@ def geometry_terms(ctx: Context) -> list[Row]:
     ]
     n_train = ctx.data.x_train.shape[0]
     y_train = ctx.data.y_train.repeat(m.center_views)
-    train_views = ctx.train_views()
-    z_train_both = ctx.embed_both(train_views.flatten(0, 1))  # [V·n, D] in each space
+    z_train_both = ctx.train_view_embeddings()  # [V·n, D] in each space
     for space_index, (suffix, embed) in enumerate((("", ctx.features), ("_projection", ctx.normalized_projections))):
         space = "features" if not suffix else "projection normalised"
         z_flat = z_train_both[space_index]
