@@ -43,7 +43,7 @@ def test_the_cost_model_counts_the_backbone_images_of_every_group_and_control(sh
         assert (r["forward_images"], r["backward_images"]) == (forward, backward), (r["control"], r["group"])
         assert r["hvp_images"] <= hvp and (hvp == 0) == (r["hvp_images"] == 0), (r["control"], r["group"])  # Lanczos may stop early
         checked.add((r["control"], r["group"]))
-    assert {("", "sharpness"), ("", "adversarial"), ("", "bounds"), ("random_init", "sharpness"), ("shuffled_labels", "bounds")} <= checked
+    assert {("", "sharpness"), ("", "adversarial"), ("", "bounds"), ("random_init", "sharpness"), ("random_init", "adversarial"), ("shuffled_labels", "bounds")} <= checked
 
 
 def test_the_estimate_is_calibrated_on_the_groups_done():
@@ -83,7 +83,7 @@ def test_measure_prints_an_estimate_per_group_and_the_steps_of_a_long_group():
                      log=lines.append)
     assert lines[0].startswith("  to measure: 2 groups and the controls, about ")
     assert any(line.startswith("  measured adversarial (2/2):") and line.endswith(" left)") for line in lines)
-    assert "    adversarial: L2 PGD (4/5)" in lines and "    random_init/adversarial: L2 PGD (4/5)" in lines  # the controls too
+    assert "    adversarial: nearest-centre PGD (4/5)" in lines and "    random_init/adversarial: contrastive attack (3/3)" in lines  # the controls too
     assert any(line.startswith("  measured control random_init/geometry (1/2):") for line in lines)
 
 

@@ -118,6 +118,8 @@ GROUP_PASSES: dict[str, Callable[[_Counts], Passes]] = {
 #: Where a control runs less of a group than the encoder's own (bounds/common.CONTROLS).
 CONTROL_PASSES: dict[tuple[str, str], Callable[[_Counts], Passes]] = {
     ("random_init", "sharpness"): lambda q: ((q.sharpness_steps + 10) * q.i, q.sharpness_steps * q.i, 0),  # the ascent and the average only
+    # the rows of the robust-CL checks only: the probe's PGD, one representation attack, RoCL's attack
+    ("random_init", "adversarial"): lambda q: (q.n_train + 2 * q.n * (q.attack_steps + 2) + q.c + 11 * q.b, 2 * q.attack_steps * q.n + 7 * q.b, 0),
     ("random_init_bn", "bounds"): lambda q: (0, 0, 0),  # the Arora and Huang terms: shared reads only
     ("shuffled_labels", "bounds"): lambda q: (0, 0, 0),  # the Arora terms: shared reads only
 }

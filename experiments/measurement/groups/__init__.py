@@ -49,10 +49,11 @@ if tuple(TERM_GROUPS) != GROUP_NAMES:
 UNAVAILABLE: dict[str, Callable[[Context], str | None]] = {"autoattack": autoattack_unavailable_here}
 
 #: Where a control runs less than the group: random init re-measures only the two sharpness
-#: terms a check reads; shuffled labels only the Arora part (the label-dependent one) of "bounds";
+#: terms a check reads and the robust-CL checks' rows of "adversarial"; shuffled labels only the Arora part (the label-dependent one) of "bounds";
 #: the BatchNorm-recalibrated init its Arora and Huang parts.
 _CONTROL_VARIANTS: dict[tuple[str, str], Group] = {
     ("random_init", "sharpness"): functools.partial(sharpness_terms, only=("sharpness", "sharpness_average")),
+    ("random_init", "adversarial"): functools.partial(adversarial_terms, checked_only=True),
     ("shuffled_labels", "bounds"): arora_terms,
     ("random_init_bn", "bounds"): arora_and_huang_terms,
 }
