@@ -39,9 +39,9 @@ def measure_once(record, shared: bool) -> tuple[dict[str, float], dict[str, int]
     """Every default group and control of one run: its rows, the backbone images by kind, the seconds."""
     context_module._REFERENCE_CACHE.clear()
     context_module._ALIGNED_CACHE.clear()
-    original = Context._which
+    original = Context._pass_cache
     if not shared:
-        Context._which = lambda self, x: None  # no tensor is recognised: every group embeds its own
+        Context._pass_cache = lambda self: {}  # an empty cache at every read: every group embeds its own
     try:
         ctx = build_context(record)
         counter = PassCounter([ctx.model.backbone, ctx.init_model.backbone])
@@ -54,7 +54,7 @@ def measure_once(record, shared: bool) -> tuple[dict[str, float], dict[str, int]
             images = counter.take()
             counter.close()
     finally:
-        Context._which = original
+        Context._pass_cache = original
     return {name: value for name, value, _ in rows}, images, seconds
 
 

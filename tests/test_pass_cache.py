@@ -20,7 +20,7 @@ from conftest import tiny_raw
 def _measure(monkeypatch, share: bool) -> tuple[dict[str, float], int]:
     """Every group and control on a tiny run; the rows and the images the backbones saw."""
     if not share:
-        monkeypatch.setattr(Context, "_which", lambda self, x: None)
+        monkeypatch.setattr(Context, "_pass_cache", lambda self: {})  # an empty cache at every read
     raw = tiny_raw(data__n_train=96, data__n_test=48, encoder__arch="convnet")
     raw["measure"] = {"n_samples": 32, "batch_size": 16, "views": 3, "sigma_per_class": 4, "hessian_iters": 2, "trace_samples": 1, "sharpness_steps": 1,
                       "sharpness_m": 4, "attack_steps": 1, "pac_bayes_units": 2, "center_views": 1}
@@ -51,6 +51,10 @@ def test_shared_passes_give_the_same_rows_with_fewer_backbone_images(monkeypatch
               if not (math.isclose(shared[k], separate[k], rel_tol=1e-5, abs_tol=1e-6) or (math.isnan(shared[k]) and math.isnan(separate[k])))}
     assert not differ, differ
     assert images_shared < images_separate, (images_shared, images_separate)
+    # the random-init control measures every row its checks read (adversarial: checked_only)
+    from clbounds.bounds import robust_cl
+
+    assert {f"random_init/{t}" for t in robust_cl.REQUIRED_TERMS} <= shared.keys(), sorted({f"random_init/{t}" for t in robust_cl.REQUIRED_TERMS} - shared.keys())
 
 
 def test_a_weight_changed_in_place_is_not_read_from_the_cache():
@@ -93,3 +97,19 @@ def test_weights_restored_bitwise_keep_the_cache_and_a_batchnorm_statistic_empti
     after = ctx.projections(ctx.views[0])
     assert seen[0] == 2 * ctx.x.shape[0] and not torch.allclose(after, before)
     hook.remove()
+
+
+def test_a_cached_tensor_changed_in_place_by_a_caller_is_recomputed():
+    raw = tiny_raw(data__n_train=32, data__n_test=16)
+    cfg = config_from_dict(raw)
+    data = load_run_data(cfg)
+    torch.manual_seed(0)
+    model = build_encoder(cfg, data.image_shape).eval()
+    ctx = make_context(cfg, data, model, model, torch.device("cpu"))
+    before = ctx.projections(ctx.views[0]).clone()
+    ctx.projections(ctx.views[0]).mul_(0)  # a careless caller
+    torch.testing.assert_close(ctx.projections(ctx.views[0]), before)
+    features, _ = ctx.train_view_embeddings()
+    expected = features.clone()
+    features.fill_(0)
+    torch.testing.assert_close(ctx.train_view_embeddings()[0], expected)

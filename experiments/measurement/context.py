@@ -126,18 +126,19 @@ class Context:
     def train_view_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(normalised backbone features, normalised projections) of :meth:`train_views`,
         flattened to [V·n, D], one backbone pass. Kept in the pass cache only for the encoder's
-        own model, which the shuffled-labels control measures again: at the paper preset these
-        are 200,000 images, and no other group or control reads them on another model."""
+        own model, which the shuffled-labels control measures again (200,000 images at the
+        paper preset, held for the rest of the measure: about 0.5 GB there); no other group or
+        control reads them on another model."""
         entries = self._pass_cache() if self.control_name in SHARES_ENCODER else {}
-        if "train" not in entries:
+        if not _intact(entries.get("train")):
             self.model.eval()
             x, feats, projs = self.train_views().flatten(0, 1), [], []
             for i in range(0, x.shape[0], 512):
                 h = self.model(x[i : i + 512].float() / 255)
                 feats.append(F.normalize(h.float(), dim=1))
                 projs.append(F.normalize(self.model.projector(h).float(), dim=1))
-            entries["train"] = (torch.cat(feats), torch.cat(projs))
-        return entries["train"]
+            entries["train"] = _entry(torch.cat(feats), torch.cat(projs))
+        return entries["train"][0], entries["train"][1]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.raw_features(x), dim=1)
@@ -163,43 +164,47 @@ class Context:
         tensor and per model for every group (issue 31: the groups embedded the same inputs and
         views up to seven times), None for any other tensor. z is computed from the cached h on
         first request (the same batches as :meth:`projections`). An entry holds only for the
-        weights and BatchNorm statistics it was computed with (:meth:`_pass_cache`)."""
+        weights and BatchNorm statistics it was computed with (:meth:`_pass_cache`), and only
+        while no caller has changed its tensors in place (:func:`_intact`)."""
         which = self._which(x)
         if which is None:
             return None
         entries = self._pass_cache()
-        was_training = self.model.training
         self.model.eval()
-        try:
-            if which not in entries:
-                dtype = next(self.model.parameters()).dtype
-                xs = x.float() / 255 if x.dtype == torch.uint8 else x
-                entries[which] = [torch.cat([self.model(xs[i : i + 512].to(dtype)) for i in range(0, xs.shape[0], 512)]), None]  # the model's own dtype
-            entry = entries[which]
-            if projections and entry[1] is None:
-                entry[1] = torch.cat([self.model.projector(entry[0][i : i + 512]) for i in range(0, entry[0].shape[0], 512)])
-        finally:
-            self.model.train(was_training)
+        entry = entries.get(which)
+        if not _intact(entry):
+            first = next(iter(self.model.parameters()), None)
+            dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+            xs = x.float() / 255 if x.dtype == torch.uint8 else x
+            entry = entries[which] = _entry(torch.cat([self.model(xs[i : i + 512].to(dtype)) for i in range(0, xs.shape[0], 512)]), None)  # the model's own dtype
+        if projections and entry[1] is None:
+            h = entry[0]
+            entry = entries[which] = _entry(h, torch.cat([self.model.projector(h[i : i + 512]) for i in range(0, h.shape[0], 512)]))
         return entry
 
     def _pass_cache(self) -> dict:
         """The cached embeddings of ``self.model``, emptied when its parameters or buffers differ
-        from the state they were computed at. A group that perturbs the weights (an ascent, a
-        PAC-Bayes draw) or runs BatchNorm in train mode restores them bitwise (``_preserved``
-        of theory/sharpness.py), so the cache survives it: a changed in-place version counter
-        only triggers a comparison with the snapshot, and a real difference empties the cache.
-        The snapshot costs one copy of the weights per model measured (45 MB for a ResNet-18)."""
+        from the state they were computed at, or the test inputs or views changed. A group that
+        perturbs the weights (an ascent, a PAC-Bayes draw) or runs BatchNorm in train mode
+        restores them bitwise in place (``_preserved`` of theory/sharpness.py), so the cache
+        survives it: a moved version counter only triggers a comparison with the snapshot, and
+        a real difference empties the cache. A change that bypasses the version counters (a
+        write through ``.data``) is not seen; nothing in clbounds makes one. The snapshot costs
+        one copy of the weights per model measured (45 MB for a ResNet-18)."""
         states = self.cache.setdefault("embedded", {})
         tensors = [*self.model.parameters(), *self.model.buffers()]
         versions = tuple(t._version for t in tensors)
+        identity = (tuple(id(t) for t in tensors), self.x.data_ptr(), self.x._version, self.views.data_ptr(), self.views._version)
         state = states.get(id(self.model))
-        if state is not None and state["model"] is self.model and state["versions"] != versions:
-            if len(tensors) == len(state["snapshot"]) and all(torch.equal(t, s) for t, s in zip(tensors, state["snapshot"])):
+        if state is not None and (state["model"] is not self.model or state["identity"] != identity):
+            state = None
+        if state is not None and state["versions"] != versions:
+            if all(torch.equal(t, saved) for t, saved in zip(tensors, state["snapshot"])):
                 state["versions"] = versions  # restored to the state the entries were computed at
             else:
                 state = None
-        if state is None or state["model"] is not self.model:
-            state = {"model": self.model, "versions": versions, "snapshot": [t.detach().clone() for t in tensors], "entries": {}}
+        if state is None:
+            state = {"model": self.model, "identity": identity, "versions": versions, "snapshot": [t.detach().clone() for t in tensors], "entries": {}}
             states[id(self.model)] = state
         return state["entries"]
 
@@ -262,6 +267,16 @@ BN_CALIBRATION_INPUTS = 4096
 
 
 @torch.no_grad()
+def _entry(*tensors: torch.Tensor | None) -> tuple:
+    """A pass-cache entry: its tensors and their in-place version counters when stored."""
+    return (*tensors, tuple(-1 if t is None else t._version for t in tensors))
+
+
+def _intact(entry: tuple | None) -> bool:
+    """Whether a cached entry exists and no caller has changed its tensors in place since."""
+    return entry is not None and all(t is None or t._version == v for t, v in zip(entry[:-1], entry[-1]))
+
+
 def recalibrated_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256, max_inputs: int = BN_CALIBRATION_INPUTS) -> nn.Module | None:
     """A copy of ``model`` whose BatchNorm running statistics (backbone and projection head) are
     the cumulative averages over the first ``max_inputs`` of ``x`` (uint8 or [0,1] images), in
