@@ -122,6 +122,17 @@ def test_cacr_run_is_paired_with_simclr_on_the_same_data(store):
     assert {c["theorem"] for c in store.bound_checks("cacr")} == {"cacr.claims", "cacr.alignment", "cacr.mutual_information", "cacr.hard_negative_weights"}
 
 
+def test_cacr_run_is_not_paired_with_a_simclr_run_of_another_training_budget(store):
+    _fake_run(store, "simclr", {"alignment": 0.5, "mi_query_negative": 0.05})
+    _fake_run(store, "simclr-1-epoch", {"alignment": 0.2, "mi_query_negative": 0.05}, optim__epochs=1)  # an epochs axis of a grid
+    raw = tiny_raw()
+    raw["method"] = {"name": "cacr"}
+    store.upsert_run("cacr", config_from_dict(raw).to_dict(), status="done")
+    store.add_measurements("cacr", [("alignment", 0.3, "t"), ("mi_query_negative", 0.01, "t")])
+    checks = evaluate_sweep_bounds(store.runs(), store)
+    assert {c.details["simclr_run"] for c in checks if c.theorem.startswith("cacr.")} == {"simclr"}
+
+
 def test_cacr_claims_on_the_controls_separate_learned_from_by_construction(store):
     """The weight-distance correlation is just as negative on random embeddings: by
     construction. A comparison has no structure-free control (at random init one seed gives

@@ -120,7 +120,9 @@ def _wen_setting(config: dict) -> bool:
 
 
 def _same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("data", "encoder", "augment", "color_strength", "seed")
+    # the training budget too: a 10-epoch CACR run against a 3-epoch SimCLR run of a grid's
+    # epochs axis compares budgets, not methods (the cpu grid paired them until 2026-12-07)
+    keys = ("data", "encoder", "augment", "color_strength", "seed", "optim")
     return all(a.get(k) == b.get(k) for k in keys)
 
 
@@ -129,7 +131,8 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
 
     A width sweep is a set of runs whose configs differ only in ``encoder.width`` (labels,
     devices, probe and measure settings ignored), with at least two widths. A CACR run is
-    paired with the SimCLR run of the same data, encoder, augmentation and seed. Each check is
+    paired with the SimCLR run of the same data, encoder, augmentation, training budget
+    (``optim``) and seed. Each check is
     stored under every run it involves.
     """
     all_terms = {r.id: split_controls(run_terms(store, r.id)[0]) for r in records}
