@@ -131,13 +131,22 @@ def test_cacr_run_is_not_paired_with_a_simclr_run_of_another_training_budget(sto
     store.add_measurements("cacr", [("alignment", 0.3, "t"), ("mi_query_negative", 0.01, "t")])
     checks = evaluate_sweep_bounds(store.runs(), store)
     assert {c.details["simclr_run"] for c in checks if c.theorem.startswith("cacr.")} == {"simclr"}
+    # a check stored under the old pairing rule is deleted when the runs are evaluated again
+    stale = dict(next(c for c in store.bound_checks("cacr") if c["theorem"] == "cacr.alignment"), theorem="cacr.alignment")
+    stale["details"] = dict(stale["details"], simclr_run="simclr-1-epoch", grid_runs=["cacr", "simclr-1-epoch"])
+    store.add_bound_checks("simclr-1-epoch", [stale])
+    evaluate_sweep_bounds(store.runs(), store)
+    assert not [c for c in store.bound_checks("simclr-1-epoch") if c["theorem"].startswith("cacr.")]
+    evaluate_sweep_bounds([store.get_run("simclr-1-epoch")], store)  # alone: the pair's CACR run is not re-evaluated, nothing deleted
+    assert {c["theorem"] for c in store.bound_checks("cacr")} >= {"cacr.claims", "cacr.alignment"}
 
 
 def test_cacr_claims_on_the_controls_separate_learned_from_by_construction(store):
     """The weight-distance correlation is just as negative on random embeddings: by
     construction. A comparison has no structure-free control (at random init one seed gives
-    both runs the same weights): 'no control'. An MI difference within KSG's resolution is not
-    a verdict."""
+    both runs the same weights), and one pair of runs is one seed: the direction it saw is
+    kept, the verdict is 'not resolved'. An MI difference within KSG's resolution is not a
+    verdict."""
     _fake_run(store, "simclr", {"alignment": 0.5, "mi_query_negative": 0.05, "mi_resolution": 3.0, "random_init/alignment": 0.9, "random_init/mi_query_negative": 0.0})
     raw = tiny_raw()
     raw["method"] = {"name": "cacr"}
@@ -147,7 +156,8 @@ def test_cacr_claims_on_the_controls_separate_learned_from_by_construction(store
                                     ("random_embedding/cacr_weight_distance_corr", -0.95, "c")])
     checks = {c.theorem: c for c in evaluate_sweep_bounds(store.runs(), store)}
     alignment, weights, mi = checks["cacr.alignment"], checks["cacr.hard_negative_weights"], checks["cacr.mutual_information"]
-    assert alignment.holds and alignment.informative is None and verdict(alignment) == "no control" and "controls" not in alignment.details
+    assert alignment.holds and alignment.informative is None and verdict(alignment) == "not resolved" and "controls" not in alignment.details
+    assert "one pair of runs" in alignment.details["reason"] and checks["cacr.claims"].resolved is False
     assert weights.holds and weights.informative is False and verdict(weights) == "by construction"
     assert set(weights.details["controls"]) == {"random_init", "random_embedding"}
     assert mi.holds is None and "not measurable at this size" in mi.details["reason"]

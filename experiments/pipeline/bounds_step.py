@@ -174,11 +174,25 @@ def evaluate_sweep_bounds(records: Sequence[RunRecord], store: Store) -> list[Bo
             for check in attach_controls(own, on_controls):
                 check.details.update(cacr_run=c.id, simclr_run=s.id)
                 checks.append((check, [c.id, s.id]))
+    _delete_stale_multi_run_checks(records, store, {(run, c.theorem) for c, runs in checks for run in runs})
     for check, runs in checks:
         check.details["grid_runs"] = sorted(runs)  # stored on each run, counted once (bounds.common.distinct_checks)
         for run in runs:
             store.add_bound_checks(run, [check.to_row()])
     return [c for c, _ in checks]
+
+
+def _delete_stale_multi_run_checks(records: Sequence[RunRecord], store: Store, kept: set[tuple[str, str]]) -> None:
+    """Deletes the stored sweep and pair checks (wen2020.*, cacr.*) of ``records`` whose runs are
+    all among ``records`` but which this evaluation did not make again: their runs no longer form
+    a sweep or a pair (a pairing rule changed). A check that involves a run outside ``records``
+    is kept: it was not re-evaluated."""
+    ids = {r.id for r in records}
+    for record in records:
+        for c in store.bound_checks(record.id):
+            runs = set(c["details"].get("grid_runs", [record.id]))
+            if c["theorem"].startswith(("wen2020.", "cacr.")) and runs <= ids and (record.id, c["theorem"]) not in kept:
+                store.delete_bound_check(record.id, c["theorem"])
 
 
 def _initial_gradient_norm(store: Store, run_id: str) -> float | None:

@@ -232,6 +232,8 @@ class Store:
             return "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?)", rows
         if op == "delete_measurements":
             return "DELETE FROM measurements WHERE run=? AND name LIKE ?", [(run_id, args["name_like"])]
+        if op == "delete_bound_check":
+            return "DELETE FROM bound_checks WHERE run=? AND theorem=?", [(run_id, str(args["theorem"]))]
         if op == "add_bound_checks":
             rows = [
                 (run_id, c["theorem"], real_or_none(c.get("bound")), real_or_none(c.get("measured")), flag_or_none(c.get("holds")), real_or_none(c.get("tightness")), flag_or_none(c.get("assumptions_met")),
@@ -298,6 +300,10 @@ class Store:
         assumptions_met, vacuous, informative, resolved and optionally details (any JSON-able mapping,
         e.g. which assumption failed and by how much). A check of the same theorem is replaced."""
         self._apply("add_bound_checks", run_id, {"checks": [dict(c) for c in checks]})
+
+    def delete_bound_check(self, run_id: str, theorem: str) -> None:
+        """Deletes the run's stored check of ``theorem`` (a multi-run check whose runs no longer pair)."""
+        self._apply("delete_bound_check", run_id, {"theorem": theorem})
 
     def bound_checks(self, run_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = f"SELECT {', '.join(CHECK_COLUMNS)} FROM bound_checks", ()

@@ -46,7 +46,7 @@ from .files import read_regular_file
 __all__ = ["SPOOL_ENV", "SpoolStore", "import_spool", "open_store", "pending_spool_files", "read_spool_file"]
 
 FORMAT = "clbounds-spool-1"
-OPERATIONS = ("upsert_run", "set_status", "add_measurements", "delete_measurements", "add_bound_checks")
+OPERATIONS = ("upsert_run", "set_status", "add_measurements", "delete_measurements", "delete_bound_check", "add_bound_checks")
 
 
 def open_store(root: str | Path | None = None) -> Store:
