@@ -106,6 +106,14 @@ def markdown(result: dict, store: Path, host: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def store_section(store: Path, out: Path | None = None) -> str:
+    """:func:`compare` on every run of ``store`` as markdown (a level-2 heading, for ``make bench``), also written to ``out``."""
+    text = markdown(compare(store), Path("the quick grid (verify --preset quick)"))
+    if out is not None:
+        out.write_text(text)
+    return text.replace("# One pass", "## One pass", 1)
+
+
 def run(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, required=True, help="a store with finished runs (read, never changed)")

@@ -24,7 +24,7 @@ from types import ModuleType
 import torch
 
 from . import (
-    measure_scaling, bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step, cli_startup, make_run, sequential_stopping,
+    measure_scaling, bench_hessian, bench_info_nce, bench_info_nce_lightly, bench_knn, bench_linear_probe, bench_pgd, bench_sharpness, bench_train_step, cli_startup, make_run, pass_cache, sequential_stopping,
 )
 from .gpu_throughput import measure_throughput
 from .harness import Result, machine, markdown_table, measure
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-throughput", action="store_true", help="skip the SimCLR throughput run")
     p.add_argument("--no-startup", action="store_true", help="skip the CLI start-up timing")
     p.add_argument("--no-make-run", action="store_true", help="skip timing the main job against import torch (about 2 min)")
-    p.add_argument("--no-sequential", action="store_true", help="skip the sequential-stopping comparison on the quick grid (about 4 min)")
+    p.add_argument("--no-sequential", action="store_true", help="skip the sequential-stopping and pass-cache comparisons on the quick grid (about 6 min)")
     p.add_argument("--no-measure-scaling", action="store_true", help="skip the measure-scaling run (about an hour) and quote the stored measure_scaling.md")
     p.add_argument("--out", type=Path, default=HERE, help="folder for results.json and results.md")
     a = p.parse_args(argv)
@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         (a.out / "make_run.json").write_text(json.dumps(timing, indent=2) + "\n")
         table += "\n" + make_run.markdown(timing)
     if not a.no_sequential:  # the bounds group with and without sequential stopping, every verdict compared
-        table += "\n" + sequential_stopping.quick_grid_section(a.out / "sequential_stopping.md").replace("# Sequential", "## Sequential", 1)
+        # one quick grid for both side-by-side comparisons: sequential stopping and the pass cache
+        table += "\n" + sequential_stopping.quick_grid_section(a.out / "sequential_stopping.md",
+                                                               also=lambda store: pass_cache.store_section(store, a.out / "pass_cache.md")).replace("# Sequential", "## Sequential", 1)
     (a.out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n")
     (a.out / "results.md").write_text(table)  # kept if the hour-long scaling run below fails
     with threadpool_limits(a.threads):

@@ -20,6 +20,7 @@ import io
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from clbounds.bounds.common import verdict
@@ -81,18 +82,27 @@ def markdown(result: dict, store: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def quick_grid_section(out: Path | None = None) -> str:
+@contextlib.contextmanager
+def quick_grid_store() -> Iterator[Path]:
     """The quick grid trained into a temporary store (``verify --preset quick``, about 2 min on
-    two cores), then :func:`compare`; the markdown, also written to ``out`` when given."""
-    with tempfile.TemporaryDirectory(prefix="clbounds-sequential-") as work:
+    two cores), removed on exit; ``work`` beside it is free for copies."""
+    with tempfile.TemporaryDirectory(prefix="clbounds-quick-") as work:
         store = Path(work) / "store"
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             if main(["--store", str(store), "verify", "--preset", "quick"]) != 0:
                 raise RuntimeError("verify --preset quick failed")
-        text = markdown(compare(store, Path(work) / "copies"), Path("the quick grid (verify --preset quick)"))
-    if out is not None:
-        out.write_text(text)
-    return text
+        yield store
+
+
+def quick_grid_section(out: Path | None = None, also: Callable[[Path], str] | None = None) -> str:
+    """:func:`compare` on the quick grid (:func:`quick_grid_store`); the markdown, also written
+    to ``out`` when given. ``also(store)``: another comparison on the same store, its markdown
+    appended (``make bench`` trains the grid once for this and benchmarks/pass_cache.py)."""
+    with quick_grid_store() as store:
+        text = markdown(compare(store, store.parent / "copies"), Path("the quick grid (verify --preset quick)"))
+        if out is not None:
+            out.write_text(text)
+        return text + ("\n" + also(store) if also is not None else "")
 
 
 def run(argv: list[str] | None = None) -> dict:

@@ -57,13 +57,17 @@ def test_shared_passes_give_the_same_rows_with_fewer_backbone_images(monkeypatch
     assert {f"random_init/{t}" for t in robust_cl.REQUIRED_TERMS} <= shared.keys(), sorted({f"random_init/{t}" for t in robust_cl.REQUIRED_TERMS} - shared.keys())
 
 
-def test_a_weight_changed_in_place_is_not_read_from_the_cache():
-    raw = tiny_raw(data__n_train=32, data__n_test=16)
-    cfg = config_from_dict(raw)
+def _tiny_context(arch: str | None = None) -> tuple[torch.nn.Module, Context]:
+    """A small untrained encoder and its measure context (the encoder is its own initialisation)."""
+    cfg = config_from_dict(tiny_raw(data__n_train=32, data__n_test=16, **({"encoder__arch": arch} if arch else {})))
     data = load_run_data(cfg)
     torch.manual_seed(0)
     model = build_encoder(cfg, data.image_shape).eval()
-    ctx = make_context(cfg, data, model, model, torch.device("cpu"))
+    return model, make_context(cfg, data, model, model, torch.device("cpu"))
+
+
+def test_a_weight_changed_in_place_is_not_read_from_the_cache():
+    model, ctx = _tiny_context()
     before = ctx.projections(ctx.views[1]).clone()
     assert torch.equal(ctx.projections(ctx.views[1]), before)  # read from the cache
     with torch.no_grad():
@@ -77,12 +81,7 @@ def test_a_weight_changed_in_place_is_not_read_from_the_cache():
 
 
 def test_weights_restored_bitwise_keep_the_cache_and_a_batchnorm_statistic_empties_it():
-    raw = tiny_raw(data__n_train=32, data__n_test=16, encoder__arch="convnet")
-    cfg = config_from_dict(raw)
-    data = load_run_data(cfg)
-    torch.manual_seed(0)
-    model = build_encoder(cfg, data.image_shape).eval()
-    ctx = make_context(cfg, data, model, model, torch.device("cpu"))
+    model, ctx = _tiny_context("convnet")
     seen = [0]
     hook = model.register_forward_hook(lambda module, args, output: seen.__setitem__(0, seen[0] + args[0].shape[0]))
     before = ctx.projections(ctx.views[0]).clone()
@@ -100,12 +99,7 @@ def test_weights_restored_bitwise_keep_the_cache_and_a_batchnorm_statistic_empti
 
 
 def test_a_cached_tensor_changed_in_place_by_a_caller_is_recomputed():
-    raw = tiny_raw(data__n_train=32, data__n_test=16)
-    cfg = config_from_dict(raw)
-    data = load_run_data(cfg)
-    torch.manual_seed(0)
-    model = build_encoder(cfg, data.image_shape).eval()
-    ctx = make_context(cfg, data, model, model, torch.device("cpu"))
+    model, ctx = _tiny_context()
     before = ctx.projections(ctx.views[0]).clone()
     ctx.projections(ctx.views[0]).mul_(0)  # a careless caller
     torch.testing.assert_close(ctx.projections(ctx.views[0]), before)
