@@ -9,6 +9,7 @@ interleaving spreads any background load over both sides instead of one.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -184,3 +186,22 @@ def markdown_table(results: list[Result], host: dict[str, Any]) -> str:
     if notes:
         lines += ["", "Notes:", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def store_comparison_main(doc: str, compare: Callable[[Path], dict], markdown: Callable[[dict, Path], str], argv: list[str] | None = None,
+                          store_help: str = "a store with finished runs (read, never changed)") -> dict:
+    """The command line of a side-by-side comparison on a store (benchmarks/sequential_stopping.py,
+    benchmarks/pass_cache.py): ``--store`` and ``--out``; prints the markdown, writes it to
+    ``--out`` when given, returns ``compare``'s result. A missing store is a usage error."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, required=True, help=store_help)
+    parser.add_argument("--out", type=Path, help="write the table here (markdown)")
+    args = parser.parse_args(argv)
+    if not args.store.is_dir():
+        parser.error(f"no store at {args.store}")
+    result = compare(args.store)
+    text = markdown(result, args.store)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return result

@@ -16,7 +16,6 @@ counter (it is made inside the measure); its passes are in the wall time only.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from clbounds.experiments.measurement.measure import measure_context
 from clbounds.experiments.measurement.registry import default_groups
 from clbounds.experiments.store.db import Store
 
-from .harness import machine
+from .harness import machine, store_comparison_main
 from .measure_scaling import PassCounter
 
 HERE = Path(__file__).resolve().parent
@@ -115,18 +114,7 @@ def store_section(store: Path, out: Path | None = None) -> str:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True, help="a store with finished runs (read, never changed)")
-    parser.add_argument("--out", type=Path, help="write the table here (markdown)")
-    args = parser.parse_args(argv)
-    if not args.store.is_dir():
-        parser.error(f"no store at {args.store}")
-    result = compare(args.store)
-    text = markdown(result, args.store)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return result
+    return store_comparison_main(__doc__, compare, markdown, argv)
 
 
 if __name__ == "__main__":

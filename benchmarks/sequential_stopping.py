@@ -14,7 +14,6 @@ falls on both alike.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import shutil
@@ -27,6 +26,8 @@ from clbounds.bounds.common import verdict
 from clbounds.bounds.ssa_clr import ASCENT_SKIPPED_PREFIX
 from clbounds.experiments.cli import main
 from clbounds.experiments.store.db import Store
+
+from .harness import store_comparison_main
 
 HERE = Path(__file__).resolve().parent
 
@@ -106,17 +107,11 @@ def quick_grid_section(out: Path | None = None, also: Callable[[Path], str] | No
 
 
 def run(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True, help="a store with finished runs (it is copied, never changed)")
-    parser.add_argument("--out", type=Path, help="write the table here (markdown)")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="clbounds-sequential-") as work:
-        result = compare(args.store, Path(work))
-    text = markdown(result, args.store)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return result
+    def compare_in_copies(store: Path) -> dict:
+        with tempfile.TemporaryDirectory(prefix="clbounds-sequential-") as work:
+            return compare(store, Path(work))
+
+    return store_comparison_main(__doc__, compare_in_copies, markdown, argv, store_help="a store with finished runs (it is copied, never changed)")
 
 
 if __name__ == "__main__":
