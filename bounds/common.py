@@ -28,8 +28,11 @@ Conventions:
   them to the difference bound − measured (each term moved by ± its standard error, the
   contributions summed, which bounds the error whatever the terms' correlation) and calls
   the check resolved only when |bound − measured| exceeds z = 1.96 of that error, and never
-  below :data:`FLOAT_FLOOR` of the larger side (float32 resolution). Inside the margin the
-  verdict is "not resolved"; ``details["margin"]`` has the numbers.
+  below :data:`FLOAT_FLOOR` of the larger side (float32 resolution). A term that also stores
+  an estimate of its plug-in bias (``<term>_bias``, e.g. a jackknife's) widens the margin by
+  the change that bias makes to the difference, so a biased estimate cannot decide a check
+  its bias could. Inside the margin the verdict is "not resolved"; ``details["margin"]``
+  has the numbers.
 - ``informative`` is False when the same check also holds on a **control** that carries no
   learned structure (the architecture at its random initialisation, with or without its
   BatchNorm statistics recalibrated on the data; the trained encoder with its class labels
@@ -66,6 +69,8 @@ DECISION_Z = 1.96
 FLOAT_FLOOR = 16 * 2.0**-23
 #: The suffix of a term's standard error (``misalignment_rate_stderr``).
 STDERR_SUFFIX = "_stderr"
+#: The suffix of a term's estimated bias (``arora_mean_classifier_loss_bias``): E[estimate] − truth.
+BIAS_SUFFIX = "_bias"
 #: The suffix of the row that says a term cannot be computed for this encoder (value 1, the
 #: reason in its protocol): a gap is stored and shown, never silent.
 UNAVAILABLE_SUFFIX = "_unavailable"
@@ -297,7 +302,9 @@ def decide(check: BoundCheck, evaluate: Callable[[Mapping[str, float]], BoundChe
     contribution, and their sum is the error of the difference (a sum, not a root sum of
     squares, so it holds whatever the correlation of terms measured on one sample). The
     margin is z = :data:`DECISION_Z` of it, never below :data:`FLOAT_FLOOR` of the larger
-    side; a term whose ± move leaves the bound undefined makes the margin infinite. A check
+    side; a term whose ± move leaves the bound undefined makes the margin infinite. A term with
+    an estimated bias ``t_bias`` is also moved by the size of that bias, and the whole change of
+    bound − measured is added to the margin (not scaled by z: a bias is not noise). A check
     without standard errors is decided beyond the float floor only, and says so. A check whose
     bound is only a lower limit (``details["lower_limit"]``, a skipped estimate) keeps a verdict
     only where that limit clears the measured side beyond the margin; otherwise it has none
@@ -313,26 +320,15 @@ def decide(check: BoundCheck, evaluate: Callable[[Mapping[str, float]], BoundChe
     d = _difference(check)
     if d is None:
         return check
-    contributions: dict[str, float] = {}
-    for name, se in terms.items():
-        base = name[: -len(STDERR_SUFFIX)]
-        if not name.endswith(STDERR_SUFFIX) or base not in terms or terms[base] is None or se is None or not float(se) > 0:
-            continue
-        moved = []
-        for sign in (1, -1):
-            try:
-                moved.append(_difference(evaluate({**terms, base: float(terms[base]) + sign * float(se)})))
-            except (MissingTermError, ValueError, ZeroDivisionError, OverflowError):
-                moved.append(None)
-        change = math.inf if None in moved else abs(moved[0] - moved[1]) / 2
-        if change > 0:
-            contributions[base] = change
-    stderr = sum(contributions.values())
+    contributions, biases = _moves(terms, evaluate, STDERR_SUFFIX, (1, -1)), _moves(terms, evaluate, BIAS_SUFFIX, (0, -1))
+    stderr, bias = sum(contributions.values()), sum(biases.values())
     floor = FLOAT_FLOOR * max(1.0, abs(check.bound), abs(check.measured))
-    margin = max(DECISION_Z * stderr, floor)
+    margin = max(DECISION_Z * stderr + bias, floor)
     details = dict(check.details)
     details["margin"] = {"difference": d, "stderr": stderr, "z": DECISION_Z, "margin": margin, "float_floor": floor,
-                         "contributions": contributions, "decided_by": "standard errors" if DECISION_Z * stderr >= floor else "float resolution only"}
+                         "contributions": contributions, "decided_by": "standard errors" if DECISION_Z * stderr + bias >= floor else "float resolution only"}
+    if biases:
+        details["margin"] |= {"bias": bias, "bias_contributions": biases}
     if not contributions:
         details["margin"]["note"] = "no standard error stored for the terms this check reads: decided beyond float resolution only"
     if details.get("lower_limit") and not d > margin:
@@ -343,6 +339,28 @@ def decide(check: BoundCheck, evaluate: Callable[[Mapping[str, float]], BoundChe
                              "the full value would decide it")
         return check.replace(bound=None, holds=None, tightness=None, vacuous=None, details=details)
     return check.replace(details=details, resolved=bool(abs(d) > margin))
+
+
+def _moves(terms: Mapping[str, float], evaluate: Callable[[Mapping[str, float]], BoundCheck], suffix: str, signs: tuple[int, int]) -> dict[str, float]:
+    """For each term ``t`` with a positive-size row ``t<suffix>`` of size e: the change of
+    bound − measured between t + signs[0]·e and t + signs[1]·e, divided by the signs' distance
+    (half the ± change for a standard error, the whole shift for a bias); infinite where a move
+    leaves the check undefined."""
+    out: dict[str, float] = {}
+    for name, size in terms.items():
+        base = name[: -len(suffix)]
+        if not name.endswith(suffix) or base not in terms or terms[base] is None or size is None or not abs(float(size)) > 0:
+            continue
+        moved = []
+        for sign in signs:
+            try:
+                moved.append(_difference(evaluate({**terms, base: float(terms[base]) + sign * abs(float(size))})))
+            except (MissingTermError, ValueError, ZeroDivisionError, OverflowError):
+                moved.append(None)
+        change = math.inf if None in moved else abs(moved[0] - moved[1]) / (signs[0] - signs[1])
+        if change > 0:
+            out[base] = change
+    return out
 
 
 def evaluate_registry(

@@ -230,3 +230,34 @@ def test_the_anchor_standard_error_of_a_monte_carlo_term_covers_the_spread_over_
         errors.append(out["stderr"].item())
     spread = torch.tensor(losses).std().item()
     assert 0.6 < (sum(errors) / len(errors)) / spread < 1.6
+
+
+@pytest.mark.parametrize("n,k", [(17, 3), (12, 4)])
+def test_leave_one_out_losses_match_recomputing_without_each_input(n, k):
+    # The closed forms of the jackknife against the plain recomputation on n − 1 inputs; the
+    # last input is alone in its class, so deleting it removes a class.
+    a, b, q = (torch.randn(n, 3, generator=gen(30 + i), dtype=F64) for i in range(3))
+    y = torch.cat([torch.arange(n - 1) % k, torch.tensor([k])])
+    keep = lambda t, m: t[torch.arange(n) != m]  # noqa: E731
+    cases = [
+        (unsupervised_loss_practical(a, b, q, leave_one_out=True), lambda m: unsupervised_loss_practical(keep(a, m), keep(b, m), keep(q, m))),
+        (unsupervised_loss_exact(a, y, leave_one_out=True, block_entries=50), lambda m: unsupervised_loss_exact(keep(a, m), keep(y, m))),
+        (mean_classifier_loss_exact(a, y, leave_one_out=True), lambda m: mean_classifier_loss_exact(keep(a, m), keep(y, m))),
+    ]
+    for loo, brute in cases:
+        assert loo.shape == (n,)
+        assert torch.allclose(loo, torch.stack([brute(m) for m in range(n)]), rtol=0, atol=1e-13)
+
+
+def test_the_jackknife_of_a_mean_is_its_standard_error_and_unbiased():
+    from clbounds.theory.uncertainty import jackknife, stderr_of_mean
+
+    x = torch.randn(25, generator=gen(40), dtype=F64)
+    loo = (x.sum() - x) / 24
+    out = jackknife(x.mean(), loo)
+    assert out["stderr"].item() == pytest.approx(stderr_of_mean(x).item(), rel=1e-12)
+    assert abs(out["bias"].item()) < 1e-14
+    # a plug-in variance (divides by n) has bias −σ²/n, which the jackknife recovers exactly
+    var = lambda v: ((v - v.mean()) ** 2).mean()  # noqa: E731
+    loo_var = torch.stack([var(x[torch.arange(25) != m]) for m in range(25)])
+    assert jackknife(var(x), loo_var)["bias"].item() == pytest.approx(-x.var(unbiased=True).item() / 25, rel=1e-10)

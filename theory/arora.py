@@ -153,7 +153,7 @@ def _compact(f: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 @validated(labels=("y",), block_entries=">= 1")
-def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_ENTRIES, per_anchor: bool = False) -> Tensor:
+def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_ENTRIES, per_anchor: bool = False, leave_one_out: bool = False) -> Tensor:
     r"""L_un with one negative, exactly, on the empirical distribution of (f, y) (PAPERS.md §6).
 
         L_un = (1/N) Σ_i (1/n_{y_i}) Σ_{j: y_j = y_i} (1/N) Σ_k log(1 + e^{f_iᵀf_k − f_iᵀf_j}),
@@ -169,7 +169,10 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
 
     Returns:
         Scalar tensor in float64; with ``per_anchor`` the [N] vector of each anchor's term
-        (its mean is the loss; its spread gives the standard error over anchors).
+        (its mean is the loss); with ``leave_one_out`` the [N] vector of the loss without
+        input m (as anchor, as positive and as negative), for
+        :func:`clbounds.theory.uncertainty.jackknife`: the anchors' spread alone misses the
+        variation an input adds as the positive and the negative of the others.
 
     Examples:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
@@ -179,6 +182,8 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
     f, labels, _, _ = _compact(f, y)
     n = f.shape[0]
     anchors = f.new_zeros(n)
+    if leave_one_out:  # Q[i, k] = Σ_j h(i, j, k) over positives; P[i, j] = Σ_k h(i, j, k), j of i's class
+        q_sum, p_sum = f.new_zeros(n, n), f.new_zeros(n, n)
     for c in range(int(labels.max()) + 1):
         idx = torch.nonzero(labels == c).flatten()
         g = f[idx] @ f.T  # [n_c, N]: f_iᵀf_k for anchors i of class c
@@ -187,11 +192,30 @@ def unsupervised_loss_exact(f: Tensor, y: Tensor, block_entries: int = _BLOCK_EN
         for s in range(0, idx.numel(), rows):
             block = F.softplus(g[s : s + rows, None, :] - g_pos[s : s + rows, :, None])  # [b, n_c, N]
             anchors[idx[s : s + rows]] = block.mean(dim=(1, 2))
+            if leave_one_out:
+                q_sum[idx[s : s + rows]] = block.sum(1)
+                p_sum[idx[s : s + rows, None], idx[None, :]] = block.sum(2)
+    if leave_one_out:
+        return _unsupervised_leave_one_out(anchors, labels, q_sum, p_sum)
     return anchors if per_anchor else anchors.sum() / n
 
 
+def _unsupervised_leave_one_out(anchors: Tensor, labels: Tensor, q_sum: Tensor, p_sum: Tensor) -> Tensor:
+    """L_un without input m, for every m: anchor i keeps its sum over (positive j, negative k)
+    less the negative m (column m of Q) and, when m is of i's class, less the positive m
+    (P[i, m]), the pair j = k = m counted twice (its term is softplus(0) = log 2)."""
+    n = anchors.numel()
+    counts = torch.bincount(labels).double()[labels]  # n_{y_i}
+    same = labels[:, None] == labels[None, :]
+    totals = anchors * counts * n  # Σ_j Σ_k h(i, j, k)
+    kept = totals[:, None] - q_sum - same * (p_sum - math.log(2))  # [i, m]
+    pairs = (counts[:, None] - same.double()).clamp_min(1) * (n - 1)
+    off = ~torch.eye(n, dtype=torch.bool, device=anchors.device)
+    return torch.where(off, kept / pairs, torch.zeros_like(kept)).sum(0) / (n - 1)
+
+
 @validated
-def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative: Tensor, per_anchor: bool = False) -> Tensor:
+def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative: Tensor, per_anchor: bool = False, leave_one_out: bool = False) -> Tensor:
     r"""L_un with one negative and *practical* positives, exactly on the sample:
 
         L_un^prac = (1/N) Σ_i (1/N) Σ_j log(1 + e^{f_iᵀf⁻_j − f_iᵀf⁺_i}),
@@ -205,10 +229,12 @@ def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative
     Args:
         f_anchor: [N, D] embeddings of the anchors.
         f_positive: [N, D] embeddings of the positives, row i from the same input as ``f_anchor[i]``.
-        f_negative: [N, D] embeddings of the negatives.
+        f_negative: [N, D] embeddings of the negatives, row j from input j.
 
     Returns:
-        Scalar tensor in float64; with ``per_anchor`` the [N] vector of each anchor's term.
+        Scalar tensor in float64; with ``per_anchor`` the [N] vector of each anchor's term;
+        with ``leave_one_out`` the [N] vector of the loss without input m (its anchor row and
+        its negative column), for :func:`clbounds.theory.uncertainty.jackknife`.
 
     Examples:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
@@ -221,7 +247,13 @@ def unsupervised_loss_practical(f_anchor: Tensor, f_positive: Tensor, f_negative
         raise ValueError("unsupervised_loss_practical needs at least one input")
     a, p, q = f_anchor.double(), f_positive.double(), f_negative.double()
     pos = (a * p).sum(1, keepdim=True)  # [N, 1]
-    anchors = F.softplus(a @ q.T - pos).mean(1)
+    h = F.softplus(a @ q.T - pos)  # [anchor i, negative j]
+    if leave_one_out:
+        n = h.shape[0]
+        if n < 2:
+            raise ValueError("leave_one_out needs at least two inputs")
+        return (h.sum() - h.sum(0) - h.sum(1) + h.diagonal()) / (n - 1) ** 2
+    anchors = h.mean(1)
     return anchors if per_anchor else anchors.mean()
 
 
@@ -285,7 +317,7 @@ def _margins(f: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
 
 
 @validated(labels=("y",))
-def mean_classifier_loss_exact(f: Tensor, y: Tensor, per_anchor: bool = False) -> Tensor:
+def mean_classifier_loss_exact(f: Tensor, y: Tensor, per_anchor: bool = False, leave_one_out: bool = False) -> Tensor:
     r"""L_sup^μ with one negative class, exactly, on the empirical distribution (PAPERS.md §6).
 
         L_sup^μ = Σ_{a≠b} p_a p_b / (1 − τ) · mean_{x∈S_a} log(1 + e^{−f(x)ᵀ(μ_a − μ_b)}),
@@ -293,7 +325,10 @@ def mean_classifier_loss_exact(f: Tensor, y: Tensor, per_anchor: bool = False) -
     the average binary mean-classifier loss over tasks {a, b} drawn from p² conditioned on
     a ≠ b, with the class means μ_c of the same empirical distribution (the *true* means of
     D̂, as the bound's proof requires). With ``per_anchor`` the [N] vector whose mean is the
-    loss (the class means held fixed).
+    loss (the class means held fixed); with ``leave_one_out`` the [N] vector of the loss
+    without input m, its class mean and the class frequencies re-estimated, for
+    :func:`clbounds.theory.uncertainty.jackknife` (the anchors' spread alone varies with the
+    class frequencies, which the normalisation by 1 − τ cancels, and misses the class means').
 
     Examples:
         >>> f = torch.tensor([[1., 0.], [0., 1.]], dtype=torch.float64)
@@ -302,8 +337,33 @@ def mean_classifier_loss_exact(f: Tensor, y: Tensor, per_anchor: bool = False) -
     """
     f, labels, p, centers = _compact(f, y)
     other = torch.ones(f.shape[0], p.numel(), dtype=torch.bool, device=f.device).scatter_(1, labels[:, None], False)
+    if leave_one_out:
+        return _mean_classifier_leave_one_out(f, labels, centers, other)
     anchors = (F.softplus(-_margins(f, labels, centers)) * p * other).sum(1) / (1 - (p * p).sum())
     return anchors if per_anchor else anchors.mean()
+
+
+def _mean_classifier_leave_one_out(f: Tensor, labels: Tensor, centers: Tensor, other: Tensor, block_entries: int = _BLOCK_ENTRIES) -> Tensor:
+    """L_sup^μ without input m, for every m: m's class mean becomes (n_c μ_c − f_m)/(n_c − 1),
+    so the scores f_iᵀμ_c change in column c only, by the Gram column f_iᵀf_m; p̂ loses m."""
+    n, k = other.shape
+    counts = torch.bincount(labels, minlength=k).double()
+    scores, gram = f @ centers.T, f @ f.T  # [N, K], [N, N]
+    out = f.new_empty(n)
+    rows = max(1, block_entries // (n * k))
+    for start in range(0, n, rows):
+        m = torch.arange(start, min(n, start + rows), device=f.device)
+        b, c = m.numel(), labels[m]
+        left = counts.repeat(b, 1)
+        left[torch.arange(b), c] -= 1
+        p = left / (n - 1)  # [b, K]
+        s = scores.repeat(b, 1, 1)  # [b, N, K]
+        s[torch.arange(b), :, c] = (counts[c, None] * scores[:, c].T - gram[m]) / (counts[c, None] - 1).clamp_min(1)
+        margins = s.gather(2, labels[None, :, None].expand(b, n, 1)) - s
+        anchors = (F.softplus(-margins) * p[:, None, :] * other).sum(2) / (1 - (p * p).sum(1, keepdim=True))  # [b, N]
+        anchors[torch.arange(b), m] = 0
+        out[m] = anchors.sum(1) / (n - 1)
+    return out
 
 
 @validated(labels=("y",), num_negatives=">= 1", samples=">= 1")

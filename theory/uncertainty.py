@@ -50,6 +50,35 @@ def binomial_stderr(rate: float | Tensor, n: int) -> Tensor:
     return torch.tensor(math.sqrt(p * (1 - p) / n), dtype=torch.float64)
 
 
+def jackknife(full: Tensor | float, leave_one_out: Tensor) -> dict[str, Tensor]:
+    r"""The delete-one jackknife of a statistic T of n sampled units: its standard error and bias.
+
+        se_J = √((n − 1)/n · Σ_m (T₍₋ₘ₎ − T̄₍·₎)²),    bias_J = (n − 1)(T̄₍·₎ − T),
+
+    with T₍₋ₘ₎ the statistic recomputed without unit m and T̄₍·₎ their mean. Unlike the standard
+    error of per-unit terms, it sees every way a unit enters T: as an anchor and as a negative
+    of a pair loss (a U-statistic), and through the class means and frequencies a mean
+    classifier re-estimates from the same sample. ``bias_J`` estimates the plug-in bias of
+    order 1/n (a sample's own point in its class mean).
+
+    Args:
+        full: T on all n units.
+        leave_one_out: [n] the T₍₋ₘ₎.
+
+    Examples:
+        >>> out = jackknife(2.0, torch.tensor([2.5, 2.0, 1.5], dtype=torch.float64))   # T = the mean of 1, 2, 3
+        >>> round(out["stderr"].item(), 6), round(out["bias"].item(), 6)   # s/√n = 1/√3, unbiased
+        (0.57735, 0.0)
+    """
+    v = leave_one_out.detach().double().flatten()
+    n = v.numel()
+    if n < 2:
+        zero = torch.zeros((), dtype=torch.float64)
+        return {"stderr": zero, "bias": zero}
+    centre = v.mean()
+    return {"stderr": ((n - 1) / n * (v - centre).pow(2).sum()).sqrt(), "bias": (n - 1) * (centre - float(full))}
+
+
 def collision_stderr(p: Tensor, n: int) -> Tensor:
     r"""The delta-method standard error of the plug-in collision probability τ̂ = Σ_c p̂_c²
     from n labels: Var τ̂ ≈ (4/n)(Σ_c p_c³ − (Σ_c p_c²)²).
