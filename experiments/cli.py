@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bounds)
 
     p = sub.add_parser("verify", help="the main job: train a preset's grid, measure, bound, plot and report")
-    p.add_argument("--preset", default="quick", help="quick (embedded data, CPU, minutes), cpu (about 75 minutes on 2 cores) or paper (CIFAR, GPU), or a preset YAML")
+    p.add_argument("--preset", default="quick", help="quick (embedded data, CPU, minutes), cpu (about an hour on 2 cores) or paper (CIFAR, GPU), or a preset YAML")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run, e.g. device=cpu")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: one run uses all cores)")
     _executor_arguments(p)

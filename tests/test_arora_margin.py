@@ -4,8 +4,8 @@
 L_un, L_un^prac and L_sup^μ are known to Monte-Carlo precision. A margin that may decide a
 check must cover the population difference bound − L_sup^μ in at least 95% of samples: 2,000
 simulated samples of n = 128 inputs per regime, failing above 0.05 plus two Monte-Carlo
-standard errors. The standard error over anchors that the tool used before missed 25–83% in
-the practical check, and the error over anchors and Monte-Carlo draws 16% in the M-negative
+standard errors. The standard error over anchors that the tool used before missed 29–88% in
+the practical check, and the error over anchors and Monte-Carlo draws 9% in the M-negative
 check (the study's table in docs/estimators.md): the one-negative terms now carry the
 delete-one jackknife, the Monte-Carlo ones the delete-a-group jackknife, each with its bias.
 """
@@ -45,7 +45,7 @@ def test_the_jackknife_margin_covers_the_population_difference(regime):
 
 @pytest.mark.slow
 def test_the_grouped_jackknife_margin_of_the_m_negative_check_covers_the_population_difference():
-    # Structured embeddings: where the error over anchors and draws missed 16% (study, 200 samples).
+    # Structured embeddings: where the error over anchors and draws missed 9% (study, 2,000 samples).
     rows = arora_margin.coverage_m("structured", 128, REPS, margins=("grouped jackknife",))
     for name, row in rows.items():
         assert row["miss"] <= LEVEL, f"{name} misses {row['miss']:.3f} of {REPS} samples"
