@@ -19,7 +19,7 @@ triples), in the regimes the checks meet:
 
 Two margins are simulated: the one the tool used before (standard error over anchors, class
 means and frequencies held fixed) and the delete-one jackknife with its bias
-(``experiments/measurement/groups/bounds._one_negative_rows``). A miss is |d − d_pop| above the
+(``experiments/measurement/groups/bounds.one_negative_rows``, the rows the tool stores, called here). A miss is |d − d_pop| above the
 margin; a margin that holds its level misses at most 5% (tests/test_arora_margin.py asserts
 it at n = 128 with 2,000 simulated samples).
 """
@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from clbounds.bounds import arora2019
 from clbounds.bounds.common import decide
 from clbounds.theory import arora
-from clbounds.theory.uncertainty import grouped_jackknife, jackknife, stderr_of_mean
+from clbounds.experiments.measurement.groups.bounds import monte_carlo_rows, one_negative_rows
+from clbounds.theory.uncertainty import stderr_of_mean
 
 #: (spread of inputs around the common point, class signal, view noise), relative scales.
 REGIMES = {
@@ -114,26 +115,20 @@ class Generator:
 
 
 def _terms(sample: tuple[torch.Tensor, ...], margin: str) -> dict[str, float]:
+    """The one-negative terms of a sample: with the tool's own rows (``one_negative_rows``), or
+    with the error over anchors the tool stored before."""
     f, y, a, b = sample
-    losses: dict[str, Callable[[bool], torch.Tensor]] = {
-        "arora_unsupervised_loss": lambda loo: arora.unsupervised_loss_exact(f, y, leave_one_out=loo),
-        "arora_unsupervised_loss_practical": lambda loo: arora.unsupervised_loss_practical(a, b, b, leave_one_out=loo),
-        "arora_mean_classifier_loss": lambda loo: arora.mean_classifier_loss_exact(f, y, leave_one_out=loo),
-    }
-    per_anchor = {
-        "arora_unsupervised_loss": lambda: arora.unsupervised_loss_exact(f, y, per_anchor=True),
-        "arora_unsupervised_loss_practical": lambda: arora.unsupervised_loss_practical(a, b, b, per_anchor=True),
-        "arora_mean_classifier_loss": lambda: arora.mean_classifier_loss_exact(f, y, per_anchor=True),
+    losses: dict[str, Callable[..., torch.Tensor]] = {
+        "arora_unsupervised_loss": lambda **how: arora.unsupervised_loss_exact(f, y, **how),
+        "arora_unsupervised_loss_practical": lambda **how: arora.unsupervised_loss_practical(a, b, b, **how),
+        "arora_mean_classifier_loss": lambda **how: arora.mean_classifier_loss_exact(f, y, **how),
     }
     terms = {"arora_collision": 1.0 / CLASSES}  # balanced classes: the plug-in collision is exact
     for name, loss in losses.items():
-        full = loss(False).item()
-        terms[name] = full
         if margin == "jackknife":
-            jack = jackknife(full, loss(True))
-            terms[f"{name}_stderr"], terms[f"{name}_bias"] = jack["stderr"].item(), jack["bias"].item()
+            terms |= {row[0]: row[1] for row in one_negative_rows(name, lambda loo, loss=loss: loss(leave_one_out=loo), "")}
         else:
-            terms[f"{name}_stderr"] = stderr_of_mean(per_anchor[name]()).item()
+            terms[name], terms[f"{name}_stderr"] = loss().item(), stderr_of_mean(loss(per_anchor=True)).item()
     return terms
 
 
@@ -174,18 +169,17 @@ M_MARGINS = ("anchors and draws", "grouped jackknife")
 
 
 def _m_estimates(f: torch.Tensor, y: torch.Tensor, m: int, margin: str, g: torch.Generator) -> dict[str, float]:
+    """The M-negative terms of a sample: with the tool's own rows (``monte_carlo_rows``), or with
+    the error over anchors and draws the tool stored before."""
     estimators = {"arora_unsupervised_loss_M": arora.unsupervised_loss, "arora_mean_classifier_loss_M": arora.mean_classifier_loss}
     terms = {}
-    for name, estimate in estimators.items():
-        out = estimate(f, y, m, samples=32, generator=g)
-        terms[name] = out["loss"].item()
+    for name, estimator in estimators.items():
+        estimate = lambda f_, y_, g_, estimator=estimator: estimator(f_, y_, m, samples=32, generator=g_)  # noqa: E731
+        out = estimate(f, y, g)
         if margin == "grouped jackknife":
-            seed = int(torch.randint(0, 2**31, (1,), generator=g))
-            jack = grouped_jackknife(lambda keep: estimate(f[keep], y[keep], m, samples=32, generator=torch.Generator().manual_seed(seed))["loss"],
-                                     f.shape[0], generator=g)
-            terms[f"{name}_stderr"], terms[f"{name}_bias"] = jack["stderr"].item(), jack["bias"].item()
+            terms |= {row[0]: row[1] for row in monte_carlo_rows(name, estimate, out, f, y, g, "")}
         else:
-            terms[f"{name}_stderr"] = out["stderr"].item()
+            terms[name], terms[f"{name}_stderr"] = out["loss"].item(), out["stderr"].item()
     return terms
 
 

@@ -34,7 +34,7 @@ def view_pair_batches(ctx: Context, x: torch.Tensor, batch_size: int, salt: int)
     return ctx.cache[key]
 
 
-def _one_negative_rows(term: str, loss, protocol: str) -> list[Row]:
+def one_negative_rows(term: str, loss, protocol: str) -> list[Row]:
     """An exact one-negative term on the sample, its delete-one jackknife standard error and its
     jackknife estimate of the plug-in bias (``theory.uncertainty.jackknife``): an input enters
     these losses as anchor, positive, negative and through the class means, so the anchors'
@@ -51,7 +51,7 @@ def _one_negative_rows(term: str, loss, protocol: str) -> list[Row]:
 JACKKNIFE_GROUPS = 10
 
 
-def _monte_carlo_rows(term: str, estimate, out: dict, f: torch.Tensor, y: torch.Tensor, g: torch.Generator, protocol: str) -> list[Row]:
+def monte_carlo_rows(term: str, estimate, out: dict, f: torch.Tensor, y: torch.Tensor, g: torch.Generator, protocol: str) -> list[Row]:
     """A Monte-Carlo Arora term (``out`` from ``estimate(f, y, generator)``), with the standard error
     and bias of the delete-a-group jackknife (``theory.uncertainty.grouped_jackknife``, each
     group's estimate with its own draws): the error over anchors and draws alone holds the
@@ -94,22 +94,22 @@ def arora_terms(ctx: Context) -> list[Row]:
     views = [ctx.normalized_projections(v).double() / math.sqrt(tau) for v in ctx.views[:2]]
     return [
         ("loss_temperature", tau, "tau of the trained InfoNCE (method.temperature); f = z/||z||/sqrt(tau)"),
-        *_one_negative_rows("arora_unsupervised_loss_practical",
+        *one_negative_rows("arora_unsupervised_loss_practical",
                             lambda loo: arora.unsupervised_loss_practical(views[0], views[1], views[1], leave_one_out=loo),
                             f"1 negative, exact, practical positives: views 1 and 2 ({ctx.cfg.augment}) of each input, negative = view 2 of a uniform draw, {space}"),
-        *_one_negative_rows("arora_unsupervised_loss", lambda loo: arora.unsupervised_loss_exact(f, y, leave_one_out=loo), f"1 negative, exact, {space}"),
-        *_one_negative_rows("arora_mean_classifier_loss", lambda loo: arora.mean_classifier_loss_exact(f, y, leave_one_out=loo),
+        *one_negative_rows("arora_unsupervised_loss", lambda loo: arora.unsupervised_loss_exact(f, y, leave_one_out=loo), f"1 negative, exact, {space}"),
+        *one_negative_rows("arora_mean_classifier_loss", lambda loo: arora.mean_classifier_loss_exact(f, y, leave_one_out=loo),
                             f"1 negative class, exact, sample class means, {space}"),
         ("arora_collision", scalar(arora.collision_probability(p, 1)), f"tau = sum_k p_k^2, labels of the {ctx.split}"),
         ("arora_collision_stderr", scalar(collision_stderr(p, y.numel())), f"delta-method standard error of sum_k p_k^2 from {y.numel()} labels"),
         ("arora_negatives", float(k), "M = number of classes"),
-        *_monte_carlo_rows("arora_unsupervised_loss_M", lambda f_, y_, g_: arora.unsupervised_loss(f_, y_, k, samples=32, generator=g_), un_m, f, y, jack_g,
+        *monte_carlo_rows("arora_unsupervised_loss_M", lambda f_, y_, g_: arora.unsupervised_loss(f_, y_, k, samples=32, generator=g_), un_m, f, y, jack_g,
                            f"M={k} negatives, {mc}, {space}"),
-        *_monte_carlo_rows("arora_mean_classifier_loss_M", lambda f_, y_, g_: arora.mean_classifier_loss(f_, y_, k, samples=32, generator=g_), sup_m, f, y, jack_g,
+        *monte_carlo_rows("arora_mean_classifier_loss_M", lambda f_, y_, g_: arora.mean_classifier_loss(f_, y_, k, samples=32, generator=g_), sup_m, f, y, jack_g,
                            f"M={k} negative-class draws, {mc}, {space}"),
         ("arora_collision_M", scalar(arora.collision_probability(p, k)), f"tau_M = sum_k p_k (1-(1-p_k)^M), M={k}"),
         ("arora_collision_floor_M", scalar(arora.collision_floor(p, k)), f"gamma_M = sum_k p_k E log(1+J), J~Bin(M,p_k), M={k}"),
-        *_monte_carlo_rows("arora_mean_classifier_loss_ntxent", lambda f_, y_, g_: arora.mean_classifier_loss(f_, y_, b - 1, samples=32, generator=g_), sup_nt,
+        *monte_carlo_rows("arora_mean_classifier_loss_ntxent", lambda f_, y_, g_: arora.mean_classifier_loss(f_, y_, b - 1, samples=32, generator=g_), sup_nt,
                            f, y, jack_g, f"NT-Xent batch of {b}: M=B-1={b - 1} negative-class draws, {mc}, {space}"),
         ("arora_collision_ntxent", scalar(arora.collision_probability(p, b - 1)), f"tau_M, M=B-1={b - 1}"),
         ("arora_negatives_ntxent", float(b - 1), f"M = B-1 = {b - 1} negative-class draws of an NT-Xent batch of {b}"),
